@@ -1,0 +1,98 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// AgentSpec declares an agent that deploys to targets on its host.
+type AgentSpec struct {
+	// capabilities are the target types the agent can deploy to.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=5
+	Capabilities []TargetType `json:"capabilities"`
+
+	// heartbeatGracePeriod is how long the agent may stay silent before its
+	// targets turn Unknown. Defaults to 2m.
+	// +optional
+	// +kubebuilder:default="2m"
+	HeartbeatGracePeriod metav1.Duration `json:"heartbeatGracePeriod,omitempty"`
+
+	// paused stops the agent from starting new DeployTasks while true.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// AgentStatus is what the agent reported.
+type AgentStatus struct {
+	// observedGeneration is the generation of the spec last reconciled
+	// successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready (heartbeat within the grace period), Reconciling, Stalled.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// version of the stella-agent binary.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	Version string `json:"version,omitempty"`
+
+	// hostname of the machine the agent runs on.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Hostname string `json:"hostname,omitempty"`
+
+	// lastHeartbeat is when the agent last renewed its Lease.
+	// +optional
+	LastHeartbeat *metav1.Time `json:"lastHeartbeat,omitempty"`
+
+	// servedTargets names the Targets that point at this agent.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=253
+	ServedTargets []string `json:"servedTargets,omitempty"`
+}
+
+// Agent is a stella-agent process on a target host: it watches the
+// DeployTasks of the targets it serves, deploys them and reports what runs.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=agt,categories=stella
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.version`
+// +kubebuilder:printcolumn:name="Heartbeat",type=date,JSONPath=`.status.lastHeartbeat`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Status",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Agent struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the agent.
+	// +required
+	Spec AgentSpec `json:"spec"`
+
+	// status is what the agent reported.
+	// +optional
+	Status AgentStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// AgentList is a list of Agents.
+type AgentList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Agent `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Agent{}, &AgentList{})
+}

@@ -1,0 +1,76 @@
+package v1alpha1
+
+// Condition types shared by every Stella kind. Ready is normal-true: it is
+// always present once the object was reconciled. Reconciling and Stalled are
+// abnormal-true: they are present only while they are true.
+const (
+	// ConditionReady (normal-true) says the object is valid and its reconciler
+	// has brought the world in line with its spec.
+	ConditionReady = "Ready"
+	// ConditionReconciling (abnormal-true) says work towards the spec is in
+	// progress.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled (abnormal-true) says the reconciler cannot make progress
+	// without a change to the spec; its message names the field and the fix.
+	ConditionStalled = "Stalled"
+)
+
+// Condition reasons, CamelCase as the Kubernetes API conventions require.
+const (
+	// ReasonSucceeded: the last reconcile reached the desired state.
+	ReasonSucceeded = "Succeeded"
+	// ReasonProgressing: the reconciler is working towards the desired state.
+	ReasonProgressing = "Progressing"
+	// ReasonInvalidSpec: the spec cannot be acted upon; see the message.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonDependencyNotFound: an object the spec refers to does not exist.
+	ReasonDependencyNotFound = "DependencyNotFound"
+)
+
+// LocalObjectReference names another object in the same namespace.
+type LocalObjectReference struct {
+	// name of the referenced object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// SecretKeyReference names one key of a Secret in the same namespace.
+type SecretKeyReference struct {
+	// name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// key within the Secret's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// ComponentDigest is one component of a release pinned to an image digest.
+type ComponentDigest struct {
+	// name of the component, as in the Release.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// image is the component's image pinned by digest: repository@sha256:<64 hex>.
+	// +required
+	Image ImageDigestRef `json:"image"`
+}
+
+// ImageDigestRef is an OCI image reference pinned by digest, such as
+// registry.example.com/shop/api@sha256:<64 lowercase hex>. Tags are resolved to
+// digests once, when a release is created, and never again.
+// +kubebuilder:validation:MinLength=72
+// +kubebuilder:validation:MaxLength=512
+// +kubebuilder:validation:XValidation:rule="self.matches('^[a-zA-Z0-9][a-zA-Z0-9.-]*(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*@sha256:[a-f0-9]{64}$')",message="must be an image pinned by digest, repository@sha256:<64 lowercase hex>; a tag is not allowed here (stellactl release create resolves tags to digests)"
+type ImageDigestRef string
+
+// Digest is a content digest in the form sha256:<64 lowercase hex>.
+// +kubebuilder:validation:MaxLength=71
+// +kubebuilder:validation:XValidation:rule="self.matches('^sha256:[a-f0-9]{64}$')",message="must be a digest of the form sha256:<64 lowercase hex>"
+type Digest string

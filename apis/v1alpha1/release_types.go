@@ -35,6 +35,7 @@ type ReleaseSpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.exists(c, !has(c.role) || c.role == 'primary')",message="at least one component must have role primary (the default)"
 	Components []ReleaseComponent `json:"components"`
 
 	// source says where the release was built from; informational.
@@ -98,6 +99,7 @@ type ReleaseStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.exists(c, !has(c.role) || c.role == 'primary')",message="at least one component must have role primary (the default)"
 	Components []ReleaseComponentStatus `json:"components,omitempty"`
 
 	// deployments lists the environments where this release currently runs.

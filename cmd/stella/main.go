@@ -1,0 +1,164 @@
+// Command stella is the Stella server: `stella serve` runs the whole control
+// plane in one process; `stella controllers` runs only the reconcilers
+// against an existing Kubernetes API server.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/controlplane"
+	"github.com/stella-ops/stella/internal/install"
+	"github.com/stella-ops/stella/internal/logging"
+	"github.com/stella-ops/stella/internal/version"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := rootCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+// log receives Stella's own messages; set up before any command runs.
+var log logr.Logger
+
+func rootCommand() *cobra.Command {
+	var verbosity int
+	root := &cobra.Command{
+		Use:           "stella",
+		Short:         "Stella release control plane server",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			log = logging.Setup(verbosity)
+		},
+	}
+	root.PersistentFlags().IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 shows errors and Stella's own messages, 1 and up everything the Kubernetes libraries log")
+	root.AddCommand(serveCommand(), controllersCommand(), installCRDsCommand(), versionCommand())
+	return root
+}
+
+// defaultDataDir is where `stella serve` keeps its state unless told otherwise.
+func defaultDataDir() string {
+	if d := os.Getenv("STELLA_DATA_DIR"); d != "" {
+		return d
+	}
+	if d, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(d, ".local", "share", "stella")
+	}
+	return "stella-data"
+}
+
+func serveCommand() *cobra.Command {
+	o := controlplane.Options{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the control plane: embedded etcd, the API server, and the reconcilers",
+		Long: `Run the whole control plane in one process.
+
+The first start creates a CA, a serving certificate, a service-account key and
+an admin credential in the data directory and writes <data-dir>/admin.kubeconfig
+for kubectl and stellactl. Later starts reuse them.
+
+With --etcd-servers, state lives in an external etcd cluster and several
+replicas may run at once; only the one holding the leader Lease reconciles.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Log = log
+			return controlplane.Run(cmd.Context(), o, nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DataDir, "data-dir", defaultDataDir(), "directory for certificates, keys, the admin kubeconfig and embedded etcd data ($STELLA_DATA_DIR)")
+	f.StringVar(&o.Listen, "listen", "127.0.0.1:6443", "address the API server serves HTTPS on")
+	f.StringSliceVar(&o.EtcdServers, "etcd-servers", nil, "client URLs of an external etcd cluster (default: run etcd embedded in the data directory)")
+	f.StringVar(&o.EtcdPrefix, "etcd-prefix", "/registry", "key prefix of the objects in etcd")
+	f.BoolVar(&o.Controllers, "controllers", true, "run the Stella reconcilers in this process")
+	return cmd
+}
+
+func controllersCommand() *cobra.Command {
+	var kubeconfig string
+	cmd := &cobra.Command{
+		Use:   "controllers",
+		Short: "Run only the Stella reconcilers against an existing API server",
+		Long: `Run only the Stella reconcilers, against any Kubernetes API server that
+serves the Stella CRDs (install them with 'stella install-crds' or
+'kubectl apply -k config/crd'). Several replicas may run; the one holding the
+leader Lease in the stella-system namespace reconciles.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadKubeconfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			if err := install.CheckServed(cmd.Context(), cfg); err != nil {
+				return err
+			}
+			mgr, err := controllers.NewManager(cfg)
+			if err != nil {
+				return err
+			}
+			log.Info("Starting Stella controllers", "server", cfg.Host, "version", version.String())
+			return mgr.Start(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: $KUBECONFIG, then ~/.kube/config)")
+	return cmd
+}
+
+func installCRDsCommand() *cobra.Command {
+	var kubeconfig string
+	cmd := &cobra.Command{
+		Use:   "install-crds",
+		Short: "Install or update the Stella CRDs, roles and admission policies on an API server",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadKubeconfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			if err := install.Apply(cmd.Context(), cfg); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "Stella CRDs, roles and admission policies installed on", cfg.Host)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: $KUBECONFIG, then ~/.kube/config)")
+	return cmd
+}
+
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "stella", version.String())
+		},
+	}
+}
+
+func loadKubeconfig(path string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = path
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	return cfg, nil
+}

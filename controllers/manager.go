@@ -1,0 +1,70 @@
+// Package controllers holds Stella's reconcilers, one per kind, and the
+// controller manager that runs them.
+package controllers
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+)
+
+// SystemNamespace holds Stella's own objects, such as the leader Lease.
+const SystemNamespace = "stella-system"
+
+// LeaderElectionID names the Lease whose holder runs the reconcilers.
+const LeaderElectionID = "stella-controllers"
+
+// Leader election timing. A replica that dies without releasing the Lease is
+// replaced within LeaseDuration + RetryPeriod.
+const (
+	leaseDuration = 8 * time.Second
+	renewDeadline = 6 * time.Second
+	retryPeriod   = 1 * time.Second
+)
+
+// Scheme knows the built-in kinds and Stella's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
+
+// NewManager returns a controller manager with every Stella reconciler
+// registered. Only the replica that holds the leader Lease runs them.
+func NewManager(cfg *rest.Config) (manager.Manager, error) {
+	mgr, err := NewBareManager(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := (&ReleaseReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// NewBareManager returns a leader-elected manager with no reconcilers, for
+// runnables that must run on one replica only.
+func NewBareManager(cfg *rest.Config) (manager.Manager, error) {
+	ld, rd, rp := leaseDuration, renewDeadline, retryPeriod
+	return ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        Scheme(),
+		LeaderElection:                true,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       SystemNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &ld,
+		RenewDeadline:                 &rd,
+		RetryPeriod:                   &rp,
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+	})
+}

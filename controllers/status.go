@@ -1,0 +1,31 @@
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+)
+
+// fieldOwner owns the status fields the reconcilers write.
+const fieldOwner = client.FieldOwner("stella-controllers")
+
+// markReady sets Ready=True and drops Reconciling and Stalled, which are
+// present only while true.
+func markReady(conds *[]metav1.Condition, generation int64, message string) {
+	meta.SetStatusCondition(conds, metav1.Condition{
+		Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: v1alpha1.ReasonSucceeded, Message: message, ObservedGeneration: generation,
+	})
+	meta.RemoveStatusCondition(conds, v1alpha1.ConditionReconciling)
+	meta.RemoveStatusCondition(conds, v1alpha1.ConditionStalled)
+}
+
+// patchStatus writes the difference between before and obj's status in one
+// merge patch.
+func patchStatus(ctx context.Context, c client.Client, before, obj client.Object) error {
+	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, client.MergeFrom(before), fieldOwner))
+}

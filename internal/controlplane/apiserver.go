@@ -1,0 +1,123 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/kubernetes/pkg/controlplane/apiserver/samples/generic/server"
+
+	"github.com/stella-ops/stella/internal/pki"
+)
+
+// apiServer is a running Kubernetes generic control plane API server.
+type apiServer struct {
+	loopback *rest.Config
+	done     <-chan error
+}
+
+// startAPIServer builds the generic control plane (core, RBAC, coordination,
+// certificates, admission policies and CRDs) over etcd and serves it until
+// ctx is cancelled.
+func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs pki.Dir) (*apiServer, error) {
+	host, portStr, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: %w (want host:port, such as 127.0.0.1:6443)", o.Listen, err)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return nil, fmt.Errorf("--listen %q: host must be an IP address", o.Listen)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: bad port: %w", o.Listen, err)
+	}
+
+	// Logging is set up by the command (internal/logging); the API server's
+	// own log options would replace it.
+	opts := server.NewOptions()
+	opts.SecureServing.BindAddress = ip
+	opts.SecureServing.BindPort = port
+	opts.SecureServing.ServerCert.CertKey.CertFile = certs.File(pki.ServingCertFile)
+	opts.SecureServing.ServerCert.CertKey.KeyFile = certs.File(pki.ServingKeyFile)
+	opts.GenericServerRunOptions.AdvertiseAddress = advertiseIP(ip)
+	opts.Etcd.StorageConfig.Transport.ServerList = etcdServers
+	opts.Etcd.StorageConfig.Prefix = o.EtcdPrefix
+	opts.Authentication.ClientCert.ClientCA = certs.File(pki.CACertFile)
+	opts.Authorization.Modes = []string{"RBAC"}
+	opts.ServiceAccountSigningKeyFile = certs.File(pki.SAKeyFile)
+	opts.Authentication.ServiceAccounts.Issuers = []string{"https://stella.local"}
+	opts.Authentication.ServiceAccounts.KeyFiles = []string{certs.File(pki.SAPublicKeyFile)}
+	opts.Features.EnableProfiling = false
+	opts.Metrics.ShowHiddenMetricsForVersion = ""
+
+	completed, err := opts.Complete(ctx, nil, []net.IP{ip})
+	if err != nil {
+		return nil, fmt.Errorf("complete API server options: %w", err)
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return nil, utilerrors.NewAggregate(errs)
+	}
+	config, err := server.NewConfig(completed)
+	if err != nil {
+		return nil, fmt.Errorf("configure API server: %w", err)
+	}
+	// The generic control plane assumes three API servers and delays every
+	// new CRD by five seconds for them to agree; Stella's replicas share one
+	// etcd and see CRDs at once.
+	config.APIExtensions.ExtraConfig.MasterCount = 1
+	cc, err := config.Complete()
+	if err != nil {
+		return nil, err
+	}
+	chain, err := server.CreateServerChain(cc)
+	if err != nil {
+		return nil, fmt.Errorf("create API server: %w", err)
+	}
+	prepared, err := chain.PrepareRun()
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- prepared.Run(ctx) }()
+
+	s := &apiServer{loopback: rest.CopyConfig(chain.GenericAPIServer.LoopbackClientConfig), done: done}
+	return s, s.waitReady(ctx)
+}
+
+func (s *apiServer) waitReady(ctx context.Context) error {
+	cs, err := kubernetes.NewForConfig(s.loopback)
+	if err != nil {
+		return err
+	}
+	var runErr error
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		select {
+		case runErr = <-s.done:
+			return false, fmt.Errorf("API server stopped: %w", runErr)
+		default:
+		}
+		status := 0
+		cs.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).StatusCode(&status)
+		return status == 200, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for the API server to be ready: %w", err)
+	}
+	return nil
+}
+
+// advertiseIP is the address the server tells clients about: the listen
+// address, or loopback when it listens on every interface.
+func advertiseIP(ip net.IP) net.IP {
+	if ip.IsUnspecified() {
+		return net.ParseIP("127.0.0.1")
+	}
+	return ip
+}

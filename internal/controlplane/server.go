@@ -1,0 +1,200 @@
+// Package controlplane runs a Stella control plane in one process: embedded
+// etcd (or an external cluster), the Kubernetes generic control plane API
+// server, the Stella CRDs, roles and policies, and the controller manager.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/install"
+	"github.com/stella-ops/stella/internal/pki"
+	"github.com/stella-ops/stella/internal/version"
+)
+
+// Options configure a control plane.
+type Options struct {
+	// DataDir holds the CA and keys, the admin kubeconfig and, unless
+	// EtcdServers is set, etcd's data.
+	DataDir string
+	// Listen is the host:port the API server serves HTTPS on.
+	Listen string
+	// EtcdServers are the client URLs of an external etcd cluster; empty
+	// runs etcd embedded in DataDir.
+	EtcdServers []string
+	// EtcdPrefix is the key prefix of the objects in etcd.
+	EtcdPrefix string
+	// Controllers runs the Stella reconcilers; without it the process only
+	// serves the API (the reconcilers can run elsewhere with
+	// `stella controllers`).
+	Controllers bool
+	// Log receives Stella's own messages.
+	Log logr.Logger
+}
+
+// Run serves the control plane until ctx is cancelled, then shuts down in
+// order: reconcilers, API server, etcd. ready, if not nil, is called once
+// the API is served and the admin kubeconfig written.
+func Run(ctx context.Context, o Options, ready func(kubeconfig string)) error {
+	dir := dataDir(o.DataDir)
+	isNew, err := dir.check()
+	if err != nil {
+		return err
+	}
+	host, _, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w (want host:port, such as 127.0.0.1:6443)", o.Listen, err)
+	}
+	certs := pki.Dir{Path: dir.pki()}
+	if err := certs.Ensure(servingHosts(host)); err != nil {
+		return fmt.Errorf("prepare certificates in %s: %w", certs.Path, err)
+	}
+
+	etcdServers := o.EtcdServers
+	if len(etcdServers) == 0 {
+		etcd, url, err := startEtcd(dir.etcd())
+		if err != nil {
+			return err
+		}
+		defer etcd.Close()
+		etcdServers = []string{url}
+	}
+	if isNew {
+		if err := dir.markInitialised(version.String()); err != nil {
+			return fmt.Errorf("mark data directory %s initialised: %w", dir, err)
+		}
+	}
+
+	// The API server and the manager stop when serveCtx ends; the deferred
+	// etcd close runs after both have returned.
+	serveCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	api, err := startAPIServer(serveCtx, o, etcdServers, certs)
+	if err != nil {
+		return err
+	}
+	if err := install.Apply(serveCtx, api.loopback); err != nil {
+		stop()
+		<-api.done
+		return fmt.Errorf("install the Stella API: %w", err)
+	}
+	if err := writeAdminKubeconfig(dir.kubeconfig(), o.Listen, certs); err != nil {
+		stop()
+		<-api.done
+		return err
+	}
+
+	mgr, err := newManager(api.loopback, certs, o.Controllers)
+	if err != nil {
+		stop()
+		<-api.done
+		return fmt.Errorf("create controller manager: %w", err)
+	}
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(serveCtx) }()
+
+	o.Log.Info("Stella control plane is ready", "listen", o.Listen, "kubeconfig", dir.kubeconfig(), "version", version.String())
+	if ready != nil {
+		ready(dir.kubeconfig())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-api.done:
+		runErr = fmt.Errorf("API server stopped: %w", runErr)
+	case runErr = <-mgrDone:
+		runErr = fmt.Errorf("controller manager stopped: %w", runErr)
+	}
+	stop()
+	// Wait for both, whichever already returned.
+	for range 2 {
+		select {
+		case err := <-mgrDone:
+			runErr = errors.Join(runErr, ignoreCanceled(err))
+			mgrDone = nil
+		case err := <-api.done:
+			runErr = errors.Join(runErr, ignoreCanceled(err))
+			api.done = nil
+		}
+	}
+	return runErr
+}
+
+// newManager builds the controller manager: the kube controllers a node-less
+// control plane needs, plus the Stella reconcilers when wanted. All of them
+// run on the leader only.
+func newManager(cfg *rest.Config, certs pki.Dir, withReconcilers bool) (manager.Manager, error) {
+	var mgr manager.Manager
+	var err error
+	if withReconcilers {
+		mgr, err = controllers.NewManager(cfg)
+	} else {
+		mgr, err = controllers.NewBareManager(cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return mgr, mgr.Add(kubeControllers(cfg, certs))
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// servingHosts are the names the serving certificate is valid for.
+func servingHosts(listenHost string) []string {
+	hosts := []string{"127.0.0.1", "localhost"}
+	if ip := net.ParseIP(listenHost); ip != nil && !ip.IsUnspecified() && !ip.Equal(net.ParseIP("127.0.0.1")) {
+		hosts = append(hosts, ip.String())
+	}
+	if name, err := os.Hostname(); err == nil && name != "" && name != "localhost" {
+		hosts = append(hosts, name)
+	}
+	return hosts
+}
+
+// writeAdminKubeconfig writes a kubeconfig with the admin credential that
+// points at the listen address. It is rewritten at every start so that it
+// follows a changed --listen.
+func writeAdminKubeconfig(path, listen string, certs pki.Dir) error {
+	host, port, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	read := func(name string) ([]byte, error) { return os.ReadFile(certs.File(name)) }
+	ca, err := read(pki.CACertFile)
+	if err != nil {
+		return err
+	}
+	cert, err := read(pki.AdminCertFile)
+	if err != nil {
+		return err
+	}
+	key, err := read(pki.AdminKeyFile)
+	if err != nil {
+		return err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["stella"] = &clientcmdapi.Cluster{Server: "https://" + net.JoinHostPort(host, port), CertificateAuthorityData: ca}
+	cfg.AuthInfos[pki.AdminUser] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
+	cfg.Contexts["stella"] = &clientcmdapi.Context{Cluster: "stella", AuthInfo: pki.AdminUser, Namespace: "default"}
+	cfg.CurrentContext = "stella"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Chmod(path, 0o600)
+}

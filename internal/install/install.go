@@ -1,0 +1,155 @@
+// Package install applies Stella's CRDs, roles and admission policies to an
+// API server with server-side apply, and waits until the CRDs are served.
+package install
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/config"
+)
+
+// FieldManager owns the fields Stella applies.
+const FieldManager = "stella"
+
+// Apply installs or updates every embedded manifest and waits until the
+// Stella API is served. It is idempotent: applying twice changes nothing.
+func Apply(ctx context.Context, cfg *rest.Config) error {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))
+	for _, dir := range config.ManifestDirs {
+		objs, err := readDir(config.Manifests, dir)
+		if err != nil {
+			return err
+		}
+		for _, obj := range objs {
+			if err := applyOne(ctx, dyn, mapper, obj); err != nil {
+				return err
+			}
+		}
+		if dir == "crd/bases" {
+			if err := waitForCRDs(ctx, cfg, objs); err != nil {
+				return err
+			}
+			mapper.Reset()
+		}
+	}
+	return nil
+}
+
+func applyOne(ctx context.Context, dyn dynamic.Interface, mapper *restmapper.DeferredDiscoveryRESTMapper, obj *unstructured.Unstructured) error {
+	gvk := obj.GroupVersionKind()
+	mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return fmt.Errorf("apply %s %s: the server does not serve this kind: %w", gvk.Kind, obj.GetName(), err)
+	}
+	var res dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
+	if ns := obj.GetNamespace(); ns != "" {
+		res = dyn.Resource(mapping.Resource).Namespace(ns)
+	}
+	_, err = res.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	if err != nil {
+		return fmt.Errorf("apply %s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	return nil
+}
+
+// waitForCRDs waits until every CRD is Established and its group version is
+// in discovery, so clients and informers can use it right away.
+func waitForCRDs(ctx context.Context, cfg *rest.Config, crds []*unstructured.Unstructured) error {
+	c, err := apiextclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		for _, u := range crds {
+			crd, err := c.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, u.GetName(), metav1.GetOptions{})
+			if err != nil || !established(crd) {
+				return false, nil
+			}
+		}
+		list, err := c.Discovery().ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String())
+		return err == nil && len(list.APIResources) >= 2*len(crds), nil // each kind has its status subresource
+	})
+	if err != nil {
+		return fmt.Errorf("wait for the Stella CRDs to be served: %w", err)
+	}
+	return nil
+}
+
+func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func readDir(fsys fs.FS, dir string) ([]*unstructured.Unstructured, error) {
+	files, err := fs.Glob(fsys, path.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		raw, err := fs.ReadFile(fsys, f)
+		if err != nil {
+			return nil, err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			if len(u.Object) > 0 {
+				objs = append(objs, u)
+			}
+		}
+	}
+	return objs, nil
+}
+
+// CheckServed fails with advice when the server does not serve the Stella
+// API, so that reconcilers are not started against a server without it.
+func CheckServed(ctx context.Context, cfg *rest.Config) error {
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := disc.ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String()); err != nil {
+		return fmt.Errorf("%s does not serve %s (%v): install the CRDs first with 'stella install-crds' or 'kubectl apply -k config/crd'",
+			cfg.Host, v1alpha1.GroupVersion, err)
+	}
+	return nil
+}

@@ -11,6 +11,10 @@ import "embed"
 //go:embed crd/bases/*.yaml rbac/*.yaml admission/*.yaml
 var Manifests embed.FS
 
-// ManifestDirs are the directories of Manifests in the order they must be
-// applied: the CRDs before the policies that match their resources.
-var ManifestDirs = []string{"crd/bases", "rbac", "admission"}
+// Directories of Manifests, applied in this order: the CRDs before the
+// policies that match their resources.
+const (
+	CRDDir       = "crd/bases"
+	RBACDir      = "rbac"
+	AdmissionDir = "admission"
+)

@@ -39,9 +39,10 @@ func Scheme() *runtime.Scheme {
 }
 
 // NewManager returns a controller manager with every Stella reconciler
-// registered. Only the replica that holds the leader Lease runs them.
+// registered. Only the replica that holds the LeaderElectionID Lease runs
+// them.
 func NewManager(cfg *rest.Config) (manager.Manager, error) {
-	mgr, err := NewBareManager(cfg)
+	mgr, err := NewBareManager(cfg, LeaderElectionID)
 	if err != nil {
 		return nil, err
 	}
@@ -51,14 +52,14 @@ func NewManager(cfg *rest.Config) (manager.Manager, error) {
 	return mgr, nil
 }
 
-// NewBareManager returns a leader-elected manager with no reconcilers, for
-// runnables that must run on one replica only.
-func NewBareManager(cfg *rest.Config) (manager.Manager, error) {
+// NewBareManager returns a manager with no reconcilers whose runnables run
+// only on the replica that holds the named Lease.
+func NewBareManager(cfg *rest.Config, leaseName string) (manager.Manager, error) {
 	ld, rd, rp := leaseDuration, renewDeadline, retryPeriod
 	return ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        Scheme(),
 		LeaderElection:                true,
-		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionID:              leaseName,
 		LeaderElectionNamespace:       SystemNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &ld,

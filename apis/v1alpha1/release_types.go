@@ -99,7 +99,6 @@ type ReleaseStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="self.exists(c, !has(c.role) || c.role == 'primary')",message="at least one component must have role primary (the default)"
 	Components []ReleaseComponentStatus `json:"components,omitempty"`
 
 	// deployments lists the environments where this release currently runs.

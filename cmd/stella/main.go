@@ -78,7 +78,7 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Log = log
-			return controlplane.Run(cmd.Context(), o, nil)
+			return controlplane.Run(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -131,7 +131,7 @@ func installCRDsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := install.Apply(cmd.Context(), cfg); err != nil {
+			if err := install.Apply(cmd.Context(), cfg, install.Options{AdmissionPolicies: true}); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "Stella CRDs, roles and admission policies installed on", cfg.Host)

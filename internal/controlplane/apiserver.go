@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/pkg/controlplane/apiserver/samples/generic/server"
 
+	stellaadmission "github.com/stella-ops/stella/internal/admission"
 	"github.com/stella-ops/stella/internal/pki"
 )
 
@@ -42,6 +43,10 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	// Logging is set up by the command (internal/logging); the API server's
 	// own log options would replace it.
 	opts := server.NewOptions()
+	admission := opts.Admission.GenericAdmission
+	stellaadmission.RegisterIdentity(admission.Plugins)
+	// Stamp identities before any policy or webhook sees the object.
+	admission.RecommendedPluginOrder = append([]string{stellaadmission.IdentityPluginName}, admission.RecommendedPluginOrder...)
 	opts.SecureServing.BindAddress = ip
 	opts.SecureServing.BindPort = port
 	opts.SecureServing.ServerCert.CertKey.CertFile = certs.File(pki.ServingCertFile)

@@ -43,9 +43,9 @@ type Options struct {
 }
 
 // Run serves the control plane until ctx is cancelled, then shuts down in
-// order: reconcilers, API server, etcd. ready, if not nil, is called once
-// the API is served and the admin kubeconfig written.
-func Run(ctx context.Context, o Options, ready func(kubeconfig string)) error {
+// order: reconcilers, API server, etcd. It logs "Stella control plane is
+// ready" once the API is served and the admin kubeconfig written.
+func Run(ctx context.Context, o Options) error {
 	dir := dataDir(o.DataDir)
 	isNew, err := dir.check()
 	if err != nil {
@@ -83,7 +83,7 @@ func Run(ctx context.Context, o Options, ready func(kubeconfig string)) error {
 	if err != nil {
 		return err
 	}
-	if err := install.Apply(serveCtx, api.loopback); err != nil {
+	if err := install.Apply(serveCtx, api.loopback, install.Options{}); err != nil {
 		stop()
 		<-api.done
 		return fmt.Errorf("install the Stella API: %w", err)
@@ -94,35 +94,37 @@ func Run(ctx context.Context, o Options, ready func(kubeconfig string)) error {
 		return err
 	}
 
-	mgr, err := newManager(api.loopback, certs, o.Controllers)
+	managers, err := newManagers(api.loopback, certs, o.Controllers)
 	if err != nil {
 		stop()
 		<-api.done
-		return fmt.Errorf("create controller manager: %w", err)
+		return fmt.Errorf("create controller managers: %w", err)
 	}
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(serveCtx) }()
+	mgrDone := make(chan error, len(managers))
+	for _, mgr := range managers {
+		go func() { mgrDone <- mgr.Start(serveCtx) }()
+	}
 
 	o.Log.Info("Stella control plane is ready", "listen", o.Listen, "kubeconfig", dir.kubeconfig(), "version", version.String())
-	if ready != nil {
-		ready(dir.kubeconfig())
-	}
 
+	// Run until asked to stop or until a component fails, then stop the
+	// others and wait for every one of them.
 	var runErr error
+	pending := len(managers) + 1
 	select {
 	case <-ctx.Done():
-	case runErr = <-api.done:
-		runErr = fmt.Errorf("API server stopped: %w", runErr)
-	case runErr = <-mgrDone:
-		runErr = fmt.Errorf("controller manager stopped: %w", runErr)
+	case err := <-api.done:
+		runErr = fmt.Errorf("API server stopped: %w", err)
+		api.done, pending = nil, pending-1
+	case err := <-mgrDone:
+		runErr = fmt.Errorf("controller manager stopped: %w", err)
+		pending--
 	}
 	stop()
-	// Wait for both, whichever already returned.
-	for range 2 {
+	for ; pending > 0; pending-- {
 		select {
 		case err := <-mgrDone:
 			runErr = errors.Join(runErr, ignoreCanceled(err))
-			mgrDone = nil
 		case err := <-api.done:
 			runErr = errors.Join(runErr, ignoreCanceled(err))
 			api.done = nil
@@ -131,21 +133,31 @@ func Run(ctx context.Context, o Options, ready func(kubeconfig string)) error {
 	return runErr
 }
 
-// newManager builds the controller manager: the kube controllers a node-less
-// control plane needs, plus the Stella reconcilers when wanted. All of them
-// run on the leader only.
-func newManager(cfg *rest.Config, certs pki.Dir, withReconcilers bool) (manager.Manager, error) {
-	var mgr manager.Manager
-	var err error
-	if withReconcilers {
-		mgr, err = controllers.NewManager(cfg)
-	} else {
-		mgr, err = controllers.NewBareManager(cfg)
-	}
+// kubeControllersLease is held by the replica that runs the kube
+// controllers. It differs from the reconcilers' Lease so that the reconcilers
+// can run in another process (`stella controllers`) beside `stella serve
+// --controllers=false`.
+const kubeControllersLease = "stella-kube-controllers"
+
+// newManagers builds the managers this process runs: one for the kube
+// controllers a node-less control plane needs, and one for the Stella
+// reconcilers when wanted. Each runs only while it holds its own Lease.
+func newManagers(cfg *rest.Config, certs pki.Dir, withReconcilers bool) ([]manager.Manager, error) {
+	kube, err := controllers.NewBareManager(cfg, kubeControllersLease)
 	if err != nil {
 		return nil, err
 	}
-	return mgr, mgr.Add(kubeControllers(cfg, certs))
+	if err := kube.Add(kubeControllers(cfg, certs)); err != nil {
+		return nil, err
+	}
+	if !withReconcilers {
+		return []manager.Manager{kube}, nil
+	}
+	stella, err := controllers.NewManager(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return []manager.Manager{kube, stella}, nil
 }
 
 func ignoreCanceled(err error) error {

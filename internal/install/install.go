@@ -16,6 +16,8 @@ import (
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
@@ -24,16 +26,34 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/config"
 )
 
+// scheme knows the Stella kinds, for the admission probes.
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}()
+
 // FieldManager owns the fields Stella applies.
 const FieldManager = "stella"
 
-// Apply installs or updates every embedded manifest and waits until the
+// Options say what Apply installs besides the CRDs and roles.
+type Options struct {
+	// AdmissionPolicies installs the MutatingAdmissionPolicies that stamp
+	// identities into Promotions and Approvals, and waits until they act.
+	// An external Kubernetes cluster needs them; the embedded server does
+	// the same with its built-in admission plugin.
+	AdmissionPolicies bool
+}
+
+// Apply installs or updates the embedded manifests and waits until the
 // Stella API is served. It is idempotent: applying twice changes nothing.
-func Apply(ctx context.Context, cfg *rest.Config) error {
+func Apply(ctx context.Context, cfg *rest.Config, o Options) error {
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -43,7 +63,11 @@ func Apply(ctx context.Context, cfg *rest.Config) error {
 		return err
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))
-	for _, dir := range config.ManifestDirs {
+	dirs := []string{config.CRDDir, config.RBACDir}
+	if o.AdmissionPolicies {
+		dirs = append(dirs, config.AdmissionDir)
+	}
+	for _, dir := range dirs {
 		objs, err := readDir(config.Manifests, dir)
 		if err != nil {
 			return err
@@ -53,14 +77,17 @@ func Apply(ctx context.Context, cfg *rest.Config) error {
 				return err
 			}
 		}
-		if dir == "crd/bases" {
+		if dir == config.CRDDir {
 			if err := waitForCRDs(ctx, cfg, objs); err != nil {
 				return err
 			}
 			mapper.Reset()
 		}
 	}
-	return nil
+	if !o.AdmissionPolicies {
+		return nil
+	}
+	return waitForIdentityPolicies(ctx, cfg)
 }
 
 func applyOne(ctx context.Context, dyn dynamic.Interface, mapper *restmapper.DeferredDiscoveryRESTMapper, obj *unstructured.Unstructured) error {
@@ -150,6 +177,46 @@ func CheckServed(ctx context.Context, cfg *rest.Config) error {
 	if _, err := disc.ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String()); err != nil {
 		return fmt.Errorf("%s does not serve %s (%v): install the CRDs first with 'stella install-crds' or 'kubectl apply -k config/crd'",
 			cfg.Host, v1alpha1.GroupVersion, err)
+	}
+	return nil
+}
+
+// waitForIdentityPolicies waits until the admission policies stamp the
+// requester of a Promotion and the approver of an Approval. The API server
+// loads policies and the CRDs' schemas asynchronously (the schemas on a
+// five-second poll) and refuses these kinds until both are loaded. The
+// probes are dry runs: nothing is stored.
+func waitForIdentityPolicies(ctx context.Context, cfg *rest.Config) error {
+	cfg = rest.CopyConfig(cfg)
+	cfg.ContentType = "application/json" // custom resources have no protobuf form
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	probeNS := "default"
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		promo := &v1alpha1.Promotion{
+			ObjectMeta: metav1.ObjectMeta{Namespace: probeNS, GenerateName: "stella-install-probe-"},
+			Spec:       v1alpha1.PromotionSpec{Release: "probe", Environment: "probe", RequestedBy: "forged"},
+		}
+		appr := &v1alpha1.Approval{
+			ObjectMeta: metav1.ObjectMeta{Namespace: probeNS, GenerateName: "stella-install-probe-"},
+			Spec:       v1alpha1.ApprovalSpec{Promotion: "probe", Decision: v1alpha1.ApprovalApprove, Approver: "forged"},
+		}
+		for _, obj := range []client.Object{promo, appr} {
+			if last = c.Create(ctx, obj, client.DryRunAll); last != nil {
+				return false, nil
+			}
+		}
+		if promo.Spec.RequestedBy == "forged" || appr.Spec.Approver == "forged" {
+			last = fmt.Errorf("the identity admission policies are not active yet")
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for the identity admission policies (config/admission) to take effect: %w (last: %v)", err, last)
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ var knownSpurious = []struct{ msg, err string }{
 	// The same race on a fresh data directory, for the API server's
 	// service-account token tracking ConfigMap; it retries.
 	{msg: "Error while syncing ConfigMap", err: `namespaces "kube-system" not found`},
+	// Until the API server has loaded the Stella CRDs' schemas, the
+	// admission policy plugin cannot type objects; start-up waits that out.
+	{msg: "Unhandled Error", err: "no schema for stella-ops.org/"},
 	// controller-runtime reports the Lease it gives up on a clean stop.
 	{msg: "error received after stop sequence was engaged", err: "leader election lost"},
 }

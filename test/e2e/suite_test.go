@@ -1,0 +1,61 @@
+// Package e2e holds end-to-end stories against real Stella processes: the
+// server with its embedded etcd and API server, the CLI, kubectl, and an
+// external etcd cluster.
+package e2e
+
+import (
+	"context"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stella-ops/stella/test/framework"
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Stella end-to-end")
+}
+
+var (
+	// bin are the binaries under test, built once.
+	bin framework.Binaries
+	// shared is one server for the stories that do not need their own.
+	shared *framework.Server
+)
+
+var _ = BeforeSuite(func() {
+	var err error
+	bin, err = framework.Build()
+	Expect(err).NotTo(HaveOccurred())
+	shared, err = framework.StartServer(bin, framework.ServerOptions{})
+	Expect(err).NotTo(HaveOccurred())
+})
+
+var _ = AfterSuite(func() {
+	if shared != nil {
+		shared.Cleanup(CurrentSpecReport().Failed())
+	}
+})
+
+// startServer starts a server of the spec's own and stops it when the spec
+// ends.
+func startServer(o framework.ServerOptions) *framework.Server {
+	GinkgoHelper()
+	s, err := framework.StartServer(bin, o)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { s.Cleanup(CurrentSpecReport().Failed()) })
+	return s
+}
+
+// newNamespace creates a namespace with a unique name on the server.
+func newNamespace(ctx context.Context, c client.Client) string {
+	GinkgoHelper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
+	Expect(c.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}

@@ -17,6 +17,9 @@ type AgentSpec struct {
 	// targets turn Unknown. Defaults to 2m.
 	// +optional
 	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	HeartbeatGracePeriod metav1.Duration `json:"heartbeatGracePeriod,omitempty"`
 
 	// paused stops the agent from starting new DeployTasks while true.

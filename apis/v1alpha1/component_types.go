@@ -30,6 +30,9 @@ type ComponentSpec struct {
 	// interval between two looks at the registry. Defaults to 5m.
 	// +optional
 	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	Interval metav1.Duration `json:"interval,omitempty"`
 
 	// suspend stops watching the repository while true.

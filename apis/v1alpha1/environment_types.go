@@ -64,12 +64,18 @@ type EnvironmentSpec struct {
 	// requiredSoak is how long a release must have run successfully upstream
 	// before it may be promoted here, such as 24h.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	RequiredSoak *metav1.Duration `json:"requiredSoak,omitempty"`
 
 	// deployTimeout bounds how long one DeployTask may run before it fails.
 	// Defaults to 15m.
 	// +optional
 	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	DeployTimeout metav1.Duration `json:"deployTimeout,omitempty"`
 
 	// historyLimit is how many past releases status.history keeps. Defaults
@@ -127,6 +133,9 @@ type CanaryStep struct {
 
 	// pause is how long to watch the step's targets before the next step.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	Pause *metav1.Duration `json:"pause,omitempty"`
 }
 

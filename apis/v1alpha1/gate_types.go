@@ -126,6 +126,9 @@ type RecurringWindow struct {
 	RRule string `json:"rrule"`
 	// duration of each occurrence, such as 64h.
 	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	Duration metav1.Duration `json:"duration"`
 	// reason shown while the window applies.
 	// +optional
@@ -142,6 +145,9 @@ type SoakGate struct {
 	Environment string `json:"environment"`
 	// duration it must have run there, such as 24h.
 	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	Duration metav1.Duration `json:"duration"`
 }
 
@@ -163,10 +169,16 @@ type SecurityVerdictGate struct {
 	// maxReportAge: an older ScanReport counts as missing. Defaults to 24h.
 	// +optional
 	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	MaxReportAge metav1.Duration `json:"maxReportAge,omitempty"`
 	// timeout: a report still missing after this long denies. Defaults to 30m.
 	// +optional
 	// +kubebuilder:default="30m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	Timeout metav1.Duration `json:"timeout,omitempty"`
 }
 

@@ -186,9 +186,15 @@ type HealthCheck struct {
 	Command []string `json:"command,omitempty"`
 	// interval between two checks. Defaults to 10s.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	Interval *metav1.Duration `json:"interval,omitempty"`
 	// timeout of one check. Defaults to 5s.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 	// retries before the container counts as unhealthy. Defaults to 3.
 	// +optional
@@ -197,10 +203,16 @@ type HealthCheck struct {
 	Retries int32 `json:"retries,omitempty"`
 	// startPeriod during which failures do not count.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	StartPeriod *metav1.Duration `json:"startPeriod,omitempty"`
 	// runningFor: without a command, the container is healthy once it has been
 	// running this long. Defaults to 10s.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	RunningFor *metav1.Duration `json:"runningFor,omitempty"`
 }
 

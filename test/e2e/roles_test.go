@@ -47,12 +47,18 @@ var _ = Describe("roles", func() {
 		do   func(ctx context.Context, c client.Client, ns string) error
 	}
 	var (
-		listReleases  = action{"list releases", func(ctx context.Context, c client.Client, ns string) error { return c.List(ctx, &v1alpha1.ReleaseList{}, client.InNamespace(ns)) }}
-		createRelease = action{"create a release", func(ctx context.Context, c client.Client, ns string) error { return c.Create(ctx, generated(release(ns, "", "2.0.0"))) }}
-		createPromo   = action{"create a promotion", func(ctx context.Context, c client.Client, ns string) error {
+		listReleases = action{"list releases", func(ctx context.Context, c client.Client, ns string) error {
+			return c.List(ctx, &v1alpha1.ReleaseList{}, client.InNamespace(ns))
+		}}
+		createRelease = action{"create a release", func(ctx context.Context, c client.Client, ns string) error {
+			return c.Create(ctx, generated(release(ns, "", "2.0.0")))
+		}}
+		createPromo = action{"create a promotion", func(ctx context.Context, c client.Client, ns string) error {
 			return c.Create(ctx, generated(promotion(ns, "", "existing", "dev")))
 		}}
-		createGate     = action{"create a gate", func(ctx context.Context, c client.Client, ns string) error { return c.Create(ctx, generated(approvalGate(ns, ""))) }}
+		createGate = action{"create a gate", func(ctx context.Context, c client.Client, ns string) error {
+			return c.Create(ctx, generated(approvalGate(ns, "")))
+		}}
 		createApproval = action{"create an approval", func(ctx context.Context, c client.Client, ns string) error {
 			return c.Create(ctx, &v1alpha1.Approval{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "a-"},
 				Spec: v1alpha1.ApprovalSpec{Promotion: "p", Decision: v1alpha1.ApprovalApprove}})
@@ -69,7 +75,9 @@ var _ = Describe("roles", func() {
 		createSecret = action{"create a secret", func(ctx context.Context, c client.Client, ns string) error {
 			return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "s-"}})
 		}}
-		listTasks   = action{"list deploy tasks", func(ctx context.Context, c client.Client, ns string) error { return c.List(ctx, &v1alpha1.DeployTaskList{}, client.InNamespace(ns)) }}
+		listTasks = action{"list deploy tasks", func(ctx context.Context, c client.Client, ns string) error {
+			return c.List(ctx, &v1alpha1.DeployTaskList{}, client.InNamespace(ns))
+		}}
 		createLease = action{"create a lease", func(ctx context.Context, c client.Client, ns string) error {
 			return c.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: "l-"}})
 		}}
@@ -118,8 +126,9 @@ var _ = Describe("roles", func() {
 		Expect(appr.Spec.ApproverGroups).To(ConsistOf("release-managers", "system:authenticated"))
 
 		// The stamped identity cannot be changed afterwards, even by an admin.
+		stamped := appr.DeepCopy()
 		appr.Spec.Approver = "the-cto"
-		err := admin.Update(ctx, appr)
+		err := admin.Patch(ctx, appr, client.MergeFrom(stamped))
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), fmt.Sprintf("got %v", err))
 	})
 })

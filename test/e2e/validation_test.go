@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -58,17 +59,21 @@ var _ = Describe("the API rejects bad objects with a message that names the fiel
 	})
 
 	It("keeps Release and Promotion specs immutable", func(ctx SpecContext) {
+		// Merge patches carry no resourceVersion, so a status write by the
+		// reconciler in between cannot turn the answer into a conflict.
 		rel := release(ns, "frozen", "1.0.0")
 		Expect(c.Create(ctx, rel)).To(Succeed())
+		before := rel.DeepCopy()
 		rel.Spec.Version = "1.0.1"
-		err := c.Update(ctx, rel)
+		err := c.Patch(ctx, rel, client.MergeFrom(before))
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 		Expect(err.Error()).To(ContainSubstring("spec is immutable"))
 
 		promo := promotion(ns, "frozen-to-dev", "frozen", "dev")
 		Expect(c.Create(ctx, promo)).To(Succeed())
+		beforePromo := promo.DeepCopy()
 		promo.Spec.Environment = "prod"
-		err = c.Update(ctx, promo)
+		err = c.Patch(ctx, promo, client.MergeFrom(beforePromo))
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 		Expect(err.Error()).To(ContainSubstring("spec is immutable"))
 	})
@@ -91,6 +96,20 @@ var _ = Describe("the API rejects bad objects with a message that names the fiel
 			Spec:       v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeCompose, Agent: "host-1"},
 		}
 		Expect(rejected(ctx, tgt)).To(ContainSubstring("compose is required when type is compose"))
+	})
+
+	It("refuses a duration that does not parse", func(ctx SpecContext) {
+		comp := &v1alpha1.Component{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"},
+			Spec:       v1alpha1.ComponentSpec{Repository: "127.0.0.1:5000/shop/api"},
+		}
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(comp)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(unstructured.SetNestedField(u, "every now and then", "spec", "interval")).To(Succeed())
+		obj := &unstructured.Unstructured{Object: u}
+		obj.SetAPIVersion(v1alpha1.GroupVersion.String())
+		obj.SetKind("Component")
+		Expect(rejected(ctx, obj)).To(ContainSubstring("spec.interval"))
 	})
 
 	It("refuses unknown fields under strict field validation", func(ctx SpecContext) {

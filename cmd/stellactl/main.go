@@ -1,0 +1,26 @@
+// Command stellactl is the command-line client of a Stella control plane. It
+// is kubectl's command library pointed at Stella's API, plus the few commands
+// that only make sense for Stella (auth create-user).
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	err := rootCommand(streams).ExecuteContext(ctx)
+	// The kubectl library commands print their own errors and exit; ours
+	// return them. Both end up in the same formatter, so an API server error
+	// reads the same (with field paths for Invalid) whichever command hit it.
+	stop()
+	cmdutil.CheckErr(err)
+}

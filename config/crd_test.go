@@ -1,0 +1,117 @@
+package config
+
+import (
+	"io/fs"
+	"path"
+	"strings"
+	"testing"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// The invariants the rest of Stella relies on must survive regeneration:
+// a marker lost from apis/ would silently stop the server enforcing them.
+func TestGeneratedCRDsCarryTheKeyRules(t *testing.T) {
+	for _, tc := range []struct {
+		crd  string
+		path string // dot path of the schema node that holds the rule
+		rule string // a part of the CEL rule
+	}{
+		{"releases", "spec", "self == oldSelf"},
+		{"promotions", "spec", "self == oldSelf"},
+		{"approvals", "spec", "self == oldSelf"},
+		{"deploytasks", "spec", "self == oldSelf"},
+		{"evidencepackets", "spec", "self == oldSelf"},
+		{"releases", "spec.components.items.image", "@sha256:[a-f0-9]{64}$"},
+		{"releases", "spec.version", "(0|[1-9][0-9]*)"},
+		{"releases", "spec.components", "c.role == 'primary'"},
+		{"scanreports", "spec.image", "@sha256:[a-f0-9]{64}$"},
+		{"gates", "spec", ".filter(x, x).size() == 1"},
+		{"environments", "", "!(self.metadata.name in self.spec.promotesFrom)"},
+		{"targets", "spec", "self.type == 'compose' ? has(self.compose)"},
+	} {
+		t.Run(tc.crd+"/"+tc.path, func(t *testing.T) {
+			crd := loadCRD(t, tc.crd)
+			node := crd.Spec.Versions[0].Schema.OpenAPIV3Schema
+			if tc.path != "" {
+				for _, part := range strings.Split(tc.path, ".") {
+					if part == "items" {
+						node = node.Items.Schema
+						continue
+					}
+					child, ok := node.Properties[part]
+					if !ok {
+						t.Fatalf("no %q in the schema of %s", tc.path, tc.crd)
+					}
+					node = &child
+				}
+			}
+			for _, v := range node.XValidations {
+				if strings.Contains(v.Rule, tc.rule) {
+					if v.Message == "" {
+						t.Errorf("rule %q has no message", v.Rule)
+					}
+					return
+				}
+			}
+			t.Errorf("%s %s has no rule containing %q", tc.crd, tc.path, tc.rule)
+		})
+	}
+}
+
+// Every string and list in the API is bounded, so a client cannot make the
+// server store or evaluate unbounded input.
+func TestGeneratedCRDsAreBounded(t *testing.T) {
+	files, err := fs.Glob(Manifests, path.Join(CRDDir, "*.yaml"))
+	if err != nil || len(files) != 12 {
+		t.Fatalf("want 12 CRDs, got %d (%v)", len(files), err)
+	}
+	for _, f := range files {
+		crd := loadCRDFile(t, f)
+		checkBounded(t, crd.Name, "", crd.Spec.Versions[0].Schema.OpenAPIV3Schema)
+	}
+}
+
+func checkBounded(t *testing.T, crd, at string, s *apiextensionsv1.JSONSchemaProps) {
+	t.Helper()
+	// Label selectors are Kubernetes' own type, bounded by the request size.
+	if at == ".spec.targetSelector" {
+		return
+	}
+	switch s.Type {
+	case "string":
+		if s.MaxLength == nil && s.Format != "date-time" && len(s.Enum) == 0 && !s.XIntOrString {
+			t.Errorf("%s: %s is an unbounded string", crd, at)
+		}
+	case "array":
+		if s.MaxItems == nil {
+			t.Errorf("%s: %s is an unbounded list", crd, at)
+		}
+		checkBounded(t, crd, at+"[]", s.Items.Schema)
+	}
+	for name, child := range s.Properties {
+		if at == "" && (name == "metadata" || name == "apiVersion" || name == "kind") {
+			continue
+		}
+		checkBounded(t, crd, at+"."+name, &child)
+	}
+}
+
+func loadCRD(t *testing.T, plural string) *apiextensionsv1.CustomResourceDefinition {
+	t.Helper()
+	return loadCRDFile(t, path.Join(CRDDir, "stella-ops.org_"+plural+".yaml"))
+}
+
+func loadCRDFile(t *testing.T, name string) *apiextensionsv1.CustomResourceDefinition {
+	t.Helper()
+	raw, err := fs.ReadFile(Manifests, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.Unmarshal(raw, crd); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return crd
+}

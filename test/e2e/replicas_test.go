@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/test/framework"
+)
+
+// leaseHolder is who holds the reconcilers' Lease, or "".
+func leaseHolder(ctx context.Context, c client.Client) string {
+	lease := &coordinationv1.Lease{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: controllers.SystemNamespace, Name: controllers.LeaderElectionID}, lease); err != nil {
+		return ""
+	}
+	if lease.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *lease.Spec.HolderIdentity
+}
+
+// releaseReady reports whether the reconcilers marked the release Ready.
+func releaseReady(ctx context.Context, c client.Client, ns, name string) bool {
+	rel := &v1alpha1.Release{}
+	return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rel) == nil &&
+		meta.IsStatusConditionTrue(rel.Status.Conditions, v1alpha1.ConditionReady)
+}
+
+var _ = Describe("several replicas on an external etcd", func() {
+	It("hands reconciling to the other replica within 15 seconds when the Lease holder dies", func(ctx SpecContext) {
+		etcd, err := framework.StartEtcd(bin)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(etcd.Stop)
+
+		first := startServer(framework.ServerOptions{EtcdServers: []string{etcd.ClientURL}})
+		c := first.AdminClient()
+		var holder string
+		Eventually(func() string { holder = leaseHolder(ctx, c); return holder }).
+			WithContext(ctx).WithTimeout(30 * time.Second).ShouldNot(BeEmpty())
+
+		second := startServer(framework.ServerOptions{EtcdServers: []string{etcd.ClientURL}, DataDir: first.DataDir})
+		c = second.AdminClient()
+		ns := newNamespace(ctx, c)
+		Expect(c.Create(ctx, release(ns, "before", "1.0.0"))).To(Succeed())
+		Eventually(func() bool { return releaseReady(ctx, c, ns, "before") }).WithContext(ctx).WithTimeout(30 * time.Second).Should(BeTrue())
+		Expect(leaseHolder(ctx, c)).To(Equal(holder), "the first replica keeps the Lease while it lives")
+
+		first.Kill()
+		killed := time.Now()
+		Expect(c.Create(ctx, release(ns, "after", "1.0.0"))).To(Succeed())
+		Eventually(func() bool { return releaseReady(ctx, c, ns, "after") }).
+			WithContext(ctx).WithTimeout(15*time.Second).WithPolling(200*time.Millisecond).Should(BeTrue(),
+			"the second replica must reconcile within 15s of the holder's death")
+		GinkgoWriter.Printf("reconciling resumed %s after the Lease holder was killed\n", time.Since(killed).Round(100*time.Millisecond))
+		Expect(leaseHolder(ctx, c)).NotTo(Equal(holder))
+	})
+})
+
+var _ = Describe("stella controllers", func() {
+	It("reconciles against an API server that only serves the API", func(ctx SpecContext) {
+		api := startServer(framework.ServerOptions{NoControllers: true})
+		c := api.AdminClient()
+		ns := newNamespace(ctx, c)
+		Expect(c.Create(ctx, release(ns, "waiting", "1.0.0"))).To(Succeed())
+		Consistently(func() bool { return releaseReady(ctx, c, ns, "waiting") }).
+			WithContext(ctx).WithTimeout(3*time.Second).Should(BeFalse(), "nothing reconciles in an API-only server")
+
+		out, err := framework.Run(ctx, bin.Stella, nil, "install-crds", "--kubeconfig", api.Kubeconfig())
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("installed"))
+
+		session, err := gexec.Start(exec.Command(bin.Stella, "controllers", "--kubeconfig", api.Kubeconfig()), GinkgoWriter, GinkgoWriter)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { session.Terminate().Wait(30 * time.Second) })
+		Eventually(func() bool { return releaseReady(ctx, c, ns, "waiting") }).WithContext(ctx).WithTimeout(30 * time.Second).Should(BeTrue())
+		Expect(leaseHolder(ctx, c)).NotTo(BeEmpty())
+	})
+})

@@ -10,6 +10,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -66,6 +67,9 @@ func NewBareManager(cfg *rest.Config, leaseName string) (manager.Manager, error)
 		RenewDeadline:                 &rd,
 		RetryPeriod:                   &rp,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
+		// Reconcilers never read managed fields; dropping them from the
+		// cache keeps what it holds smaller.
+		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		HealthProbeBindAddress: "0",
 	})
 }

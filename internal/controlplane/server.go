@@ -75,60 +75,62 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
-	// The API server and the manager stop when serveCtx ends; the deferred
-	// etcd close runs after both have returned.
-	serveCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	api, err := startAPIServer(serveCtx, o, etcdServers, certs)
+	// The API server outlives the managers, so that they can release their
+	// Leases on the way out (a successor then takes over at once instead of
+	// waiting for the Leases to expire); etcd, closed by the defer above,
+	// outlives the API server.
+	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAPI()
+	api, err := startAPIServer(apiCtx, o, etcdServers, certs)
 	if err != nil {
 		return err
 	}
-	if err := install.Apply(serveCtx, api.loopback, install.Options{}); err != nil {
-		stop()
+	stopAPIAndWait := func() {
+		stopAPI()
 		<-api.done
+	}
+	if err := install.Apply(ctx, api.loopback, install.Options{}); err != nil {
+		stopAPIAndWait()
 		return fmt.Errorf("install the Stella API: %w", err)
 	}
 	if err := writeAdminKubeconfig(dir.kubeconfig(), o.Listen, certs); err != nil {
-		stop()
-		<-api.done
+		stopAPIAndWait()
 		return err
 	}
-
 	managers, err := newManagers(api.loopback, certs, o.Controllers)
 	if err != nil {
-		stop()
-		<-api.done
+		stopAPIAndWait()
 		return fmt.Errorf("create controller managers: %w", err)
 	}
+	mgrCtx, stopManagers := context.WithCancel(ctx)
+	defer stopManagers()
 	mgrDone := make(chan error, len(managers))
 	for _, mgr := range managers {
-		go func() { mgrDone <- mgr.Start(serveCtx) }()
+		go func() { mgrDone <- mgr.Start(mgrCtx) }()
 	}
 
 	o.Log.Info("Stella control plane is ready", "listen", o.Listen, "kubeconfig", dir.kubeconfig(), "version", version.String())
 
 	// Run until asked to stop or until a component fails, then stop the
-	// others and wait for every one of them.
+	// managers, then the API server.
 	var runErr error
-	pending := len(managers) + 1
+	running, apiRunning := len(managers), true
 	select {
 	case <-ctx.Done():
 	case err := <-api.done:
 		runErr = fmt.Errorf("API server stopped: %w", err)
-		api.done, pending = nil, pending-1
+		apiRunning = false
 	case err := <-mgrDone:
 		runErr = fmt.Errorf("controller manager stopped: %w", err)
-		pending--
+		running--
 	}
-	stop()
-	for ; pending > 0; pending-- {
-		select {
-		case err := <-mgrDone:
-			runErr = errors.Join(runErr, ignoreCanceled(err))
-		case err := <-api.done:
-			runErr = errors.Join(runErr, ignoreCanceled(err))
-			api.done = nil
-		}
+	stopManagers()
+	for ; running > 0; running-- {
+		runErr = errors.Join(runErr, ignoreCanceled(<-mgrDone))
+	}
+	if apiRunning {
+		stopAPI()
+		runErr = errors.Join(runErr, ignoreCanceled(<-api.done))
 	}
 	return runErr
 }

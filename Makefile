@@ -22,11 +22,11 @@ help: ## List the targets.
 build: ## Build stella and stellactl into bin/.
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-run: build ## Start the control plane on its embedded defaults (data in ./stella-data).
-	$(BIN)/stella serve --data-dir ./stella-data
+run: build ## Start the control plane on its embedded defaults (data in ~/.local/share/stella).
+	$(BIN)/stella serve
 
 test: ## Run every test: unit, integration against the embedded server, end to end.
-	$(GO) test -count=1 -timeout 60m ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
+	$(GO) test -count=1 -timeout 60m ./...
 
 test-unit: ## Run the tests that need no server.
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test)
@@ -56,4 +56,4 @@ bench: build ## Measure create/list throughput, start-up time and memory (see ha
 	hack/bench
 
 clean: ## Remove build outputs.
-	rm -rf $(BIN) test.log
+	rm -rf $(BIN)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -126,6 +127,24 @@ var _ = Describe("stellactl", func() {
 		Expect(err).To(HaveOccurred(), "strict field validation must reject spec.colour")
 		Expect(out).To(ContainSubstring("spec.colour"))
 		Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "unknown"}, &v1alpha1.Release{})).NotTo(Succeed())
+	})
+
+	It("refuses malformed YAML with its line, and keeps what is stored", func(ctx SpecContext) {
+		good := release(ns, "shop-1.0.0", "1.0.0")
+		Expect(admin.Create(ctx, good)).To(Succeed())
+		Eventually(func() bool { return releaseReady(ctx, admin, ns, good.Name) }).WithContext(ctx).WithTimeout(30 * time.Second).Should(BeTrue())
+		Expect(admin.Get(ctx, client.ObjectKeyFromObject(good), good)).To(Succeed())
+
+		broken := filepath.Join(GinkgoT().TempDir(), "broken.yaml")
+		Expect(os.WriteFile(broken, []byte(releaseHeader+"metadata:\n  name: shop-1.0.0\nspec:\n  version: 2.0.0\n  components:\n  - name: api\n   image: [unclosed\n"), 0o600)).To(Succeed())
+		out, err := stellactl(ctx, kc, "apply", "-n", ns, "-f", broken)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(And(ContainSubstring("broken.yaml"), MatchRegexp(`line \d+`)))
+
+		stored := &v1alpha1.Release{}
+		Expect(admin.Get(ctx, client.ObjectKeyFromObject(good), stored)).To(Succeed())
+		Expect(stored.Spec).To(Equal(good.Spec))
+		Expect(stored.ResourceVersion).To(Equal(good.ResourceVersion), "a refused apply must not touch the stored object")
 	})
 
 	It("creates a releaser whose kubeconfig can release in their namespace only", func(ctx SpecContext) {

@@ -6,9 +6,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
@@ -19,13 +24,14 @@ const IdentityPluginName = "StellaIdentity"
 // RegisterIdentity adds the identity plugin to plugins.
 //
 // Who requested a promotion and who approved it must come from the
-// authenticated request, never from what the client wrote: the plugin
-// overwrites spec.requestedBy of a new Promotion and spec.approver and
-// spec.approverGroups of a new Approval. The specs are immutable afterwards
-// (CEL rules in the CRDs). On an external Kubernetes cluster the
-// MutatingAdmissionPolicies in config/admission do the same; in the embedded
-// server this plugin does it without waiting for the policies' schema
-// refresh, so the rule holds from the first request.
+// authenticated request, never from what the client claims: on create, the
+// plugin fills spec.requestedBy of a Promotion and spec.approver and
+// spec.approverGroups of an Approval from the credential, and refuses a
+// request that names anybody else. The specs are immutable afterwards (CEL
+// rules in the CRDs). On an external Kubernetes cluster the admission
+// policies in config/admission do the same; in the embedded server this
+// plugin does it from the first request on, without waiting for the
+// policies' schema refresh.
 func RegisterIdentity(plugins *admission.Plugins) {
 	plugins.Register(IdentityPluginName, func(io.Reader) (admission.Interface, error) {
 		return &identity{Handler: admission.NewHandler(admission.Create)}, nil
@@ -38,7 +44,8 @@ type identity struct {
 
 var _ admission.MutationInterface = &identity{}
 
-// Admit stamps the requester's identity into new Promotions and Approvals.
+// Admit checks and stamps the requester's identity in new Promotions and
+// Approvals.
 func (p *identity) Admit(_ context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
 	if a.GetSubresource() != "" || a.GetResource().Group != v1alpha1.GroupVersion.Group {
 		return nil
@@ -47,18 +54,60 @@ func (p *identity) Admit(_ context.Context, a admission.Attributes, _ admission.
 	if !ok {
 		return nil
 	}
-	user := a.GetUserInfo()
-	var err error
+	var errs field.ErrorList
 	switch a.GetResource().Resource {
 	case "promotions":
-		err = unstructured.SetNestedField(obj.Object, user.GetName(), "spec", "requestedBy")
+		errs = stampName(obj, a.GetUserInfo(), "requestedBy")
 	case "approvals":
-		if err = unstructured.SetNestedField(obj.Object, user.GetName(), "spec", "approver"); err == nil {
-			err = unstructured.SetNestedStringSlice(obj.Object, user.GetGroups(), "spec", "approverGroups")
-		}
+		errs = append(stampName(obj, a.GetUserInfo(), "approver"), stampGroups(obj, a.GetUserInfo(), "approverGroups")...)
+	default:
+		return nil
 	}
-	if err != nil {
-		return admission.NewForbidden(a, fmt.Errorf("stamp the requester's identity: %w", err))
+	if len(errs) > 0 {
+		return apierrors.NewInvalid(schema.GroupKind{Group: v1alpha1.GroupVersion.Group, Kind: a.GetKind().Kind}, a.GetName(), errs)
 	}
 	return nil
+}
+
+// stampName sets spec.<name> to the user's name; a different value sent by
+// the client is an error.
+func stampName(obj *unstructured.Unstructured, u user.Info, name string) field.ErrorList {
+	path := field.NewPath("spec", name)
+	sent, found, err := unstructured.NestedString(obj.Object, "spec", name)
+	if err != nil {
+		return field.ErrorList{field.TypeInvalid(path, sent, err.Error())}
+	}
+	if found && sent != "" && sent != u.GetName() {
+		return field.ErrorList{field.Invalid(path, sent,
+			fmt.Sprintf("must be empty or your own user name %q: the server sets it from your credential", u.GetName()))}
+	}
+	if err := unstructured.SetNestedField(obj.Object, u.GetName(), "spec", name); err != nil {
+		return field.ErrorList{field.InternalError(path, err)}
+	}
+	return nil
+}
+
+// stampGroups sets spec.<name> to the user's groups; a different list sent
+// by the client is an error.
+func stampGroups(obj *unstructured.Unstructured, u user.Info, name string) field.ErrorList {
+	path := field.NewPath("spec", name)
+	sent, found, err := unstructured.NestedStringSlice(obj.Object, "spec", name)
+	if err != nil {
+		return field.ErrorList{field.TypeInvalid(path, sent, err.Error())}
+	}
+	if found && len(sent) > 0 && !sameSet(sent, u.GetGroups()) {
+		return field.ErrorList{field.Invalid(path, sent,
+			fmt.Sprintf("must be empty or exactly your own groups %q: the server sets it from your credential", u.GetGroups()))}
+	}
+	if err := unstructured.SetNestedStringSlice(obj.Object, u.GetGroups(), "spec", name); err != nil {
+		return field.ErrorList{field.InternalError(path, err)}
+	}
+	return nil
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }

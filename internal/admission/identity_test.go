@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -13,31 +14,63 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-func TestIdentityOverwritesWhatTheClientSent(t *testing.T) {
-	alice := &user.DefaultInfo{Name: "alice", Groups: []string{"release-managers", "system:authenticated"}}
+var alice = &user.DefaultInfo{Name: "alice", Groups: []string{"release-managers", "system:authenticated"}}
+
+func admit(t *testing.T, resource, kind string, spec map[string]any, u user.Info) (*unstructured.Unstructured, error) {
+	t.Helper()
+	obj := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	attrs := admission.NewAttributesRecord(obj, nil,
+		v1alpha1.GroupVersion.WithKind(kind), "ns", "x", v1alpha1.GroupVersion.WithResource(resource), "",
+		admission.Create, nil, false, u)
+	err := (&identity{Handler: admission.NewHandler(admission.Create)}).Admit(context.Background(), attrs, nil)
+	return obj, err
+}
+
+func TestIdentityStampsTheCredential(t *testing.T) {
 	for _, tc := range []struct {
+		name           string
 		resource, kind string
 		spec           map[string]any
 		field          []string
 		want           any
 	}{
-		{"promotions", "Promotion", map[string]any{"release": "r", "requestedBy": "mallory"}, []string{"spec", "requestedBy"}, "alice"},
-		{"approvals", "Approval", map[string]any{"promotion": "p", "approver": "the-cto"}, []string{"spec", "approver"}, "alice"},
-		{"approvals", "Approval", map[string]any{"promotion": "p", "approverGroups": []any{"system:masters"}}, []string{"spec", "approverGroups"}, []any{"release-managers", "system:authenticated"}},
-		{"promotions", "Promotion", map[string]any{"release": "r"}, []string{"spec", "requestedBy"}, "alice"},
+		{"requester left empty", "promotions", "Promotion", map[string]any{"release": "r"}, []string{"spec", "requestedBy"}, "alice"},
+		{"requester names themselves", "promotions", "Promotion", map[string]any{"requestedBy": "alice"}, []string{"spec", "requestedBy"}, "alice"},
+		{"approver left empty", "approvals", "Approval", map[string]any{"promotion": "p"}, []string{"spec", "approver"}, "alice"},
+		{"groups left empty", "approvals", "Approval", map[string]any{"promotion": "p"}, []string{"spec", "approverGroups"}, []any{"release-managers", "system:authenticated"}},
+		{"groups sent in another order", "approvals", "Approval", map[string]any{"approverGroups": []any{"system:authenticated", "release-managers"}}, []string{"spec", "approverGroups"}, []any{"release-managers", "system:authenticated"}},
 	} {
-		obj := &unstructured.Unstructured{Object: map[string]any{"spec": tc.spec}}
-		attrs := admission.NewAttributesRecord(obj, nil,
-			v1alpha1.GroupVersion.WithKind(tc.kind), "ns", "x", v1alpha1.GroupVersion.WithResource(tc.resource), "",
-			admission.Create, nil, false, alice)
-		plugin := &identity{Handler: admission.NewHandler(admission.Create)}
-		if err := plugin.Admit(context.Background(), attrs, nil); err != nil {
-			t.Fatalf("%s: %v", tc.resource, err)
-		}
-		got, _, _ := unstructured.NestedFieldCopy(obj.Object, tc.field...)
-		if !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("%s %v = %v, want %v", tc.resource, tc.field, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			obj, err := admit(t, tc.resource, tc.kind, tc.spec, alice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, _ := unstructured.NestedFieldCopy(obj.Object, tc.field...)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("%v = %v, want %v", tc.field, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestIdentityRefusesForgedIdentities(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		resource, kind string
+		spec           map[string]any
+		wantField      string
+	}{
+		{"another requester", "promotions", "Promotion", map[string]any{"requestedBy": "mallory"}, "spec.requestedBy"},
+		{"another approver", "approvals", "Approval", map[string]any{"approver": "the-cto"}, "spec.approver"},
+		{"extra groups", "approvals", "Approval", map[string]any{"approverGroups": []any{"release-managers", "system:masters"}}, "spec.approverGroups"},
+		{"requester of the wrong type", "promotions", "Promotion", map[string]any{"requestedBy": int64(7)}, "spec.requestedBy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := admit(t, tc.resource, tc.kind, tc.spec, alice)
+			if err == nil || !strings.Contains(err.Error(), tc.wantField) {
+				t.Fatalf("want an error naming %s, got %v", tc.wantField, err)
+			}
+		})
 	}
 }
 
@@ -45,7 +78,7 @@ func TestIdentityLeavesOtherResourcesAlone(t *testing.T) {
 	obj := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"requestedBy": "x"}}}
 	attrs := admission.NewAttributesRecord(obj, nil, schema.GroupVersionKind{Group: "other.io", Version: "v1", Kind: "Promotion"},
 		"ns", "x", schema.GroupVersionResource{Group: "other.io", Version: "v1", Resource: "promotions"}, "",
-		admission.Create, nil, false, &user.DefaultInfo{Name: "alice"})
+		admission.Create, nil, false, alice)
 	if err := (&identity{Handler: admission.NewHandler(admission.Create)}).Admit(context.Background(), attrs, nil); err != nil {
 		t.Fatal(err)
 	}

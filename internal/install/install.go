@@ -181,11 +181,11 @@ func CheckServed(ctx context.Context, cfg *rest.Config) error {
 	return nil
 }
 
-// waitForIdentityPolicies waits until the admission policies stamp the
-// requester of a Promotion and the approver of an Approval. The API server
-// loads policies and the CRDs' schemas asynchronously (the schemas on a
-// five-second poll) and refuses these kinds until both are loaded. The
-// probes are dry runs: nothing is stored.
+// waitForIdentityPolicies waits until the admission policies fill in the
+// requester of a Promotion and the approver of an Approval and refuse a
+// forged one. The API server loads policies and the CRDs' schemas
+// asynchronously (the schemas on a five-second poll) and refuses these kinds
+// until both are loaded. The probes are dry runs: nothing is stored.
 func waitForIdentityPolicies(ctx context.Context, cfg *rest.Config) error {
 	cfg = rest.CopyConfig(cfg)
 	cfg.ContentType = "application/json" // custom resources have no protobuf form
@@ -193,24 +193,25 @@ func waitForIdentityPolicies(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	probeNS := "default"
+	meta := func() metav1.ObjectMeta {
+		return metav1.ObjectMeta{Namespace: "default", GenerateName: "stella-install-probe-"}
+	}
 	var last error
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		promo := &v1alpha1.Promotion{
-			ObjectMeta: metav1.ObjectMeta{Namespace: probeNS, GenerateName: "stella-install-probe-"},
-			Spec:       v1alpha1.PromotionSpec{Release: "probe", Environment: "probe", RequestedBy: "forged"},
-		}
-		appr := &v1alpha1.Approval{
-			ObjectMeta: metav1.ObjectMeta{Namespace: probeNS, GenerateName: "stella-install-probe-"},
-			Spec:       v1alpha1.ApprovalSpec{Promotion: "probe", Decision: v1alpha1.ApprovalApprove, Approver: "forged"},
-		}
+		promo := &v1alpha1.Promotion{ObjectMeta: meta(), Spec: v1alpha1.PromotionSpec{Release: "probe", Environment: "probe"}}
+		appr := &v1alpha1.Approval{ObjectMeta: meta(), Spec: v1alpha1.ApprovalSpec{Promotion: "probe", Decision: v1alpha1.ApprovalApprove}}
 		for _, obj := range []client.Object{promo, appr} {
 			if last = c.Create(ctx, obj, client.DryRunAll); last != nil {
 				return false, nil
 			}
 		}
-		if promo.Spec.RequestedBy == "forged" || appr.Spec.Approver == "forged" {
-			last = fmt.Errorf("the identity admission policies are not active yet")
+		if promo.Spec.RequestedBy == "" || appr.Spec.Approver == "" {
+			last = fmt.Errorf("the identity policies do not fill in requestedBy and approver yet")
+			return false, nil
+		}
+		forged := &v1alpha1.Promotion{ObjectMeta: meta(), Spec: v1alpha1.PromotionSpec{Release: "probe", Environment: "probe", RequestedBy: "forged-" + promo.Spec.RequestedBy}}
+		if err := c.Create(ctx, forged, client.DryRunAll); err == nil {
+			last = fmt.Errorf("the identity policies do not refuse a forged requestedBy yet")
 			return false, nil
 		}
 		return true, nil

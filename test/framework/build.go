@@ -15,9 +15,10 @@ import (
 
 // Binaries are the paths of the built programs.
 type Binaries struct {
-	Dir       string
-	Stella    string
-	Stellactl string
+	Dir         string
+	Stella      string
+	Stellactl   string
+	StellaAgent string
 }
 
 // Etcd is the path of an etcd binary built from the embedded etcd's module.
@@ -29,7 +30,7 @@ var (
 	buildErr  error
 )
 
-// Build compiles stella, stellactl and etcd into a temporary directory once
+// Build compiles stella, stellactl, stella-agent and etcd into a temporary directory once
 // per test process, with the Makefile's flags so the build cache is shared
 // with `make build`. STELLA_TEST_BIN_DIR points at prebuilt binaries instead.
 func Build() (Binaries, error) {
@@ -63,7 +64,12 @@ func build() (Binaries, error) {
 }
 
 func binariesIn(dir string) Binaries {
-	return Binaries{Dir: dir, Stella: filepath.Join(dir, "stella"), Stellactl: filepath.Join(dir, "stellactl")}
+	return Binaries{
+		Dir:         dir,
+		Stella:      filepath.Join(dir, "stella"),
+		Stellactl:   filepath.Join(dir, "stellactl"),
+		StellaAgent: filepath.Join(dir, "stella-agent"),
+	}
 }
 
 // RepoRoot is the directory of the module's go.mod.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/internal/pki"
@@ -45,4 +47,20 @@ func (s *Server) UserConfig(user string, groups ...string) *rest.Config {
 // UserClient is a controller-runtime client acting as user in groups.
 func (s *Server) UserClient(user string, groups ...string) client.Client {
 	return mustClient(s.UserConfig(user, groups...))
+}
+
+// UserKubeconfig writes a kubeconfig for user in groups into dir and returns
+// its path, for processes that take a kubeconfig file.
+func (s *Server) UserKubeconfig(dir, user string, groups ...string) string {
+	cfg := s.UserConfig(user, groups...)
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["stella"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
+	kc.Contexts["stella"] = &clientcmdapi.Context{Cluster: "stella", AuthInfo: user}
+	kc.CurrentContext = "stella"
+	path := filepath.Join(dir, user+".kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		panic(err)
+	}
+	return path
 }

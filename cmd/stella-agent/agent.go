@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/version"
+)
+
+// Condition reasons the agent reports on its Agent.
+const (
+	reasonHeartbeating = "Heartbeating"
+	reasonStopped      = "Stopped"
+)
+
+type agentOptions struct {
+	name      string
+	heartbeat time.Duration
+}
+
+type agent struct {
+	agentOptions
+	namespace string
+	hostname  string
+	client    client.Client
+	log       logr.Logger
+}
+
+func newAgent(cfg *rest.Config, namespace string, o agentOptions, log logr.Logger) (*agent, error) {
+	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("read the hostname: %w", err)
+	}
+	return &agent{agentOptions: o, namespace: namespace, hostname: host, client: c, log: log.WithValues("agent", namespace+"/"+o.name)}, nil
+}
+
+// run heartbeats until ctx ends, then reports the agent stopped.
+func (a *agent) run(ctx context.Context) error {
+	if err := a.beat(ctx); err != nil {
+		return err
+	}
+	a.log.Info("Agent is reporting", "heartbeat", a.heartbeat)
+	tick := time.NewTicker(a.heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			return a.reportStopped(stopCtx)
+		case <-tick.C:
+			// A failed beat is retried on the next tick: the server may be
+			// restarting, and the Lease outlives a few missed beats.
+			if err := a.beat(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error(err, "Heartbeat failed; retrying")
+			}
+		}
+	}
+}
+
+// beat renews the Lease and reports the Agent's status.
+func (a *agent) beat(ctx context.Context) error {
+	now := metav1.NowMicro()
+	if err := a.renewLease(ctx, now); err != nil {
+		return err
+	}
+	targets, err := a.servedTargets(ctx)
+	if err != nil {
+		return err
+	}
+	return a.patchStatus(ctx, func(st *v1alpha1.AgentStatus, generation int64) {
+		st.Version = version.String()
+		st.Hostname = a.hostname
+		st.LastHeartbeat = &metav1.Time{Time: now.Time}
+		st.ServedTargets = targets
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: reasonHeartbeating,
+			Message: fmt.Sprintf("stella-agent %s on %s serves %d target(s)", version.String(), a.hostname, len(targets)), ObservedGeneration: generation,
+		})
+	})
+}
+
+func (a *agent) reportStopped(ctx context.Context) error {
+	err := a.patchStatus(ctx, func(st *v1alpha1.AgentStatus, generation int64) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonStopped,
+			Message: fmt.Sprintf("stella-agent on %s was stopped", a.hostname), ObservedGeneration: generation,
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("report the agent stopped: %w", err)
+	}
+	a.log.Info("Agent stopped")
+	return nil
+}
+
+func (a *agent) patchStatus(ctx context.Context, mutate func(*v1alpha1.AgentStatus, int64)) error {
+	obj := &v1alpha1.Agent{}
+	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: a.name}, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("Agent %s/%s does not exist: an admin creates it (see config/samples/agent.yaml)", a.namespace, a.name)
+		}
+		return fmt.Errorf("read Agent %s/%s: %w", a.namespace, a.name, err)
+	}
+	before := obj.DeepCopy()
+	mutate(&obj.Status, obj.Generation)
+	if err := a.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("report the status of Agent %s/%s: %w", a.namespace, a.name, err)
+	}
+	return nil
+}
+
+// servedTargets are the Targets that name this agent, sorted.
+func (a *agent) servedTargets(ctx context.Context) ([]string, error) {
+	var list v1alpha1.TargetList
+	if err := a.client.List(ctx, &list, client.InNamespace(a.namespace)); err != nil {
+		return nil, fmt.Errorf("list the Targets of namespace %s: %w", a.namespace, err)
+	}
+	var names []string
+	for _, t := range list.Items {
+		if t.Spec.Agent == a.name {
+			names = append(names, t.Name)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// renewLease keeps agent-NAME held by this agent; the control plane reads
+// its renew time to tell a silent agent from a live one.
+func (a *agent) renewLease(ctx context.Context, now metav1.MicroTime) error {
+	lease := &coordinationv1.Lease{}
+	key := client.ObjectKey{Namespace: a.namespace, Name: "agent-" + a.name}
+	err := a.client.Get(ctx, key, lease)
+	if apierrors.IsNotFound(err) {
+		lease = &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity: ptr.To(a.name), LeaseDurationSeconds: ptr.To(a.leaseSeconds()),
+				AcquireTime: &now, RenewTime: &now,
+			},
+		}
+		err = a.client.Create(ctx, lease)
+		if err == nil || !apierrors.IsAlreadyExists(err) {
+			return wrapLease(key, err)
+		}
+		err = a.client.Get(ctx, key, lease)
+	}
+	if err != nil {
+		return wrapLease(key, err)
+	}
+	lease.Spec.HolderIdentity = ptr.To(a.name)
+	lease.Spec.LeaseDurationSeconds = ptr.To(a.leaseSeconds())
+	lease.Spec.RenewTime = &now
+	return wrapLease(key, a.client.Update(ctx, lease))
+}
+
+// leaseSeconds lets the Lease survive two missed heartbeats.
+func (a *agent) leaseSeconds() int32 {
+	return max(1, int32(3*a.heartbeat/time.Second))
+}
+
+func wrapLease(key client.ObjectKey, err error) error {
+	if err == nil {
+		return nil
+	}
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("renew Lease %s: %w (the credential needs the stella-agent role in namespace %s)", key, err, key.Namespace)
+	}
+	return fmt.Errorf("renew Lease %s: %w", key, err)
+}

@@ -1,4 +1,4 @@
-# Builds stella and stellactl and ships them in an empty image.
+# Builds stella, stellactl and stella-agent and ships them in an empty image.
 #   docker build -t stella .
 #   docker run -p 6443:6443 -v stella-data:/var/lib/stella stella
 FROM golang:1.26 AS build

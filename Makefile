@@ -19,7 +19,7 @@ export STELLA_LDFLAGS := $(LDFLAGS)
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## Build stella and stellactl into bin/.
+build: ## Build stella, stellactl and stella-agent into bin/.
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 run: build ## Start the control plane on its embedded defaults (data in ~/.local/share/stella).

@@ -110,25 +110,40 @@ var _ = Describe("roles", func() {
 			[]action{createRelease, createPromo, createGate, createApproval, createSecret}),
 	)
 
-	It("takes who requested a promotion and who approved it from the credential, not from the client", func(ctx SpecContext) {
+	It("takes who requested a promotion and who approved it from the credential, and refuses forgeries", func(ctx SpecContext) {
+		releaser := shared.UserClient("releaser-user")
 		forged := promotion(ns, "forged", "existing", "dev")
 		forged.Spec.RequestedBy = "someone-else"
-		Expect(shared.UserClient("releaser-user").Create(ctx, forged)).To(Succeed())
-		Expect(forged.Spec.RequestedBy).To(Equal("releaser-user"))
+		err := releaser.Create(ctx, forged)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(And(ContainSubstring("spec.requestedBy"), ContainSubstring(`your own user name "releaser-user"`)))
+
+		honest := promotion(ns, "honest", "existing", "dev")
+		Expect(releaser.Create(ctx, honest)).To(Succeed())
+		Expect(honest.Spec.RequestedBy).To(Equal("releaser-user"))
+
+		approver := shared.UserClient("approver-user", "release-managers")
+		forgedApproval := &v1alpha1.Approval{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged"},
+			Spec: v1alpha1.ApprovalSpec{Promotion: "honest", Decision: v1alpha1.ApprovalApprove,
+				Approver: "approver-user", ApproverGroups: []string{"release-managers", "system:masters"}},
+		}
+		err = approver.Create(ctx, forgedApproval)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring("spec.approverGroups"))
 
 		appr := &v1alpha1.Approval{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lgtm"},
-			Spec: v1alpha1.ApprovalSpec{Promotion: "forged", Decision: v1alpha1.ApprovalApprove,
-				Approver: "the-cto", ApproverGroups: []string{"system:masters"}},
+			Spec:       v1alpha1.ApprovalSpec{Promotion: "honest", Decision: v1alpha1.ApprovalApprove},
 		}
-		Expect(shared.UserClient("approver-user", "release-managers").Create(ctx, appr)).To(Succeed())
+		Expect(approver.Create(ctx, appr)).To(Succeed())
 		Expect(appr.Spec.Approver).To(Equal("approver-user"))
 		Expect(appr.Spec.ApproverGroups).To(ConsistOf("release-managers", "system:authenticated"))
 
 		// The stamped identity cannot be changed afterwards, even by an admin.
 		stamped := appr.DeepCopy()
 		appr.Spec.Approver = "the-cto"
-		err := admin.Patch(ctx, appr, client.MergeFrom(stamped))
+		err = admin.Patch(ctx, appr, client.MergeFrom(stamped))
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), fmt.Sprintf("got %v", err))
 	})
 })

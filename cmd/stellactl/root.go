@@ -118,6 +118,7 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		waitCmd,
 		explainCmd,
 		apiResourcesCmd,
+		releaseCommand(f, streams),
 		authCommand(f, configFlags, streams),
 		versionCommand(f, streams),
 	)

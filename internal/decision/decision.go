@@ -1,0 +1,136 @@
+// Package decision combines gate verdicts into a promotion's decision and
+// fingerprints it: the determinism hash is the sha256 of the RFC 8785
+// canonical JSON of the frozen inputs and the outputs, so that a replay from
+// the same inputs must reproduce it bit for bit.
+package decision
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/gowebpki/jcs"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+)
+
+// Inputs are what a decision was based on, frozen when it was made. Every
+// list is sorted by name before hashing, so the order in which objects were
+// listed never changes the hash.
+type Inputs struct {
+	// Clock is the frozen evaluation time, RFC 3339 in UTC.
+	Clock       string                          `json:"clock"`
+	Promotion   Named[v1alpha1.PromotionSpec]   `json:"promotion"`
+	Release     Named[v1alpha1.ReleaseSpec]     `json:"release"`
+	Environment Named[v1alpha1.EnvironmentSpec] `json:"environment"`
+	Gates       []Named[v1alpha1.GateSpec]      `json:"gates"`
+	Approvals   []Named[v1alpha1.ApprovalSpec]  `json:"approvals"`
+	// Upstream are the environments the gates looked at, with the status
+	// they had.
+	Upstream []Named[v1alpha1.EnvironmentStatus] `json:"upstream"`
+	// ScanReports are the digests of the scan reports the gates looked at.
+	ScanReports []Named[v1alpha1.Digest] `json:"scanReports"`
+	// Policies are the digests of the CUE policy sources evaluated, by gate.
+	Policies []Named[v1alpha1.Digest] `json:"policies"`
+}
+
+// Named is an object's name with the part of it a decision depends on.
+type Named[T any] struct {
+	Name  string `json:"name"`
+	Value T      `json:"value"`
+}
+
+// Record is the whole decision: what it was based on and what came out.
+type Record struct {
+	Inputs      Inputs                    `json:"inputs"`
+	Gates       []v1alpha1.GateEvaluation `json:"gates"`
+	Result      v1alpha1.DecisionResult   `json:"result"`
+	ReasonCodes []string                  `json:"reasonCodes"`
+}
+
+// Decide combines the gates' verdicts: any Fail denies, whatever else
+// passed (approvals cannot outvote a failing gate); otherwise any Pending
+// leaves the decision pending; otherwise it allows. Reason codes are those of
+// every gate that did not pass, sorted and without duplicates.
+func Decide(in Inputs, gates []v1alpha1.GateEvaluation) Record {
+	gates = slices.Clone(gates)
+	slices.SortFunc(gates, func(a, b v1alpha1.GateEvaluation) int { return cmp.Compare(a.Name, b.Name) })
+	result := v1alpha1.DecisionAllow
+	var codes []string
+	for _, g := range gates {
+		switch g.Result {
+		case v1alpha1.GateFail:
+			result = v1alpha1.DecisionDeny
+		case v1alpha1.GatePending:
+			if result != v1alpha1.DecisionDeny {
+				result = v1alpha1.DecisionPending
+			}
+		}
+		if g.Result != v1alpha1.GatePass {
+			codes = append(codes, g.ReasonCodes...)
+		}
+	}
+	slices.Sort(codes)
+	return Record{Inputs: in.sorted(), Gates: gates, Result: result, ReasonCodes: slices.Compact(codes)}
+}
+
+// Hash is the record's determinism hash, sha256:<hex> of its canonical JSON.
+func (r Record) Hash() (v1alpha1.Digest, error) {
+	canonical, err := r.Canonical()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(canonical)
+	return v1alpha1.Digest("sha256:" + hex.EncodeToString(sum[:])), nil
+}
+
+// Canonical is the record as RFC 8785 canonical JSON.
+func (r Record) Canonical() ([]byte, error) {
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode the decision record: %w", err)
+	}
+	canonical, err := jcs.Transform(raw)
+	if err != nil {
+		return nil, fmt.Errorf("canonicalise the decision record: %w", err)
+	}
+	return canonical, nil
+}
+
+// PolicyDigest fingerprints the policies a decision evaluated: the digest of
+// their digests in gate-name order, or "" when there were none.
+func (in Inputs) PolicyDigest() v1alpha1.Digest {
+	policies := in.sorted().Policies
+	if len(policies) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, p := range policies {
+		fmt.Fprintf(h, "%s %s\n", p.Name, p.Value)
+	}
+	return v1alpha1.Digest("sha256:" + hex.EncodeToString(h.Sum(nil)))
+}
+
+// Clock formats an evaluation time the way Inputs.Clock holds it.
+func Clock(t time.Time) string {
+	return t.UTC().Format(time.RFC3339)
+}
+
+func (in Inputs) sorted() Inputs {
+	in.Gates = sortedByName(in.Gates)
+	in.Approvals = sortedByName(in.Approvals)
+	in.Upstream = sortedByName(in.Upstream)
+	in.ScanReports = sortedByName(in.ScanReports)
+	in.Policies = sortedByName(in.Policies)
+	return in
+}
+
+func sortedByName[T any](items []Named[T]) []Named[T] {
+	items = slices.Clone(items)
+	slices.SortFunc(items, func(a, b Named[T]) int { return cmp.Compare(a.Name, b.Name) })
+	return items
+}

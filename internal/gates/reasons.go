@@ -1,0 +1,36 @@
+package gates
+
+// Reason codes. doc.go lists them with their results; keep the two in step.
+const (
+	ReasonInvalid      = "gate.invalid"
+	ReasonUnsupported  = "gate.unsupported"
+	ReasonInputMissing = "gate.input-missing"
+
+	ReasonApprovalInsufficient           = "approval.insufficient"
+	ReasonApprovalRejected               = "approval.rejected"
+	ReasonApprovalRequesterCannotApprove = "approval.requester-cannot-approve"
+	ReasonApprovalNotAllowed             = "approval.not-allowed"
+	ReasonApprovalDuplicate              = "approval.duplicate"
+	ReasonApprovalApproverUnknown        = "approval.approver-unknown"
+	ReasonApprovalOtherPromotion         = "approval.other-promotion"
+	ReasonApprovalDecisionUnknown        = "approval.decision-unknown"
+	ReasonFreezeActive                   = "freeze.active"
+	ReasonSoakEnvironmentNotFound        = "soak.environment-not-found"
+	ReasonSoakNotDeployed                = "soak.not-deployed"
+	ReasonSoakInterrupted                = "soak.interrupted"
+	ReasonSoakInsufficient               = "soak.insufficient"
+	ReasonSecurityReportMissing          = "security.report-missing"
+	ReasonSecurityReportStale            = "security.report-stale"
+	ReasonSecurityTimeout                = "security.timeout"
+	ReasonSecurityReportTruncated        = "security.report-truncated"
+	ReasonSecuritySeverityExceeded       = "security.severity-exceeded"
+	ReasonScheduleOutsideWindow          = "schedule.outside-window"
+	ReasonScheduleNoUpcomingWindow       = "schedule.no-upcoming-window"
+	ReasonDependencyEnvironmentNotFound  = "dependency.environment-not-found"
+	ReasonDependencyReleaseNotFound      = "dependency.release-not-found"
+	ReasonDependencyComponentNotFound    = "dependency.component-not-found"
+	ReasonDependencyNotDeployed          = "dependency.not-deployed"
+	ReasonDependencyNotHealthy           = "dependency.not-healthy"
+	ReasonDependencyDrifted              = "dependency.drifted"
+	ReasonDependencyTargetsUnknown       = "dependency.targets-unknown"
+)

@@ -47,8 +47,16 @@ func NewManager(cfg *rest.Config) (manager.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := (&ReleaseReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
-		return nil, err
+	c := mgr.GetClient()
+	for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
+		&ReleaseReconciler{Client: c},
+		&EnvironmentReconciler{Client: c},
+		&GateReconciler{Client: c},
+		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions")},
+	} {
+		if err := r.SetupWithManager(mgr); err != nil {
+			return nil, err
+		}
 	}
 	return mgr, nil
 }

@@ -15,10 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/images"
 )
 
@@ -96,23 +94,9 @@ func runReleaseCreate(ctx context.Context, f cmdutil.Factory, out io.Writer, nam
 		rel.Spec.Components = append(rel.Spec.Components, v1alpha1.ReleaseComponent{Name: c.name, Image: v1alpha1.ImageDigestRef(pinned)})
 	}
 
-	ns, _, err := f.ToRawKubeConfigLoader().Namespace()
-	if err != nil {
+	if err := create(ctx, f, out, rel, "release"); err != nil {
 		return err
 	}
-	rel.Namespace = ns
-	cfg, err := f.ToRESTConfig()
-	if err != nil {
-		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
-	if err != nil {
-		return err
-	}
-	if err := c.Create(ctx, rel); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "release.stella-ops.org/%s created\n", rel.Name)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "COMPONENT\tIMAGE")
 	for _, comp := range rel.Spec.Components {

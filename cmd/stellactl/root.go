@@ -17,6 +17,8 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/cmd/wait"
 	utilcomp "k8s.io/kubectl/pkg/util/completion"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
 // name is the command name that the kubectl library weaves into its help
@@ -119,6 +121,9 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		explainCmd,
 		apiResourcesCmd,
 		releaseCommand(f, streams),
+		promoteCommand(f, streams),
+		approvalCommand(f, streams, v1alpha1.ApprovalApprove),
+		approvalCommand(f, streams, v1alpha1.ApprovalReject),
 		authCommand(f, configFlags, streams),
 		versionCommand(f, streams),
 	)

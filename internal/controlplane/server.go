@@ -145,6 +145,9 @@ const kubeControllersLease = "stella-kube-controllers"
 // controllers a node-less control plane needs, and one for the Stella
 // reconcilers when wanted. Each runs only while it holds its own Lease.
 func newManagers(cfg *rest.Config, certs pki.Dir, withReconcilers bool) ([]manager.Manager, error) {
+	// The loopback config asks for protobuf, which custom resources lack.
+	cfg = rest.CopyConfig(cfg)
+	cfg.ContentType = "application/json"
 	kube, err := controllers.NewBareManager(cfg, kubeControllersLease)
 	if err != nil {
 		return nil, err

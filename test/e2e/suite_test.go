@@ -36,9 +36,17 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 })
 
+// anyFailed keeps the shared server's data and log for a look after a
+// failure; Cleanup prints where they are.
+var anyFailed bool
+
+var _ = ReportAfterEach(func(r SpecReport) {
+	anyFailed = anyFailed || r.Failed()
+})
+
 var _ = AfterSuite(func() {
 	if shared != nil {
-		shared.Cleanup(CurrentSpecReport().Failed())
+		shared.Cleanup(anyFailed)
 	}
 })
 

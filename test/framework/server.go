@@ -199,10 +199,12 @@ func (s *Server) Cleanup(failed bool) {
 	if err := s.Stop(); err != nil && !errors.Is(err, context.Canceled) {
 		s.Kill()
 	}
-	if !failed {
-		os.RemoveAll(s.DataDir)
-		os.Remove(s.LogFile)
+	if failed {
+		fmt.Fprintf(os.Stderr, "kept the data of the stella serve that ran during a failure: %s, log %s\n", s.DataDir, s.LogFile)
+		return
 	}
+	os.RemoveAll(s.DataDir)
+	os.Remove(s.LogFile)
 }
 
 // Run runs a binary with args and returns its combined output.

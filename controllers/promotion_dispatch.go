@@ -1,0 +1,272 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+)
+
+// Labels on DeployTasks, so agents and people can select them.
+const (
+	LabelPromotion   = "stella-ops.org/promotion"
+	LabelTarget      = "stella-ops.org/target"
+	LabelEnvironment = "stella-ops.org/environment"
+)
+
+// defaultDeployTimeout applies when an environment sets none.
+const defaultDeployTimeout = 15 * time.Minute
+
+// deploy rolls the release out batch by batch. The plan (which target in
+// which batch) is fixed in status the first time, so a restart resumes the
+// same rollout; DeployTasks have names derived from the promotion and the
+// target, so creating one twice is harmless.
+func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) (ctrl.Result, error) {
+	if len(promo.Status.Targets) == 0 {
+		targets, err := r.selectTargets(ctx, promo.Namespace, env)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if len(targets) == 0 {
+			r.finish(promo, v1alpha1.PromotionSucceeded, reasonPromotionDone,
+				fmt.Sprintf("release %s is current in %s (the environment selects no targets)", rel.Name, env.Name))
+			return ctrl.Result{}, nil
+		}
+		promo.Status.Targets = plan(promo.Name, targets, env.Spec.Strategy)
+	}
+	promo.Status.Phase = v1alpha1.PromotionDeploying
+
+	// The cache may not have seen a task this reconciler created a moment
+	// ago; read them from the server before deciding what to create.
+	var tasks v1alpha1.DeployTaskList
+	if err := r.APIReader.List(ctx, &tasks, client.InNamespace(promo.Namespace), client.MatchingLabels{LabelPromotion: promo.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	byTarget := map[string]*v1alpha1.DeployTask{}
+	for i := range tasks.Items {
+		byTarget[tasks.Items[i].Spec.Target] = &tasks.Items[i]
+	}
+	retry, err := r.timeOutSilentTasks(ctx, byTarget)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range promo.Status.Targets {
+		if t := byTarget[promo.Status.Targets[i].Target]; t != nil {
+			promo.Status.Targets[i].Phase = t.Status.Phase
+			promo.Status.Targets[i].Message = truncate(t.Status.Message, 1024)
+		}
+	}
+
+	batch, batches := currentBatch(promo.Status.Targets)
+	if failed := firstFailed(promo.Status.Targets); failed != nil {
+		r.finish(promo, v1alpha1.PromotionFailed, reasonFailed,
+			fmt.Sprintf("target %s: %s %s; the rollout stopped", failed.Target, failed.Phase, failed.Message))
+		return ctrl.Result{}, nil
+	}
+	if batch < 0 {
+		r.finish(promo, v1alpha1.PromotionSucceeded, reasonPromotionDone,
+			fmt.Sprintf("release %s runs on all %d target(s) of %s", rel.Name, len(promo.Status.Targets), env.Name))
+		return ctrl.Result{}, nil
+	}
+	for _, t := range promo.Status.Targets {
+		if t.Batch == batch && byTarget[t.Target] == nil {
+			if err := r.createTask(ctx, promo, rel, env, t); err != nil {
+				return ctrl.Result{}, err
+			}
+			retry = sooner(retry, deployTimeout(env))
+		}
+	}
+	done := 0
+	for _, t := range promo.Status.Targets {
+		if t.Phase == v1alpha1.DeployTaskSucceeded {
+			done++
+		}
+	}
+	setProgress(promo, reasonDeploying, fmt.Sprintf("batch %d of %d: %d of %d target(s) done", batch+1, batches, done, len(promo.Status.Targets)))
+	return ctrl.Result{RequeueAfter: retry}, nil
+}
+
+// sooner is the earlier of two waits, where zero means no wait at all.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || b == 0 {
+		return max(a, b)
+	}
+	return min(a, b)
+}
+
+// selectTargets lists the environment's targets by name.
+func (r *PromotionReconciler) selectTargets(ctx context.Context, ns string, env *v1alpha1.Environment) ([]v1alpha1.Target, error) {
+	if env.Spec.TargetSelector == nil {
+		return nil, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(env.Spec.TargetSelector)
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: spec.targetSelector: %w", env.Name, err)
+	}
+	if sel.Empty() {
+		return nil, nil
+	}
+	var list v1alpha1.TargetList
+	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(list.Items, func(a, b v1alpha1.Target) int { return strings.Compare(a.Name, b.Name) })
+	return list.Items, nil
+}
+
+// plan assigns each target, in name order, to a batch of the strategy.
+func plan(promotion string, targets []v1alpha1.Target, s *v1alpha1.DeployStrategy) []v1alpha1.TargetProgress {
+	batches := batchesOf(len(targets), s)
+	out := make([]v1alpha1.TargetProgress, len(targets))
+	for i, t := range targets {
+		out[i] = v1alpha1.TargetProgress{Target: t.Name, Batch: int32(batches[i]), DeployTask: taskName(promotion, t.Name), Phase: v1alpha1.DeployTaskPending}
+	}
+	return out
+}
+
+// batchesOf returns the batch of each of n targets: one batch for
+// AllAtOnce, batches of maxUnavailable for Rolling, and for Canary batches
+// that bring the share of updated targets up to each step's percentage.
+func batchesOf(n int, s *v1alpha1.DeployStrategy) []int {
+	out := make([]int, n)
+	if s == nil {
+		return out
+	}
+	switch s.Type {
+	case v1alpha1.StrategyRolling:
+		size := 1
+		if s.Rolling != nil && s.Rolling.MaxUnavailable != nil {
+			v, err := intstr.GetScaledValueFromIntOrPercent(s.Rolling.MaxUnavailable, n, false)
+			if err == nil {
+				size = max(1, v)
+			}
+		}
+		for i := range out {
+			out[i] = i / size
+		}
+	case v1alpha1.StrategyCanary:
+		if s.Canary == nil {
+			return out
+		}
+		batch, covered := 0, 0
+		for _, step := range s.Canary.Steps {
+			upTo := min(n, int(math.Ceil(float64(n)*float64(step.Percent)/100)))
+			if upTo <= covered {
+				continue
+			}
+			for i := covered; i < upTo; i++ {
+				out[i] = batch
+			}
+			covered, batch = upTo, batch+1
+		}
+		for i := covered; i < n; i++ {
+			out[i] = batch
+		}
+	}
+	return out
+}
+
+// currentBatch is the lowest batch with a target not yet succeeded (-1 when
+// all have), and how many batches there are.
+func currentBatch(targets []v1alpha1.TargetProgress) (int32, int32) {
+	current, last := int32(-1), int32(0)
+	for _, t := range targets {
+		last = max(last, t.Batch)
+		if t.Phase != v1alpha1.DeployTaskSucceeded && (current < 0 || t.Batch < current) {
+			current = t.Batch
+		}
+	}
+	return current, last + 1
+}
+
+func firstFailed(targets []v1alpha1.TargetProgress) *v1alpha1.TargetProgress {
+	for i, t := range targets {
+		if t.Phase.IsTerminal() && t.Phase != v1alpha1.DeployTaskSucceeded {
+			return &targets[i]
+		}
+	}
+	return nil
+}
+
+// taskName is the DeployTask of promotion and target: the two names joined,
+// or cut and suffixed with a hash when that would be too long.
+func taskName(promotion, target string) string {
+	name := promotion + "-" + target
+	if len(name) <= 253 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(promotion + "/" + target))
+	return name[:240] + "-" + hex.EncodeToString(sum[:])[:12]
+}
+
+func deployTimeout(env *v1alpha1.Environment) time.Duration {
+	if env.Spec.DeployTimeout.Duration > 0 {
+		return env.Spec.DeployTimeout.Duration
+	}
+	return defaultDeployTimeout
+}
+
+func (r *PromotionReconciler) createTask(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment, t v1alpha1.TargetProgress) error {
+	task := &v1alpha1.DeployTask{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: promo.Namespace, Name: t.DeployTask,
+			Labels: map[string]string{LabelPromotion: promo.Name, LabelTarget: t.Target, LabelEnvironment: env.Name},
+		},
+		Spec: v1alpha1.DeployTaskSpec{
+			Promotion: promo.Name, Target: t.Target, Release: rel.Name, Version: rel.Spec.Version,
+			Action: v1alpha1.DeployActionDeploy, Batch: t.Batch, Timeout: &metav1.Duration{Duration: deployTimeout(env)},
+		},
+	}
+	for _, c := range rel.Spec.Components {
+		task.Spec.Components = append(task.Spec.Components, v1alpha1.ComponentDigest{Name: c.Name, Image: c.Image})
+	}
+	target := &v1alpha1.Target{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: promo.Namespace, Name: t.Target}, target); err == nil && target.Status.Observed != nil {
+		task.Spec.Previous = target.Status.Observed.DeepCopy()
+	}
+	if err := controllerutil.SetControllerReference(promo, task, r.Scheme()); err != nil {
+		return err
+	}
+	if err := r.Create(ctx, task); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create DeployTask %s: %w", task.Name, err)
+	}
+	return nil
+}
+
+// timeOutSilentTasks ends the tasks whose deadline passed without a result,
+// and returns how long until the next deadline.
+func (r *PromotionReconciler) timeOutSilentTasks(ctx context.Context, tasks map[string]*v1alpha1.DeployTask) (time.Duration, error) {
+	now := r.now()
+	var next time.Duration
+	for _, t := range tasks {
+		if t.Status.Phase.IsTerminal() || t.Spec.Timeout == nil {
+			continue
+		}
+		deadline := t.CreationTimestamp.Add(t.Spec.Timeout.Duration)
+		if left := deadline.Sub(now); left > 0 {
+			next = sooner(next, left+time.Second)
+			continue
+		}
+		before := t.DeepCopy()
+		t.Status.Phase = v1alpha1.DeployTaskTimedOut
+		t.Status.Message = fmt.Sprintf("no result within %s", t.Spec.Timeout.Duration)
+		t.Status.FinishedAt = &metav1.Time{Time: now}
+		if err := r.Status().Patch(ctx, t, client.MergeFrom(before), fieldOwner); err != nil {
+			return 0, fmt.Errorf("time out DeployTask %s: %w", t.Name, err)
+		}
+	}
+	return next, nil
+}

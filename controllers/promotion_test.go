@@ -121,7 +121,10 @@ func TestUntilEarliestRetry(t *testing.T) {
 }
 
 func TestEnvironmentStatusFromPromotions(t *testing.T) {
-	at := func(h int) *metav1.Time { t := metav1.NewTime(time.Date(2026, 11, 28, h, 0, 0, 0, time.UTC)); return &t }
+	at := func(h int) *metav1.Time {
+		t := metav1.NewTime(time.Date(2026, 11, 28, h, 0, 0, 0, time.UTC))
+		return &t
+	}
 	env := &v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Name: "prod"}, Spec: v1alpha1.EnvironmentSpec{HistoryLimit: 2,
 		TargetSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}}
 	env.Status.History = []v1alpha1.EnvironmentHistoryEntry{{Release: "r0", Promotion: "deleted", Phase: v1alpha1.PromotionSucceeded, FinishedAt: at(1)}}

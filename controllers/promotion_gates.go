@@ -37,6 +37,8 @@ type frozen struct {
 	approvals    []v1alpha1.Approval
 	environments []v1alpha1.Environment
 	scanReports  []v1alpha1.ScanReport
+	// releases are the other releases dependency gates compare against.
+	releases []v1alpha1.Release
 }
 
 // gateRef is a gate the environment names, and the Gate object if found.
@@ -78,22 +80,67 @@ func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promot
 	if err := r.List(ctx, &reports, ns); err != nil {
 		return nil, err
 	}
-	images := map[v1alpha1.ImageDigestRef]bool{}
+	digests := map[string]bool{}
 	for _, c := range rel.Spec.Components {
-		images[c.Image] = true
+		digests[digestOf(c.Image)] = true
 	}
 	for _, rep := range reports.Items {
-		if images[rep.Spec.Image] {
+		if digests[digestOf(rep.Spec.Image)] {
 			f.scanReports = append(f.scanReports, rep)
 		}
 	}
+	releases, err := r.dependencyReleases(ctx, promo.Namespace, f)
+	if err != nil {
+		return nil, err
+	}
+	f.releases = releases
 	return f, nil
+}
+
+// digestOf is the sha256:<hex> part of an image reference pinned by digest;
+// the same image may be named through different repositories.
+func digestOf(image v1alpha1.ImageDigestRef) string {
+	_, digest, _ := strings.Cut(string(image), "@")
+	return digest
+}
+
+// dependencyReleases reads the releases dependency gates look at: the one
+// a gate names and the one its environment currently runs.
+func (r *PromotionReconciler) dependencyReleases(ctx context.Context, ns string, f *frozen) ([]v1alpha1.Release, error) {
+	names := map[string]bool{}
+	for _, g := range f.gates {
+		if g.gate == nil || g.gate.Spec.Dependency == nil {
+			continue
+		}
+		dep := g.gate.Spec.Dependency
+		if dep.Release != "" {
+			names[dep.Release] = true
+		}
+		for _, e := range f.environments {
+			if e.Name == dep.Environment && e.Status.CurrentRelease != "" {
+				names[e.Status.CurrentRelease] = true
+			}
+		}
+	}
+	var out []v1alpha1.Release
+	for name := range names {
+		rel := &v1alpha1.Release{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, rel)
+		if client.IgnoreNotFound(err) != nil {
+			return nil, err
+		}
+		if err == nil {
+			out = append(out, *rel)
+		}
+	}
+	slices.SortFunc(out, func(a, b v1alpha1.Release) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // evaluate runs every gate and combines the verdicts into a decision record.
 func (r *PromotionReconciler) evaluate(f *frozen) (decision.Record, []v1alpha1.GateEvaluation) {
 	in := gates.Inputs{
-		Now: f.now, Promotion: f.promotion, Release: f.release,
+		Now: f.now, Promotion: f.promotion, Release: f.release, Releases: f.releases,
 		Environments: f.environments, Approvals: f.approvals, ScanReports: f.scanReports,
 	}
 	var evals []v1alpha1.GateEvaluation
@@ -159,8 +206,7 @@ func policyInput(f *frozen) policy.Input {
 		in.Release.Source = policy.Source{Repository: s.Repository, Commit: s.Commit, BuildURL: s.BuildURL}
 	}
 	for _, c := range f.release.Spec.Components {
-		_, digest, _ := strings.Cut(string(c.Image), "@")
-		in.Release.Components = append(in.Release.Components, policy.Component{Name: c.Name, Image: string(c.Image), Digest: digest, Role: string(c.Role)})
+		in.Release.Components = append(in.Release.Components, policy.Component{Name: c.Name, Image: string(c.Image), Digest: digestOf(c.Image), Role: string(c.Role)})
 	}
 	for _, a := range f.approvals {
 		in.Approvals = append(in.Approvals, policy.Approval{Approver: a.Spec.Approver, Groups: a.Spec.ApproverGroups, Decision: string(a.Spec.Decision)})
@@ -199,6 +245,9 @@ func (f *frozen) inputs(policies []decision.Named[v1alpha1.Digest]) decision.Inp
 	}
 	for _, s := range f.scanReports {
 		in.ScanReports = append(in.ScanReports, decision.Named[v1alpha1.Digest]{Name: s.Name, Value: s.Status.ReportDigest})
+	}
+	for _, rel := range f.releases {
+		in.OtherReleases = append(in.OtherReleases, decision.Named[v1alpha1.ReleaseSpec]{Name: rel.Name, Value: rel.Spec})
 	}
 	return in
 }

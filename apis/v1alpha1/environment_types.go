@@ -88,14 +88,15 @@ type EnvironmentSpec struct {
 }
 
 // DeployStrategy says how a promotion rolls out across targets.
-// +kubebuilder:validation:XValidation:rule="self.type == 'Rolling' ? has(self.rolling) : !has(self.rolling)",message="rolling is required when type is Rolling, and not allowed otherwise"
+// +kubebuilder:validation:XValidation:rule="self.type == 'Rolling' || !has(self.rolling)",message="rolling is only allowed when type is Rolling"
 // +kubebuilder:validation:XValidation:rule="self.type == 'Canary' ? has(self.canary) : !has(self.canary)",message="canary is required when type is Canary, and not allowed otherwise"
 type DeployStrategy struct {
 	// type of the rollout: AllAtOnce, Rolling or Canary.
 	// +required
 	Type StrategyType `json:"type"`
 
-	// rolling settings, for type Rolling.
+	// rolling settings, for type Rolling. Without them a rolling rollout
+	// updates one target at a time.
 	// +optional
 	Rolling *RollingStrategy `json:"rolling,omitempty"`
 

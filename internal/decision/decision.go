@@ -32,6 +32,8 @@ type Inputs struct {
 	// Upstream are the environments the gates looked at, with the status
 	// they had.
 	Upstream []Named[v1alpha1.EnvironmentStatus] `json:"upstream"`
+	// OtherReleases are the releases dependency gates compared against.
+	OtherReleases []Named[v1alpha1.ReleaseSpec] `json:"otherReleases"`
 	// ScanReports are the digests of the scan reports the gates looked at.
 	ScanReports []Named[v1alpha1.Digest] `json:"scanReports"`
 	// Policies are the digests of the CUE policy sources evaluated, by gate.
@@ -124,6 +126,7 @@ func (in Inputs) sorted() Inputs {
 	in.Gates = sortedByName(in.Gates)
 	in.Approvals = sortedByName(in.Approvals)
 	in.Upstream = sortedByName(in.Upstream)
+	in.OtherReleases = sortedByName(in.OtherReleases)
 	in.ScanReports = sortedByName(in.ScanReports)
 	in.Policies = sortedByName(in.Policies)
 	return in

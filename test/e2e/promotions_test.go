@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/test/framework"
 )
 
 // promote creates a promotion as c and returns it.
@@ -249,3 +250,57 @@ func report(ctx context.Context, agent client.Client, task *v1alpha1.DeployTask,
 	task.Status.FinishedAt = &now
 	Expect(agent.Status().Patch(ctx, task, client.MergeFrom(before))).To(Succeed())
 }
+
+var _ = Describe("a promotion across a server restart", func() {
+	It("resumes where it was, with the same decision and no DeployTask twice", func(ctx SpecContext) {
+		srv := startServer(framework.ServerOptions{})
+		admin := srv.AdminClient()
+		ns := newNamespace(ctx, admin)
+		Expect(admin.Create(ctx, release(ns, "shop-1", "1.0.0"))).To(Succeed())
+		env := environment(ns, "stage")
+		env.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "stage"}}
+		env.Spec.Strategy = &v1alpha1.DeployStrategy{Type: v1alpha1.StrategyRolling}
+		Expect(admin.Create(ctx, env)).To(Succeed())
+		for _, name := range []string{"web-1", "web-2"} {
+			Expect(admin.Create(ctx, &v1alpha1.Target{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"env": "stage"}},
+				Spec:       v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeDocker, Agent: "host-1"},
+			})).To(Succeed())
+		}
+		promo := promote(ctx, admin, ns, "shop-1", "stage")
+		var first *v1alpha1.DeployTask
+		Eventually(func(g Gomega) {
+			var list v1alpha1.DeployTaskList
+			g.Expect(admin.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+			g.Expect(list.Items).To(HaveLen(1))
+			first = &list.Items[0]
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		decided := &v1alpha1.Promotion{}
+		Expect(admin.Get(ctx, client.ObjectKeyFromObject(promo), decided)).To(Succeed())
+
+		Expect(srv.Stop()).To(Succeed())
+		again := startServer(framework.ServerOptions{DataDir: srv.DataDir, Listen: srv.Listen})
+		admin = again.AdminClient()
+		report(ctx, admin, first, v1alpha1.DeployTaskSucceeded, "deployed")
+
+		Eventually(func(g Gomega) {
+			var list v1alpha1.DeployTaskList
+			g.Expect(admin.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+			g.Expect(list.Items).To(HaveLen(2))
+			for _, t := range list.Items {
+				if t.Status.Phase == "" {
+					report(ctx, admin, &t, v1alpha1.DeployTaskSucceeded, "deployed")
+				}
+			}
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		done := &v1alpha1.Promotion{}
+		Eventually(func() v1alpha1.PromotionPhase {
+			_ = admin.Get(ctx, client.ObjectKeyFromObject(promo), done)
+			return done.Status.Phase
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal(v1alpha1.PromotionSucceeded))
+		Expect(done.Status.Decision).To(Equal(decided.Status.Decision), "the decision is made once")
+		var list v1alpha1.DeployTaskList
+		Expect(admin.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		Expect(list.Items).To(HaveLen(2), "one DeployTask per target, whatever the restarts")
+	})
+})

@@ -52,6 +52,7 @@ func NewManager(cfg *rest.Config) (manager.Manager, error) {
 		&ReleaseReconciler{Client: c},
 		&EnvironmentReconciler{Client: c},
 		&GateReconciler{Client: c},
+		&AutoPromotionReconciler{Client: c},
 		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions")},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {

@@ -201,14 +201,18 @@ func firstFailed(targets []v1alpha1.TargetProgress) *v1alpha1.TargetProgress {
 	return nil
 }
 
-// taskName is the DeployTask of promotion and target: the two names joined,
-// or cut and suffixed with a hash when that would be too long.
+// taskName is the DeployTask of promotion and target.
 func taskName(promotion, target string) string {
-	name := promotion + "-" + target
+	return boundedName(promotion+"-"+target, promotion+"/"+target)
+}
+
+// boundedName is name when it fits an object name (253 characters), or
+// else its start suffixed with a hash of key, which must identify it.
+func boundedName(name, key string) string {
 	if len(name) <= 253 {
 		return name
 	}
-	sum := sha256.Sum256([]byte(promotion + "/" + target))
+	sum := sha256.Sum256([]byte(key))
 	return name[:240] + "-" + hex.EncodeToString(sum[:])[:12]
 }
 

@@ -1,0 +1,182 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+)
+
+// LabelAutoPromotion marks the promotions Stella created by itself.
+const LabelAutoPromotion = "stella-ops.org/auto-promotion"
+
+// reasonSuperseded is why a queued auto-promotion was cancelled.
+const reasonSuperseded = "Superseded"
+
+// AutoPromotionReconciler promotes releases into environments that set
+// spec.autoPromote: the newest release into an environment that promotes
+// from nowhere, and the newest release that succeeded upstream into one that
+// promotes from other environments. A newer release supersedes an older one
+// still queued.
+type AutoPromotionReconciler struct {
+	client.Client
+}
+
+// SetupWithManager registers the reconciler; releases and promotions wake
+// the environments of their namespace.
+func (r *AutoPromotionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("autopromotion").
+		For(&v1alpha1.Environment{}).
+		Watches(&v1alpha1.Release{}, handler.EnqueueRequestsFromMapFunc(r.autoPromotingEnvironments)).
+		Watches(&v1alpha1.Promotion{}, handler.EnqueueRequestsFromMapFunc(r.autoPromotingEnvironments)).
+		Complete(r)
+}
+
+// Reconcile creates the promotion of the newest candidate release, once.
+func (r *AutoPromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	env := &v1alpha1.Environment{}
+	if err := r.Get(ctx, req.NamespacedName, env); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !env.Spec.AutoPromote || !env.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	var promos v1alpha1.PromotionList
+	if err := r.List(ctx, &promos, client.InNamespace(env.Namespace)); err != nil {
+		return ctrl.Result{}, err
+	}
+	newest, from, err := r.newestCandidate(ctx, env, promos.Items)
+	if err != nil || newest == nil {
+		return ctrl.Result{}, err
+	}
+	for _, p := range promos.Items {
+		if p.Spec.Environment == env.Name && p.Spec.Release == newest.Name {
+			return ctrl.Result{}, nil // promoted once; a failure is not retried by itself
+		}
+	}
+	if err := r.supersede(ctx, env, promos.Items, newest.Name); err != nil {
+		return ctrl.Result{}, err
+	}
+	promo := &v1alpha1.Promotion{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: env.Namespace, Name: autoPromotionName(newest.Name, env.Name),
+			Labels: map[string]string{LabelAutoPromotion: "true"},
+		},
+		Spec: v1alpha1.PromotionSpec{Release: newest.Name, Environment: env.Name, Reason: from},
+	}
+	if err := r.Create(ctx, promo); err != nil && !apierrors.IsAlreadyExists(err) {
+		return ctrl.Result{}, fmt.Errorf("create promotion %s: %w", promo.Name, err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// newestCandidate is the newest release that may enter env, and why. A
+// release succeeded upstream when a promotion into an upstream environment
+// succeeded, or, for promotions since deleted, when the upstream
+// environment's history says so.
+func (r *AutoPromotionReconciler) newestCandidate(ctx context.Context, env *v1alpha1.Environment, promos []v1alpha1.Promotion) (*v1alpha1.Release, string, error) {
+	var releases v1alpha1.ReleaseList
+	if err := r.List(ctx, &releases, client.InNamespace(env.Namespace)); err != nil {
+		return nil, "", err
+	}
+	reason := map[string]string{}
+	if len(env.Spec.PromotesFrom) == 0 {
+		for _, rel := range releases.Items {
+			reason[rel.Name] = "auto-promotion of a new release"
+		}
+	} else {
+		var envs v1alpha1.EnvironmentList
+		if err := r.List(ctx, &envs, client.InNamespace(env.Namespace)); err != nil {
+			return nil, "", err
+		}
+		for _, up := range envs.Items {
+			if !slices.Contains(env.Spec.PromotesFrom, up.Name) {
+				continue
+			}
+			for _, h := range up.Status.History {
+				if h.Phase == v1alpha1.PromotionSucceeded {
+					reason[h.Release] = "auto-promotion: succeeded in " + up.Name
+				}
+			}
+		}
+		for _, p := range promos {
+			if p.Status.Phase == v1alpha1.PromotionSucceeded && slices.Contains(env.Spec.PromotesFrom, p.Spec.Environment) {
+				reason[p.Spec.Release] = "auto-promotion: succeeded in " + p.Spec.Environment
+			}
+		}
+	}
+	var newest *v1alpha1.Release
+	for i := range releases.Items {
+		rel := &releases.Items[i]
+		if reason[rel.Name] == "" || !rel.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if newest == nil || newer(rel, newest) {
+			newest = rel
+		}
+	}
+	if newest == nil {
+		return nil, "", nil
+	}
+	return newest, reason[newest.Name], nil
+}
+
+func newer(a, b *v1alpha1.Release) bool {
+	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c > 0
+	}
+	return a.Name > b.Name
+}
+
+// supersede cancels the auto-promotions into env that still wait in the
+// queue for an older release.
+func (r *AutoPromotionReconciler) supersede(ctx context.Context, env *v1alpha1.Environment, promos []v1alpha1.Promotion, newest string) error {
+	for i := range promos {
+		p := &promos[i]
+		reconciling := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciling)
+		queued := reconciling != nil && reconciling.Reason == reasonQueued
+		if p.Spec.Environment != env.Name || p.Labels[LabelAutoPromotion] != "true" || p.Status.Phase.IsTerminal() || !queued || p.Spec.Release == newest {
+			continue
+		}
+		before := p.DeepCopy()
+		now := metav1.Now()
+		p.Status.Phase = v1alpha1.PromotionCancelled
+		p.Status.FinishedAt = &now
+		meta.RemoveStatusCondition(&p.Status.Conditions, v1alpha1.ConditionReconciling)
+		meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+			Reason: reasonSuperseded, Message: fmt.Sprintf("superseded by the newer release %s", newest), ObservedGeneration: p.Generation})
+		if err := r.Status().Patch(ctx, p, client.MergeFrom(before), fieldOwner); err != nil {
+			return fmt.Errorf("cancel superseded promotion %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// autoPromotionName is deterministic, so that creating it twice is harmless.
+func autoPromotionName(release, env string) string {
+	return boundedName(release+"-to-"+env, release+"/"+env)
+}
+
+func (r *AutoPromotionReconciler) autoPromotingEnvironments(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.EnvironmentList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, e := range list.Items {
+		if e.Spec.AutoPromote {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&e)})
+		}
+	}
+	return reqs
+}

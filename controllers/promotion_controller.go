@@ -20,7 +20,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/decision"
 )
+
+// AnnotationCancel on a Promotion asks to cancel it: it ends Cancelled, and
+// no more DeployTasks are created (those already started run to their end).
+const AnnotationCancel = "stella-ops.org/cancel"
 
 // Reason codes a promotion is rejected with before any gate runs.
 const (
@@ -30,6 +35,7 @@ const (
 // Condition reasons of Promotions.
 const (
 	reasonQueued          = "Queued"
+	reasonCancelled       = "Cancelled"
 	reasonAwaitingGates   = "AwaitingGates"
 	reasonRejected        = "Rejected"
 	reasonDeploying       = "Deploying"
@@ -99,6 +105,10 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if promo.Status.Phase == "" {
 		promo.Status.Phase = v1alpha1.PromotionPending
 		promo.Status.StartedAt = &metav1.Time{Time: r.now()}
+	}
+	if _, cancel := promo.Annotations[AnnotationCancel]; cancel {
+		r.finish(promo, v1alpha1.PromotionCancelled, reasonCancelled, fmt.Sprintf("cancelled on request in phase %s", before.Status.Phase))
+		return ctrl.Result{}, nil
 	}
 	if ahead, err := r.promotionAhead(ctx, promo); err != nil || ahead != "" {
 		setProgress(promo, reasonQueued, fmt.Sprintf("waiting for promotion %s to finish in environment %s", ahead, promo.Spec.Environment))
@@ -204,6 +214,36 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 	}
 	promo.Status.Phase = v1alpha1.PromotionApproved
 	return ctrl.Result{}, false, nil
+}
+
+// Explanation is what the gates would decide about a promotion now.
+type Explanation struct {
+	// UpstreamOK says whether the release succeeded in an environment the
+	// target environment promotes from (or it promotes from none).
+	UpstreamOK bool
+	// Decision is the combined decision, with its frozen inputs.
+	Decision decision.Record
+	// Gates are the verdicts, in the environment's order.
+	Gates []v1alpha1.GateEvaluation
+}
+
+// Explain evaluates the gates promo would face now, with the current inputs,
+// and changes nothing: `stellactl gates check` is built on it.
+func (r *PromotionReconciler) Explain(ctx context.Context, promo *v1alpha1.Promotion) (Explanation, error) {
+	rel := &v1alpha1.Release{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: promo.Spec.Release}, rel); err != nil {
+		return Explanation{}, fmt.Errorf("release %s: %w", promo.Spec.Release, err)
+	}
+	env := &v1alpha1.Environment{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: promo.Spec.Environment}, env); err != nil {
+		return Explanation{}, fmt.Errorf("environment %s: %w", promo.Spec.Environment, err)
+	}
+	f, err := r.freeze(ctx, promo, rel, env)
+	if err != nil {
+		return Explanation{}, err
+	}
+	record, evals := r.evaluate(f)
+	return Explanation{UpstreamOK: succeededUpstream(rel.Name, env, f.environments), Decision: record, Gates: evals}, nil
 }
 
 func (r *PromotionReconciler) environments(ctx context.Context, ns string) []v1alpha1.Environment {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,6 +32,9 @@ func promoteCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobr
 		Example: promoteExample,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if env == "" {
+				return fmt.Errorf("--to is required: name the environment to promote into")
+			}
 			promo := &v1alpha1.Promotion{
 				ObjectMeta: metav1.ObjectMeta{GenerateName: args[0] + "-to-" + env + "-"},
 				Spec:       v1alpha1.PromotionSpec{Release: args[0], Environment: env, Reason: reason},
@@ -40,8 +44,31 @@ func promoteCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobr
 	}
 	cmd.Flags().StringVar(&env, "to", "", "environment to promote into (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, kept in the promotion's evidence")
-	cmdutil.CheckErr(cmd.MarkFlagRequired("to"))
+	cmd.AddCommand(promoteCancelCommand(f, streams))
 	return cmd
+}
+
+func promoteCancelCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel PROMOTION",
+		Short: "Cancel a promotion that has not finished",
+		Long: "Cancel a promotion: it ends Cancelled and starts no more DeployTasks; tasks already started run to their end. " +
+			"A finished promotion is left as it is.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := clientFor(f)
+			if err != nil {
+				return err
+			}
+			promo := &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: args[0]}}
+			patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+controllers.AnnotationCancel+`":"true"}}}`))
+			if err := c.Patch(cmd.Context(), promo, patch); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(streams.Out, "promotion.stella-ops.org/%s cancel requested\n", promo.Name)
+			return err
+		},
+	}
 }
 
 func approvalCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, decision v1alpha1.ApprovalDecision) *cobra.Command {
@@ -68,22 +95,28 @@ func approvalCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, deci
 	return cmd
 }
 
+// clientFor is a client of the Stella API and the current namespace.
+func clientFor(f cmdutil.Factory) (client.Client, string, error) {
+	ns, _, err := f.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", err
+	}
+	cfg, err := f.ToRESTConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+	return c, ns, err
+}
+
 // create creates obj in the current namespace and prints its name the way
 // kubectl does.
 func create(ctx context.Context, f cmdutil.Factory, out io.Writer, obj client.Object, kind string) error {
-	ns, _, err := f.ToRawKubeConfigLoader().Namespace()
+	c, ns, err := clientFor(f)
 	if err != nil {
 		return err
 	}
 	obj.SetNamespace(ns)
-	cfg, err := f.ToRESTConfig()
-	if err != nil {
-		return err
-	}
-	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
-	if err != nil {
-		return err
-	}
 	if err := c.Create(ctx, obj); err != nil {
 		return err
 	}

@@ -41,9 +41,10 @@ func Scheme() *runtime.Scheme {
 
 // NewManager returns a controller manager with every Stella reconciler
 // registered. Only the replica that holds the LeaderElectionID Lease runs
-// them.
-func NewManager(cfg *rest.Config) (manager.Manager, error) {
-	mgr, err := NewBareManager(cfg, LeaderElectionID)
+// them. metricsAddr is where Prometheus metrics are served over HTTP; empty
+// or "0" serves none.
+func NewManager(cfg *rest.Config, metricsAddr string) (manager.Manager, error) {
+	mgr, err := newManager(cfg, LeaderElectionID, metricsAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +66,13 @@ func NewManager(cfg *rest.Config) (manager.Manager, error) {
 // NewBareManager returns a manager with no reconcilers whose runnables run
 // only on the replica that holds the named Lease.
 func NewBareManager(cfg *rest.Config, leaseName string) (manager.Manager, error) {
+	return newManager(cfg, leaseName, "0")
+}
+
+func newManager(cfg *rest.Config, leaseName, metricsAddr string) (manager.Manager, error) {
+	if metricsAddr == "" {
+		metricsAddr = "0"
+	}
 	ld, rd, rp := leaseDuration, renewDeadline, retryPeriod
 	return ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        Scheme(),
@@ -75,7 +83,7 @@ func NewBareManager(cfg *rest.Config, leaseName string) (manager.Manager, error)
 		LeaseDuration:                 &ld,
 		RenewDeadline:                 &rd,
 		RetryPeriod:                   &rp,
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		// Reconcilers never read managed fields; dropping them from the
 		// cache keeps what it holds smaller.
 		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},

@@ -97,6 +97,7 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	before := promo.DeepCopy()
 	defer func() {
 		if promo.Status.Phase != before.Status.Phase {
+			promotionPhases.WithLabelValues(string(promo.Status.Phase)).Inc()
 			r.Recorder.Eventf(promo, "Normal", string(promo.Status.Phase), "%s", readyMessage(promo))
 		}
 		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, before, promo))
@@ -200,6 +201,7 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 		Result: record.Result, ReasonCodes: record.ReasonCodes, PolicyDigest: record.Inputs.PolicyDigest(),
 		DeterminismHash: hash, DecidedAt: &metav1.Time{Time: f.now},
 	}
+	observeDecision(promo, evals)
 	switch record.Result {
 	case v1alpha1.DecisionDeny:
 		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected, "rejected by the gates: "+joinCodes(record.ReasonCodes))

@@ -87,11 +87,12 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 	f.StringSliceVar(&o.EtcdServers, "etcd-servers", nil, "client URLs of an external etcd cluster (default: run etcd embedded in the data directory)")
 	f.StringVar(&o.EtcdPrefix, "etcd-prefix", "/registry", "key prefix of the objects in etcd")
 	f.BoolVar(&o.Controllers, "controllers", true, "run the Stella reconcilers in this process")
+	f.StringVar(&o.MetricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
 	return cmd
 }
 
 func controllersCommand() *cobra.Command {
-	var kubeconfig string
+	var kubeconfig, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "controllers",
 		Short: "Run only the Stella reconcilers against an existing API server",
@@ -108,7 +109,7 @@ leader Lease in the stella-system namespace reconciles.`,
 			if err := install.CheckServed(cmd.Context(), cfg); err != nil {
 				return err
 			}
-			mgr, err := controllers.NewManager(cfg)
+			mgr, err := controllers.NewManager(cfg, metricsListen)
 			if err != nil {
 				return err
 			}
@@ -117,6 +118,7 @@ leader Lease in the stella-system namespace reconciles.`,
 		},
 	}
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: $KUBECONFIG, then ~/.kube/config)")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP (default: none)")
 	return cmd
 }
 

@@ -34,6 +34,9 @@ type Options struct {
 	EtcdServers []string
 	// EtcdPrefix is the key prefix of the objects in etcd.
 	EtcdPrefix string
+	// MetricsListen is where the reconcilers serve Prometheus metrics over
+	// HTTP; empty serves none.
+	MetricsListen string
 	// Controllers runs the Stella reconcilers; without it the process only
 	// serves the API (the reconcilers can run elsewhere with
 	// `stella controllers`).
@@ -97,7 +100,7 @@ func Run(ctx context.Context, o Options) error {
 		stopAPIAndWait()
 		return err
 	}
-	managers, err := newManagers(api.loopback, certs, o.Controllers)
+	managers, err := newManagers(api.loopback, certs, o)
 	if err != nil {
 		stopAPIAndWait()
 		return fmt.Errorf("create controller managers: %w", err)
@@ -144,7 +147,7 @@ const kubeControllersLease = "stella-kube-controllers"
 // newManagers builds the managers this process runs: one for the kube
 // controllers a node-less control plane needs, and one for the Stella
 // reconcilers when wanted. Each runs only while it holds its own Lease.
-func newManagers(cfg *rest.Config, certs pki.Dir, withReconcilers bool) ([]manager.Manager, error) {
+func newManagers(cfg *rest.Config, certs pki.Dir, o Options) ([]manager.Manager, error) {
 	// The loopback config asks for protobuf, which custom resources lack.
 	cfg = rest.CopyConfig(cfg)
 	cfg.ContentType = "application/json"
@@ -155,10 +158,10 @@ func newManagers(cfg *rest.Config, certs pki.Dir, withReconcilers bool) ([]manag
 	if err := kube.Add(kubeControllers(cfg, certs)); err != nil {
 		return nil, err
 	}
-	if !withReconcilers {
+	if !o.Controllers {
 		return []manager.Manager{kube}, nil
 	}
-	stella, err := controllers.NewManager(cfg)
+	stella, err := controllers.NewManager(cfg, o.MetricsListen)
 	if err != nil {
 		return nil, err
 	}

@@ -54,6 +54,7 @@ func NewManager(cfg *rest.Config, metricsAddr string) (manager.Manager, error) {
 		&EnvironmentReconciler{Client: c},
 		&GateReconciler{Client: c},
 		&AutoPromotionReconciler{Client: c},
+		&ApprovalReconciler{Client: c},
 		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions")},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {

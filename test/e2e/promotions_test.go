@@ -98,6 +98,18 @@ var _ = Describe("promotions", func() {
 		got = reachesPhase(ctx, toProd, v1alpha1.PromotionAwaitingApproval)
 		Expect(got.Status.Gates[0].ReasonCodes).To(ContainElement("approval.requester-cannot-approve"))
 
+		Eventually(func(g Gomega) {
+			var list v1alpha1.ApprovalList
+			g.Expect(admin.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+			byApprover := map[string]v1alpha1.ApprovalStatus{}
+			for _, a := range list.Items {
+				byApprover[a.Spec.Approver] = a.Status
+			}
+			g.Expect(byApprover["alice"].Counted).To(HaveValue(BeFalse()))
+			g.Expect(byApprover["alice"].Reason).To(Equal("approval.requester-cannot-approve"))
+			g.Expect(byApprover["bob"].Counted).To(HaveValue(BeTrue()))
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+
 		approve(ctx, carol, toProd, v1alpha1.ApprovalApprove)
 		got = reachesPhase(ctx, toProd, v1alpha1.PromotionSucceeded)
 		Expect(got.Status.Decision.Result).To(Equal(v1alpha1.DecisionAllow))

@@ -40,6 +40,8 @@ const (
 	reasonRejected        = "Rejected"
 	reasonDeploying       = "Deploying"
 	reasonFailed          = "Failed"
+	reasonRollingBack     = "RollingBack"
+	reasonRolledBack      = "RolledBack"
 	reasonPromotionDone   = "Succeeded"
 	reasonReleaseNotFound = "ReleaseNotFound"
 	reasonEnvNotFound     = "EnvironmentNotFound"

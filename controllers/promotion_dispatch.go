@@ -55,11 +55,16 @@ func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promot
 	if err := r.APIReader.List(ctx, &tasks, client.InNamespace(promo.Namespace), client.MatchingLabels{LabelPromotion: promo.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
-	byTarget := map[string]*v1alpha1.DeployTask{}
+	byTarget, rollbacks := map[string]*v1alpha1.DeployTask{}, map[string]*v1alpha1.DeployTask{}
 	for i := range tasks.Items {
-		byTarget[tasks.Items[i].Spec.Target] = &tasks.Items[i]
+		t := &tasks.Items[i]
+		if t.Spec.Action == v1alpha1.DeployActionRollback {
+			rollbacks[t.Spec.Target] = t
+		} else {
+			byTarget[t.Spec.Target] = t
+		}
 	}
-	retry, err := r.timeOutSilentTasks(ctx, byTarget)
+	retry, err := r.timeOutSilentTasks(ctx, tasks.Items)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -72,9 +77,12 @@ func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promot
 
 	batch, batches := currentBatch(promo.Status.Targets)
 	if failed := firstFailed(promo.Status.Targets); failed != nil {
-		r.finish(promo, v1alpha1.PromotionFailed, reasonFailed,
-			fmt.Sprintf("target %s: %s %s; the rollout stopped", failed.Target, failed.Phase, failed.Message))
-		return ctrl.Result{}, nil
+		cause := fmt.Sprintf("target %s: %s %s; the rollout stopped", failed.Target, failed.Phase, failed.Message)
+		if !env.Spec.RollbackOnFailure {
+			r.finish(promo, v1alpha1.PromotionFailed, reasonFailed, cause)
+			return ctrl.Result{}, nil
+		}
+		return r.rollBack(ctx, promo, env, byTarget, rollbacks, cause, retry)
 	}
 	if batch < 0 {
 		r.finish(promo, v1alpha1.PromotionSucceeded, reasonPromotionDone,
@@ -250,12 +258,76 @@ func (r *PromotionReconciler) createTask(ctx context.Context, promo *v1alpha1.Pr
 	return nil
 }
 
+// rollBack returns the targets the failed rollout changed to what they ran
+// before, and ends the promotion RolledBack once every rollback succeeded
+// (Failed when one did not).
+func (r *PromotionReconciler) rollBack(ctx context.Context, promo *v1alpha1.Promotion, env *v1alpha1.Environment,
+	deploys, rollbacks map[string]*v1alpha1.DeployTask, cause string, retry time.Duration) (ctrl.Result, error) {
+	var waiting, failed, untouched, done int
+	for _, t := range promo.Status.Targets {
+		deploy := deploys[t.Target]
+		if deploy == nil || deploy.Spec.Previous == nil || len(deploy.Spec.Previous.Components) == 0 {
+			untouched++ // never changed, or nothing known to go back to
+			continue
+		}
+		rb := rollbacks[t.Target]
+		switch {
+		case rb == nil:
+			if err := r.createRollback(ctx, promo, env, deploy); err != nil {
+				return ctrl.Result{}, err
+			}
+			retry = sooner(retry, deployTimeout(env))
+			waiting++
+		case !rb.Status.Phase.IsTerminal():
+			waiting++
+		case rb.Status.Phase == v1alpha1.DeployTaskSucceeded:
+			done++
+		default:
+			failed++
+		}
+	}
+	switch {
+	case waiting > 0:
+		setProgress(promo, reasonRollingBack, fmt.Sprintf("%s; rolling back: %d of %d target(s) done", cause, done, done+waiting+failed))
+		return ctrl.Result{RequeueAfter: retry}, nil
+	case failed > 0:
+		r.finish(promo, v1alpha1.PromotionFailed, reasonFailed, fmt.Sprintf("%s; the rollback failed on %d target(s)", cause, failed))
+	default:
+		r.finish(promo, v1alpha1.PromotionRolledBack, reasonRolledBack,
+			fmt.Sprintf("%s; rolled back %d target(s) to what they ran before, %d had nothing to roll back to", cause, done, untouched))
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *PromotionReconciler) createRollback(ctx context.Context, promo *v1alpha1.Promotion, env *v1alpha1.Environment, deploy *v1alpha1.DeployTask) error {
+	prev := deploy.Spec.Previous
+	task := &v1alpha1.DeployTask{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: promo.Namespace, Name: boundedName(deploy.Name+"-rollback", deploy.Name+"/rollback"),
+			Labels: map[string]string{LabelPromotion: promo.Name, LabelTarget: deploy.Spec.Target, LabelEnvironment: env.Name},
+		},
+		Spec: v1alpha1.DeployTaskSpec{
+			Promotion: promo.Name, Target: deploy.Spec.Target, Release: prev.Release, Version: prev.Version,
+			Components: prev.Components, Action: v1alpha1.DeployActionRollback, Batch: deploy.Spec.Batch,
+			Timeout: &metav1.Duration{Duration: deployTimeout(env)},
+		},
+	}
+	if err := controllerutil.SetControllerReference(promo, task, r.Scheme()); err != nil {
+		return err
+	}
+	if err := r.Create(ctx, task); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create rollback DeployTask %s: %w", task.Name, err)
+	}
+	return nil
+}
+
 // timeOutSilentTasks ends the tasks whose deadline passed without a result,
 // and returns how long until the next deadline.
-func (r *PromotionReconciler) timeOutSilentTasks(ctx context.Context, tasks map[string]*v1alpha1.DeployTask) (time.Duration, error) {
+func (r *PromotionReconciler) timeOutSilentTasks(ctx context.Context, tasks []v1alpha1.DeployTask) (time.Duration, error) {
 	now := r.now()
 	var next time.Duration
-	for _, t := range tasks {
+	for i := range tasks {
+		t := &tasks[i]
 		if t.Status.Phase.IsTerminal() || t.Spec.Timeout == nil {
 			continue
 		}

@@ -55,6 +55,13 @@ type EnvironmentSpec struct {
 	// +optional
 	Strategy *DeployStrategy `json:"strategy,omitempty"`
 
+	// rollbackOnFailure: when a target of a rollout fails, the targets the
+	// promotion already changed get rollback DeployTasks back to the release
+	// they ran before, and the promotion ends RolledBack. Targets that ran
+	// nothing before are left as they are.
+	// +optional
+	RollbackOnFailure bool `json:"rollbackOnFailure,omitempty"`
+
 	// autoPromote promotes a release here as soon as it succeeded upstream.
 	// One promotion is in flight per environment; a newer release supersedes
 	// queued older ones.

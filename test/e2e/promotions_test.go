@@ -199,6 +199,58 @@ reasons: [if !allow {"release candidates stay out of this environment"}]
 		Expect(currentRelease(ctx, ns, "stage")()).To(BeEmpty())
 	})
 
+	It("rolls the changed targets back to what they ran before when a target fails", func(ctx SpecContext) {
+		env := environment(ns, "stage")
+		env.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "stage"}}
+		env.Spec.Strategy = &v1alpha1.DeployStrategy{Type: v1alpha1.StrategyRolling}
+		env.Spec.RollbackOnFailure = true
+		Expect(admin.Create(ctx, env)).To(Succeed())
+		old := release(ns, "shop-0", "0.9.0")
+		Expect(admin.Create(ctx, old)).To(Succeed())
+		for _, name := range []string{"web-1", "web-2", "web-3"} {
+			t := &v1alpha1.Target{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"env": "stage"}},
+				Spec:       v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeDocker, Agent: "host-1"},
+			}
+			Expect(admin.Create(ctx, t)).To(Succeed())
+			before := t.DeepCopy()
+			t.Status.Observed = &v1alpha1.VersionSticker{Release: "shop-0", Version: "0.9.0",
+				Components: []v1alpha1.ComponentDigest{{Name: "api", Image: old.Spec.Components[0].Image}}}
+			Expect(admin.Status().Patch(ctx, t, client.MergeFrom(before))).To(Succeed())
+		}
+		bindRole(ctx, admin, ns, "agent", "host-1")
+		agent := shared.UserClient("host-1")
+
+		promo := promote(ctx, admin, ns, "shop-1", "stage")
+		report(ctx, agent, taskOf(ctx, promo, "web-1"), v1alpha1.DeployTaskSucceeded, "deployed")
+		second := taskOf(ctx, promo, "web-2")
+		Expect(second.Spec.Previous.Release).To(Equal("shop-0"))
+		report(ctx, agent, second, v1alpha1.DeployTaskFailed, "health check failed")
+
+		var rollbacks []v1alpha1.DeployTask
+		Eventually(func() int {
+			rollbacks = nil
+			for _, t := range tasksOf(ctx, promo) {
+				if t.Spec.Action == v1alpha1.DeployActionRollback {
+					rollbacks = append(rollbacks, t)
+				}
+			}
+			return len(rollbacks)
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal(2), "web-1 and web-2 go back; web-3 was never touched")
+		for i := range rollbacks {
+			Expect(rollbacks[i].Spec.Release).To(Equal("shop-0"))
+			Expect(rollbacks[i].Spec.Components[0].Image).To(Equal(old.Spec.Components[0].Image))
+			report(ctx, agent, &rollbacks[i], v1alpha1.DeployTaskSucceeded, "rolled back")
+		}
+		got := reachesPhase(ctx, promo, v1alpha1.PromotionRolledBack)
+		Expect(conditionMessage(got.Status.Conditions, v1alpha1.ConditionReady)).To(ContainSubstring("rolled back 2 target(s)"))
+		Eventually(func() []v1alpha1.EnvironmentHistoryEntry {
+			e := &v1alpha1.Environment{}
+			_ = admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "stage"}, e)
+			return e.Status.History
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(ContainElement(HaveField("Phase", v1alpha1.PromotionRolledBack)))
+	})
+
 	It("queues promotions into one environment and runs them one at a time", func(ctx SpecContext) {
 		Expect(admin.Create(ctx, approvalGate(ns, "two-approvers"))).To(Succeed())
 		gated := environment(ns, "gated")

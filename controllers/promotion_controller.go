@@ -59,6 +59,7 @@ type PromotionReconciler struct {
 	// Now is the clock; time.Now when nil.
 	Now      func() time.Time
 	programs programCache
+	clock    decisionClock
 }
 
 func (r *PromotionReconciler) now() time.Time {
@@ -108,6 +109,9 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if promo.Status.Phase == "" {
 		promo.Status.Phase = v1alpha1.PromotionPending
 		promo.Status.StartedAt = &metav1.Time{Time: r.now()}
+	}
+	if promo.Status.Decision == nil || promo.Status.Decision.Result == v1alpha1.DecisionPending {
+		r.clock.seen(promo, time.Now())
 	}
 	if _, cancel := promo.Annotations[AnnotationCancel]; cancel {
 		r.finish(promo, v1alpha1.PromotionCancelled, reasonCancelled, fmt.Sprintf("cancelled on request in phase %s", before.Status.Phase))
@@ -203,7 +207,7 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 		Result: record.Result, ReasonCodes: record.ReasonCodes, PolicyDigest: record.Inputs.PolicyDigest(),
 		DeterminismHash: hash, DecidedAt: &metav1.Time{Time: f.now},
 	}
-	observeDecision(promo, evals)
+	r.clock.observe(promo, evals, time.Now())
 	switch record.Result {
 	case v1alpha1.DecisionDeny:
 		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected, "rejected by the gates: "+joinCodes(record.ReasonCodes))
@@ -310,6 +314,7 @@ func untilEarliestRetry(evals []v1alpha1.GateEvaluation, now time.Time) time.Dur
 
 // finish ends the promotion in a terminal phase.
 func (r *PromotionReconciler) finish(promo *v1alpha1.Promotion, phase v1alpha1.PromotionPhase, reason, message string) {
+	r.clock.firstSeen.Delete(promo.UID)
 	promo.Status.Phase = phase
 	promo.Status.FinishedAt = &metav1.Time{Time: r.now()}
 	meta.RemoveStatusCondition(&promo.Status.Conditions, v1alpha1.ConditionReconciling)

@@ -29,7 +29,8 @@ const AnnotationCancel = "stella-ops.org/cancel"
 
 // Reason codes a promotion is rejected with before any gate runs.
 const (
-	reasonUpstreamNotSucceeded = "promotion.upstream-not-succeeded"
+	reasonUpstreamNotSucceeded  = "promotion.upstream-not-succeeded"
+	reasonRollbackTargetUnknown = "promotion.rollback-target-unknown"
 )
 
 // Condition reasons of Promotions.
@@ -186,7 +187,14 @@ func (r *PromotionReconciler) references(ctx context.Context, promo *v1alpha1.Pr
 // decide evaluates the gates until the decision is final. It reports done
 // when the promotion must wait (pending) or has ended (denied).
 func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) (ctrl.Result, bool, error) {
-	if !succeededUpstream(rel.Name, env, r.environments(ctx, promo.Namespace)) {
+	if promo.Spec.Rollback && !succeededIn(rel.Name, *env) {
+		promo.Status.Decision = &v1alpha1.Decision{Result: v1alpha1.DecisionDeny, ReasonCodes: []string{reasonRollbackTargetUnknown},
+			DecidedAt: &metav1.Time{Time: r.now()}}
+		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected,
+			fmt.Sprintf("a rollback returns to a release that succeeded in %s before, and %s never did", env.Name, rel.Name))
+		return ctrl.Result{}, true, nil
+	}
+	if !promo.Spec.Rollback && !succeededUpstream(rel.Name, env, r.environments(ctx, promo.Namespace)) {
 		promo.Status.Decision = &v1alpha1.Decision{Result: v1alpha1.DecisionDeny, ReasonCodes: []string{reasonUpstreamNotSucceeded},
 			DecidedAt: &metav1.Time{Time: r.now()}}
 		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected,
@@ -269,16 +277,21 @@ func succeededUpstream(release string, env *v1alpha1.Environment, all []v1alpha1
 		return true
 	}
 	for _, up := range all {
-		if !slices.Contains(env.Spec.PromotesFrom, up.Name) {
-			continue
-		}
-		if up.Status.CurrentRelease == release {
+		if slices.Contains(env.Spec.PromotesFrom, up.Name) && succeededIn(release, up) {
 			return true
 		}
-		for _, h := range up.Status.History {
-			if h.Release == release && h.Phase == v1alpha1.PromotionSucceeded {
-				return true
-			}
+	}
+	return false
+}
+
+// succeededIn says whether release runs in env or succeeded there before.
+func succeededIn(release string, env v1alpha1.Environment) bool {
+	if env.Status.CurrentRelease == release {
+		return true
+	}
+	for _, h := range env.Status.History {
+		if h.Release == release && h.Phase == v1alpha1.PromotionSucceeded {
+			return true
 		}
 	}
 	return false

@@ -150,6 +150,9 @@ func (r *PromotionReconciler) evaluate(f *frozen) (decision.Record, []v1alpha1.G
 		case ref.gate == nil:
 			evals = append(evals, v1alpha1.GateEvaluation{Name: ref.name, Result: v1alpha1.GateFail,
 				ReasonCodes: []string{reasonGateNotFound}, Message: fmt.Sprintf("Gate %s does not exist; a missing gate never passes", ref.name)})
+		case f.promotion.Spec.Rollback && slices.Contains(f.environment.Spec.RollbackSkipGateTypes, typeOf(ref.gate)):
+			evals = append(evals, v1alpha1.GateEvaluation{Name: ref.name, Type: typeOf(ref.gate), Result: v1alpha1.GatePass,
+				Message: fmt.Sprintf("%s gates do not apply to rollbacks (spec.rollbackSkipGateTypes of environment %s)", typeOf(ref.gate), f.environment.Name)})
 		case meta.IsStatusConditionTrue(ref.gate.Status.Conditions, v1alpha1.ConditionStalled):
 			evals = append(evals, v1alpha1.GateEvaluation{Name: ref.name, Type: ref.gate.Status.Type, Result: v1alpha1.GateFail,
 				ReasonCodes: []string{gates.ReasonInvalid}, Message: "the gate's configuration is invalid: " + stalledMessage(ref.gate)})
@@ -162,6 +165,13 @@ func (r *PromotionReconciler) evaluate(f *frozen) (decision.Record, []v1alpha1.G
 		}
 	}
 	return decision.Decide(f.inputs(policies), evals), evals
+}
+
+// typeOf is the gate's type, or "" when its spec sets none or several
+// (admission refuses both).
+func typeOf(g *v1alpha1.Gate) string {
+	t, _ := gates.TypeOf(&g.Spec)
+	return t
 }
 
 func stalledMessage(g *v1alpha1.Gate) string {

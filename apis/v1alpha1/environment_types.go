@@ -62,6 +62,16 @@ type EnvironmentSpec struct {
 	// +optional
 	RollbackOnFailure bool `json:"rollbackOnFailure,omitempty"`
 
+	// rollbackSkipGateTypes are the gate types that do not apply to rollbacks
+	// (promotions with spec.rollback). Defaults to soak: going back to a
+	// release that ran here must not wait for it to soak again upstream.
+	// +optional
+	// +listType=set
+	// +kubebuilder:default={soak}
+	// +kubebuilder:validation:MaxItems=7
+	// +kubebuilder:validation:items:Enum=approval;freezeWindow;soak;securityVerdict;policy;schedule;dependency
+	RollbackSkipGateTypes []string `json:"rollbackSkipGateTypes,omitempty"`
+
 	// autoPromote promotes a release here as soon as it succeeded upstream.
 	// One promotion is in flight per environment; a newer release supersedes
 	// queued older ones.

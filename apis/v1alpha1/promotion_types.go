@@ -70,6 +70,12 @@ type PromotionSpec struct {
 	// +kubebuilder:validation:MaxLength=1024
 	Reason string `json:"reason,omitempty"`
 
+	// rollback marks a promotion that returns the environment to a release
+	// that succeeded there before: the environment's promotesFrom does not
+	// apply, and gates of the types in its rollbackSkipGateTypes are skipped.
+	// +optional
+	Rollback bool `json:"rollback,omitempty"`
+
 	// requestedBy is the authenticated user who created the promotion. The
 	// server sets it from the request's credentials; a value sent by the
 	// client is overwritten.

@@ -794,6 +794,11 @@ func (in *EnvironmentSpec) DeepCopyInto(out *EnvironmentSpec) {
 		*out = new(DeployStrategy)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.RollbackSkipGateTypes != nil {
+		in, out := &in.RollbackSkipGateTypes, &out.RollbackSkipGateTypes
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.RequiredSoak != nil {
 		in, out := &in.RequiredSoak, &out.RequiredSoak
 		*out = new(v1.Duration)

@@ -123,6 +123,7 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		releaseCommand(f, streams),
 		promoteCommand(f, streams),
 		gatesCommand(f, streams),
+		rollbackCommand(f, streams),
 		approvalCommand(f, streams, v1alpha1.ApprovalApprove),
 		approvalCommand(f, streams, v1alpha1.ApprovalReject),
 		authCommand(f, configFlags, streams),

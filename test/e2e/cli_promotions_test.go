@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"fmt"
 	"regexp"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -54,5 +56,48 @@ var _ = Describe("stellactl promote, approve, reject, gates check and promote ca
 		Expect(err).NotTo(HaveOccurred(), out)
 		cancelled := reachesPhase(ctx, promo, v1alpha1.PromotionCancelled)
 		Expect(conditionMessage(cancelled.Status.Conditions, v1alpha1.ConditionReady)).To(ContainSubstring("cancelled on request"))
+	})
+})
+
+var _ = Describe("stellactl rollback", func() {
+	It("returns an environment to the release before, skipping soak but not the other gates", func(ctx SpecContext) {
+		admin := shared.AdminClient()
+		ns := newNamespace(ctx, admin)
+		for i, name := range []string{"shop-1", "shop-2"} {
+			Expect(admin.Create(ctx, release(ns, name, fmt.Sprintf("%d.0.0", i+1)))).To(Succeed())
+		}
+		Expect(admin.Create(ctx, environment(ns, "stage"))).To(Succeed())
+		Expect(admin.Create(ctx, environment(ns, "prod"))).To(Succeed())
+		for _, name := range []string{"shop-1", "shop-2"} {
+			reachesPhase(ctx, promote(ctx, admin, ns, name, "prod"), v1alpha1.PromotionSucceeded)
+			time.Sleep(1100 * time.Millisecond) // history is ordered by finish time, in whole seconds
+		}
+		Eventually(currentRelease(ctx, ns, "prod")).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal("shop-2"))
+
+		By("guarding prod with a soak gate that nothing could pass now, and a policy that lets shop-1 through")
+		Expect(admin.Create(ctx, &v1alpha1.Gate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "soak"},
+			Spec: v1alpha1.GateSpec{Soak: &v1alpha1.SoakGate{Environment: "stage", Duration: metav1.Duration{Duration: 24 * time.Hour}}}})).To(Succeed())
+		Expect(admin.Create(ctx, &v1alpha1.Gate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "policy"},
+			Spec: v1alpha1.GateSpec{Policy: &v1alpha1.PolicyGate{Source: "allow: input.release.version != \"\"\nreasons: []"}}})).To(Succeed())
+		prod := &v1alpha1.Environment{}
+		Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "prod"}, prod)).To(Succeed())
+		before := prod.DeepCopy()
+		prod.Spec.Gates = []v1alpha1.LocalObjectReference{{Name: "soak"}, {Name: "policy"}}
+		Expect(admin.Patch(ctx, prod, client.MergeFrom(before))).To(Succeed())
+
+		out, err := stellactl(ctx, shared.Kubeconfig(), "rollback", "prod", "-n", ns)
+		Expect(err).NotTo(HaveOccurred(), out)
+		name := regexp.MustCompile(`promotion.stella-ops.org/(\S+) created`).FindStringSubmatch(out)
+		Expect(name).To(HaveLen(2), out)
+		rollback := reachesPhase(ctx, &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name[1]}}, v1alpha1.PromotionSucceeded)
+		Expect(rollback.Spec.Release).To(Equal("shop-1"))
+		Expect(rollback.Spec.Rollback).To(BeTrue())
+		Expect(rollback.Status.Gates).To(ContainElement(And(HaveField("Name", "soak"), HaveField("Result", v1alpha1.GatePass),
+			HaveField("Message", ContainSubstring("do not apply to rollbacks")))))
+		Eventually(currentRelease(ctx, ns, "prod")).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal("shop-1"))
+
+		out, err = stellactl(ctx, shared.Kubeconfig(), "rollback", "prod", "--to", "shop-9", "-n", ns)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("never succeeded in environment prod"))
 	})
 })

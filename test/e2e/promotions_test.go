@@ -236,7 +236,7 @@ reasons: [if !allow {"release candidates stay out of this environment"}]
 				}
 			}
 			return len(rollbacks)
-		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal(2), "web-1 and web-2 go back; web-3 was never touched")
+		}).WithContext(ctx).WithTimeout(30*time.Second).Should(Equal(2), "web-1 and web-2 go back; web-3 was never touched")
 		for i := range rollbacks {
 			Expect(rollbacks[i].Spec.Release).To(Equal("shop-0"))
 			Expect(rollbacks[i].Spec.Components[0].Image).To(Equal(old.Spec.Components[0].Image))

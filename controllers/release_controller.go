@@ -4,24 +4,37 @@ import (
 	"context"
 	"errors"
 
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// ReleaseReconciler validates Releases and reports them Ready.
+// ReleaseReconciler reports Releases Ready and shows the environments where
+// each one currently runs.
 type ReleaseReconciler struct {
 	client.Client
 }
 
-// SetupWithManager registers the reconciler.
+// SetupWithManager registers the reconciler; an environment wakes the
+// release it runs now and the one it ran before.
 func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Release{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.Environment{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			env := o.(*v1alpha1.Environment)
+			var reqs []reconcile.Request
+			for _, h := range env.Status.History {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: env.Namespace, Name: h.Release}})
+			}
+			return reqs
+		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
 }
@@ -39,6 +52,10 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	defer func() {
 		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, before, rel))
 	}()
-	computeReleaseStatus(rel)
+	var envs v1alpha1.EnvironmentList
+	if err := r.List(ctx, &envs, client.InNamespace(rel.Namespace)); err != nil {
+		return ctrl.Result{}, err
+	}
+	computeReleaseStatus(rel, envs.Items)
 	return ctrl.Result{}, nil
 }

@@ -33,8 +33,19 @@ var _ = Describe("auto-promotion", func() {
 		Expect(auto.Labels).To(HaveKeyWithValue("stella-ops.org/auto-promotion", "true"))
 		Expect(auto.Spec.Reason).To(Equal("auto-promotion: succeeded in dev"))
 
+		Eventually(func() []v1alpha1.ReleaseDeployment {
+			rel := &v1alpha1.Release{}
+			_ = admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-1"}, rel)
+			return rel.Status.Deployments
+		}).WithContext(ctx).WithTimeout(30*time.Second).Should(HaveLen(2), "shop-1 runs in dev and stage")
+
 		Expect(admin.Create(ctx, release(ns, "shop-2", "2.0.0"))).To(Succeed())
 		Eventually(currentRelease(ctx, ns, "stage")).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal("shop-2"))
+		Eventually(func() []v1alpha1.ReleaseDeployment {
+			rel := &v1alpha1.Release{}
+			_ = admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-1"}, rel)
+			return rel.Status.Deployments
+		}).WithContext(ctx).WithTimeout(30*time.Second).Should(BeEmpty(), "shop-2 replaced shop-1 everywhere")
 	})
 
 	It("lets a newer release supersede an older one still queued", func(ctx SpecContext) {

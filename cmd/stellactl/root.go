@@ -103,6 +103,7 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	getCmd.Example = getExample
 	describeCmd := describe.NewCmdDescribe(name, f, streams)
 	describeCmd.Example = describeExample
+	withPromotionDescriber(describeCmd, f)
 	deleteCmd := delete.NewCmdDelete(f, streams)
 	deleteCmd.Example = deleteExample
 	waitCmd := wait.NewCmdWait(f, streams)

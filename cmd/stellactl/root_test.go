@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -40,5 +41,25 @@ func TestDefaults(t *testing.T) {
 				t.Errorf("%v --%s = %q, want %q", tt.command, tt.flag, f.Value.String(), tt.want)
 			}
 		})
+	}
+}
+
+func TestPromotionArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+		ok   bool
+	}{
+		{[]string{"promotion", "a", "b"}, "[a b]", true},
+		{[]string{"promo", "a"}, "[a]", true},
+		{[]string{"promotion/a", "promotions.stella-ops.org/b"}, "[a b]", true},
+		{[]string{"promotion"}, "[]", false},
+		{[]string{"release", "a"}, "[]", false},
+		{[]string{"promotion/a", "release/b"}, "[]", false},
+	} {
+		names, ok := promotionArgs(tc.args)
+		if ok != tc.ok || (ok && fmt.Sprint(names) != tc.want) {
+			t.Errorf("promotionArgs(%v) = %v, %v; want %s, %v", tc.args, names, ok, tc.want, tc.ok)
+		}
 	}
 }

@@ -52,6 +52,16 @@ var _ = Describe("stellactl promote, approve, reject, gates check and promote ca
 		Expect(approvals.Items[0].Spec.Approver).To(Equal("bob"))
 		Expect(approvals.Items[0].Spec.Comment).To(Equal("looks good"))
 
+		Eventually(func() string {
+			out, _ := stellactl(ctx, kc, "describe", "promotion", promo.Name, "-n", ns)
+			return out
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
+			MatchRegexp(`Requested by:\s+stella-admin`),
+			MatchRegexp(`two-approvers\s+approval\s+Pending\s+approval.insufficient`),
+			MatchRegexp(`bob\s+approve\s+counted\s+"looks good"`),
+			MatchRegexp(`Phase:\s+AwaitingApproval`),
+		))
+
 		out, err = stellactl(ctx, kc, "promote", "cancel", promo.Name, "-n", ns)
 		Expect(err).NotTo(HaveOccurred(), out)
 		cancelled := reachesPhase(ctx, promo, v1alpha1.PromotionCancelled)

@@ -96,15 +96,8 @@ func compileFreeze(g *v1alpha1.FreezeWindowGate, path *field.Path) (*freezeCalen
 		}
 		cal.windows = append(cal.windows, absoluteWindow{start: w.Start.Time, end: w.End.Time, reason: w.Reason, label: fmt.Sprintf("windows[%d]", i)})
 	}
-	for i, w := range g.Recurring {
-		r, rerrs := parseRecurrence(w, loc, path.Child("recurring").Index(i))
-		if len(rerrs) > 0 {
-			errs = append(errs, rerrs...)
-			continue
-		}
-		r.label = fmt.Sprintf("recurring[%d]", i)
-		cal.recurring = append(cal.recurring, r)
-	}
+	recurring, rerrs := parseRecurrences(g.Recurring, loc, path, "recurring")
+	cal.recurring, errs = recurring, append(errs, rerrs...)
 	if len(errs) > 0 {
 		return nil, errs
 	}

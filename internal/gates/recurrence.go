@@ -103,6 +103,23 @@ func loadZone(name string, path *field.Path) (*time.Location, *field.Error) {
 	return loc, nil
 }
 
+// parseRecurrences parses the windows of the list field called name under
+// path, each labelled name[i] for messages.
+func parseRecurrences(ws []v1alpha1.RecurringWindow, loc *time.Location, path *field.Path, name string) ([]*recurrence, field.ErrorList) {
+	var out []*recurrence
+	var errs field.ErrorList
+	for i, w := range ws {
+		r, rerrs := parseRecurrence(w, loc, path.Child(name).Index(i))
+		if len(rerrs) > 0 {
+			errs = append(errs, rerrs...)
+			continue
+		}
+		r.label = fmt.Sprintf("%s[%d]", name, i)
+		out = append(out, r)
+	}
+	return out, errs
+}
+
 // parseRecurrence parses and validates one RecurringWindow at path.
 func parseRecurrence(w v1alpha1.RecurringWindow, loc *time.Location, path *field.Path) (*recurrence, field.ErrorList) {
 	var errs field.ErrorList

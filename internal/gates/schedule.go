@@ -68,15 +68,8 @@ func compileSchedule(g *v1alpha1.ScheduleGate, path *field.Path) (*scheduleCalen
 		errs = append(errs, field.Required(path.Child("allowed"), "list at least one window, such as rrule FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9 with duration 8h"))
 	}
 	cal := &scheduleCalendar{loc: loc}
-	for i, w := range g.Allowed {
-		r, rerrs := parseRecurrence(w, loc, path.Child("allowed").Index(i))
-		if len(rerrs) > 0 {
-			errs = append(errs, rerrs...)
-			continue
-		}
-		r.label = fmt.Sprintf("allowed[%d]", i)
-		cal.allowed = append(cal.allowed, r)
-	}
+	allowed, rerrs := parseRecurrences(g.Allowed, loc, path, "allowed")
+	cal.allowed, errs = allowed, append(errs, rerrs...)
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -98,6 +98,15 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if promo.Status.Phase.IsTerminal() || !promo.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
+	// The cache can lag behind this reconciler's own last status write; an
+	// open promotion is read from the server, so that no step it completed
+	// (its decision above all) is ever taken twice.
+	if err := r.uncached().Get(ctx, req.NamespacedName, promo); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if promo.Status.Phase.IsTerminal() {
+		return ctrl.Result{}, nil
+	}
 	before := promo.DeepCopy()
 	defer func() {
 		if promo.Status.Phase != before.Status.Phase {
@@ -210,10 +219,14 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 	if err != nil {
 		return ctrl.Result{}, true, err
 	}
+	inputsDigest, err := record.InputsDigest()
+	if err != nil {
+		return ctrl.Result{}, true, err
+	}
 	promo.Status.Gates = evals
 	promo.Status.Decision = &v1alpha1.Decision{
 		Result: record.Result, ReasonCodes: record.ReasonCodes, PolicyDigest: record.Inputs.PolicyDigest(),
-		DeterminismHash: hash, DecidedAt: &metav1.Time{Time: f.now},
+		InputsDigest: inputsDigest, DeterminismHash: hash, DecidedAt: &metav1.Time{Time: f.now},
 	}
 	r.clock.observe(promo, evals, time.Now())
 	switch record.Result {

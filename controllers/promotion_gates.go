@@ -51,9 +51,11 @@ type gateRef struct {
 func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) (*frozen, error) {
 	ns := client.InNamespace(promo.Namespace)
 	f := &frozen{now: r.now().UTC().Truncate(time.Second), promotion: promo, release: rel, environment: env}
+	// Gates are read past the cache: a gate created a moment ago must not be
+	// judged missing, since a denial is final.
 	for _, ref := range env.Spec.Gates {
 		g := &v1alpha1.Gate{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: ref.Name}, g)
+		err := r.uncached().Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: ref.Name}, g)
 		if client.IgnoreNotFound(err) != nil {
 			return nil, err
 		}
@@ -135,6 +137,15 @@ func (r *PromotionReconciler) dependencyReleases(ctx context.Context, ns string,
 	}
 	slices.SortFunc(out, func(a, b v1alpha1.Release) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// uncached reads from the API server itself when the reconciler has a
+// cache, and through its client otherwise (stellactl gates check).
+func (r *PromotionReconciler) uncached() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
 }
 
 // evaluate runs every gate and combines the verdicts into a decision record.

@@ -174,8 +174,12 @@ type Decision struct {
 	// policyDigest is the digest of the policy sources evaluated.
 	// +optional
 	PolicyDigest Digest `json:"policyDigest,omitempty"`
-	// determinismHash is the digest of the canonical inputs and outputs; a
-	// replay must reproduce it.
+	// inputsDigest is the sha256 of the RFC 8785 canonical JSON of the frozen
+	// inputs alone.
+	// +optional
+	InputsDigest Digest `json:"inputsDigest,omitempty"`
+	// determinismHash is the sha256 of the RFC 8785 canonical JSON of the
+	// frozen inputs and the outputs; a replay must reproduce it.
 	// +optional
 	DeterminismHash Digest `json:"determinismHash,omitempty"`
 	// decidedAt is the frozen clock of the evaluation.

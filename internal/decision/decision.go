@@ -82,25 +82,38 @@ func Decide(in Inputs, gates []v1alpha1.GateEvaluation) Record {
 
 // Hash is the record's determinism hash, sha256:<hex> of its canonical JSON.
 func (r Record) Hash() (v1alpha1.Digest, error) {
-	canonical, err := r.Canonical()
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(canonical)
-	return v1alpha1.Digest("sha256:" + hex.EncodeToString(sum[:])), nil
+	return digestOf(r)
+}
+
+// InputsDigest is sha256:<hex> of the canonical JSON of the inputs alone.
+func (r Record) InputsDigest() (v1alpha1.Digest, error) {
+	return digestOf(r.Inputs)
 }
 
 // Canonical is the record as RFC 8785 canonical JSON.
 func (r Record) Canonical() ([]byte, error) {
-	raw, err := json.Marshal(r)
+	return canonical(r)
+}
+
+func digestOf(v any) (v1alpha1.Digest, error) {
+	c, err := canonical(v)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(c)
+	return v1alpha1.Digest("sha256:" + hex.EncodeToString(sum[:])), nil
+}
+
+func canonical(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode the decision record: %w", err)
 	}
-	canonical, err := jcs.Transform(raw)
+	c, err := jcs.Transform(raw)
 	if err != nil {
 		return nil, fmt.Errorf("canonicalise the decision record: %w", err)
 	}
-	return canonical, nil
+	return c, nil
 }
 
 // PolicyDigest fingerprints the policies a decision evaluated: the digest of

@@ -72,6 +72,12 @@ func TestHashIgnoresListingOrderButNotContent(t *testing.T) {
 		t.Errorf("the order of the inputs changed the hash: %s != %s", got, base)
 	}
 
+	inputsOnly, _ := Decide(inputs(), gates).InputsDigest()
+	otherOutputs, _ := Decide(inputs(), []v1alpha1.GateEvaluation{eval("two", v1alpha1.GateFail, "x")}).InputsDigest()
+	if inputsOnly != otherOutputs || inputsOnly == base {
+		t.Errorf("the inputs digest must depend on the inputs only: %s, %s (record %s)", inputsOnly, otherOutputs, base)
+	}
+
 	later := inputs()
 	later.Clock = Clock(time.Date(2026, 11, 28, 17, 0, 1, 0, time.UTC))
 	if got, _ := Decide(later, gates).Hash(); got == base {

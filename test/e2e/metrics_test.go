@@ -3,6 +3,7 @@ package e2e
 import (
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -35,7 +36,13 @@ var _ = Describe("metrics", func() {
 			}
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
-			return string(body)
+			var ours []string
+			for _, line := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(line, "stella_") || strings.HasPrefix(line, `controller_runtime_reconcile_total{controller="promotion"`) {
+					ours = append(ours, line)
+				}
+			}
+			return strings.Join(ours, "\n")
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
 			ContainSubstring(`stella_promotion_phase_transitions_total{phase="Succeeded"} 1`),
 			ContainSubstring(`stella_promotion_phase_transitions_total{phase="AwaitingApproval"} 1`),

@@ -114,7 +114,19 @@ var _ = Describe("promotions", func() {
 		got = reachesPhase(ctx, toProd, v1alpha1.PromotionSucceeded)
 		Expect(got.Status.Decision.Result).To(Equal(v1alpha1.DecisionAllow))
 		Expect(string(got.Status.Decision.DeterminismHash)).To(MatchRegexp(`^sha256:[a-f0-9]{64}$`))
+		Expect(string(got.Status.Decision.InputsDigest)).To(MatchRegexp(`^sha256:[a-f0-9]{64}$`))
 		Eventually(currentRelease(ctx, ns, "prod")).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal("shop-1"))
+	})
+
+	It("waits, naming the field, while the release it promotes does not exist", func(ctx SpecContext) {
+		promo := promote(ctx, admin, ns, "shop-typo", "dev")
+		Eventually(func() string {
+			got := &v1alpha1.Promotion{}
+			_ = admin.Get(ctx, client.ObjectKeyFromObject(promo), got)
+			return conditionMessage(got.Status.Conditions, v1alpha1.ConditionStalled)
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(ContainSubstring("spec.release: Release shop-typo does not exist"))
+		Expect(admin.Create(ctx, release(ns, "shop-typo", "1.0.1"))).To(Succeed())
+		reachesPhase(ctx, promo, v1alpha1.PromotionSucceeded)
 	})
 
 	It("rejects a release that has not succeeded upstream, whatever the gates say", func(ctx SpecContext) {

@@ -45,6 +45,7 @@ manifests: ## Generate the CRDs from the API types.
 verify: generate manifests ## Regenerate and fail when generated files are stale.
 	@gofmt -l $$(git ls-files '*.go') | tee /dev/stderr | (! read)
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod or go.sum is not tidy: run go mod tidy and commit"; exit 1; }
 	@git diff --exit-code -- apis config || { echo "generated files are stale: run make generate manifests and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- apis config)" || { git status --porcelain -- apis config; echo "untracked generated files: commit them"; exit 1; }
 

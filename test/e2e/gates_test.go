@@ -54,6 +54,26 @@ var _ = Describe("time and security gates", func() {
 		Expect(got.Status.Decision.DecidedAt.Time).To(BeTemporally(">=", ends))
 	})
 
+	It("a recurring freeze in a non-UTC time zone holds a promotion until its next opening", func(ctx SpecContext) {
+		berlin, err := time.LoadLocation("Europe/Berlin")
+		Expect(err).NotTo(HaveOccurred())
+		start := time.Now().In(berlin).Truncate(time.Second).Add(2 * time.Second)
+		opens := start.Add(8 * time.Second)
+		guardedBy(ctx, &v1alpha1.Gate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "daily-freeze"},
+			Spec: v1alpha1.GateSpec{FreezeWindow: &v1alpha1.FreezeWindowGate{TimeZone: "Europe/Berlin",
+				Recurring: []v1alpha1.RecurringWindow{{
+					RRule:    "DTSTART;TZID=Europe/Berlin:" + start.Format("20060102T150405") + "\nRRULE:FREQ=DAILY",
+					Duration: metav1.Duration{Duration: 8 * time.Second}, Reason: "daily batch"}}}}})
+		time.Sleep(time.Until(start) + 200*time.Millisecond)
+
+		promo := promote(ctx, admin, ns, "shop-1", "prod")
+		held := reachesPhase(ctx, promo, v1alpha1.PromotionEvaluating)
+		Expect(held.Status.Decision.ReasonCodes).To(Equal([]string{"freeze.active"}))
+		Expect(held.Status.Gates[0].RetryAt.Time).To(BeTemporally("==", opens))
+		got := reachesPhase(ctx, promo, v1alpha1.PromotionSucceeded)
+		Expect(got.Status.Decision.DecidedAt.Time).To(BeTemporally(">=", opens))
+	})
+
 	It("a missing scan report keeps a promotion pending, then denies it when the gate's timeout passes", func(ctx SpecContext) {
 		guardedBy(ctx, &v1alpha1.Gate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-criticals"},
 			Spec: v1alpha1.GateSpec{SecurityVerdict: &v1alpha1.SecurityVerdictGate{

@@ -272,7 +272,7 @@ func (r *PromotionReconciler) Explain(ctx context.Context, promo *v1alpha1.Promo
 		return Explanation{}, err
 	}
 	record, evals := r.evaluate(f)
-	return Explanation{UpstreamOK: succeededUpstream(rel.Name, env, f.environments), Decision: record, Gates: evals}, nil
+	return Explanation{UpstreamOK: succeededUpstream(rel.Name, env, r.environments(ctx, promo.Namespace)), Decision: record, Gates: evals}, nil
 }
 
 func (r *PromotionReconciler) environments(ctx context.Context, ns string) []v1alpha1.Environment {
@@ -402,10 +402,13 @@ func (r *PromotionReconciler) sameEnvironment(ctx context.Context, o client.Obje
 	})
 }
 
-// openPromotionsInNamespace wakes every open promotion of the object's
-// namespace: a gate, release or environment it may wait for changed.
+// openPromotionsInNamespace wakes the promotions of the object's namespace
+// that still wait for a decision: a gate, release or environment they may
+// wait for changed. Promotions already deploying do not look at these.
 func (r *PromotionReconciler) openPromotionsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.openPromotions(ctx, o.GetNamespace(), func(*v1alpha1.Promotion) bool { return true })
+	return r.openPromotions(ctx, o.GetNamespace(), func(p *v1alpha1.Promotion) bool {
+		return p.Status.Decision == nil || p.Status.Decision.Result == v1alpha1.DecisionPending
+	})
 }
 
 func (r *PromotionReconciler) openPromotions(ctx context.Context, ns string, match func(*v1alpha1.Promotion) bool) []reconcile.Request {

@@ -73,11 +73,18 @@ func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promot
 			f.approvals = append(f.approvals, a)
 		}
 	}
+	// Only the environments the gates name are inputs: freezing every
+	// environment of a namespace would make each decision grow with it.
 	var envs v1alpha1.EnvironmentList
 	if err := r.List(ctx, &envs, ns); err != nil {
 		return nil, err
 	}
-	f.environments = envs.Items
+	named := gateEnvironments(f.gates)
+	for _, e := range envs.Items {
+		if named[e.Name] {
+			f.environments = append(f.environments, e)
+		}
+	}
 	var reports v1alpha1.ScanReportList
 	if err := r.List(ctx, &reports, ns); err != nil {
 		return nil, err
@@ -97,6 +104,21 @@ func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promot
 	}
 	f.releases = releases
 	return f, nil
+}
+
+// gateEnvironments are the environments soak and dependency gates read.
+func gateEnvironments(refs []gateRef) map[string]bool {
+	names := map[string]bool{}
+	for _, g := range refs {
+		switch {
+		case g.gate == nil:
+		case g.gate.Spec.Soak != nil:
+			names[g.gate.Spec.Soak.Environment] = true
+		case g.gate.Spec.Dependency != nil:
+			names[g.gate.Spec.Dependency.Environment] = true
+		}
+	}
+	return names
 }
 
 // digestOf is the sha256:<hex> part of an image reference pinned by digest;
@@ -260,9 +282,7 @@ func (f *frozen) inputs(policies []decision.Named[v1alpha1.Digest]) decision.Inp
 		in.Approvals = append(in.Approvals, decision.Named[v1alpha1.ApprovalSpec]{Name: a.Name, Value: a.Spec})
 	}
 	for _, e := range f.environments {
-		if e.Name != f.environment.Name {
-			in.Upstream = append(in.Upstream, decision.Named[v1alpha1.EnvironmentStatus]{Name: e.Name, Value: e.Status})
-		}
+		in.Upstream = append(in.Upstream, decision.Named[v1alpha1.EnvironmentStatus]{Name: e.Name, Value: e.Status})
 	}
 	for _, s := range f.scanReports {
 		in.ScanReports = append(in.ScanReports, decision.Named[v1alpha1.Digest]{Name: s.Name, Value: s.Status.ReportDigest})

@@ -42,9 +42,11 @@ func reachesPhase(ctx context.Context, promo *v1alpha1.Promotion, phase v1alpha1
 	return got
 }
 
-// staysInPhase checks that promo does not move on for a while.
+// staysInPhase checks that promo reaches phase and does not move on for a
+// while.
 func staysInPhase(ctx context.Context, promo *v1alpha1.Promotion, phase v1alpha1.PromotionPhase) {
 	GinkgoHelper()
+	reachesPhase(ctx, promo, phase)
 	Consistently(func() v1alpha1.PromotionPhase {
 		got := &v1alpha1.Promotion{}
 		_ = shared.AdminClient().Get(ctx, client.ObjectKeyFromObject(promo), got)

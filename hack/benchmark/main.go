@@ -1,7 +1,8 @@
 // Command benchmark measures a Stella control plane started from its binary:
-// start-up time, memory, Release create throughput and list latency. hack/bench
-// (make bench) runs it. The numbers are measurements, not tests: a missed
-// target is reported and never fails the run.
+// start-up time, memory, Release create throughput and list latency, or, with
+// the promotions argument, promotions end to end (see promotions.go).
+// hack/bench (make bench) runs it. The numbers are measurements, not tests: a
+// missed target is reported and never fails the run.
 package main
 
 import (
@@ -32,13 +33,16 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apiruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/controllers"
@@ -74,7 +78,18 @@ type options struct {
 }
 
 func main() {
-	if err := runWithSignals(parseFlags()); err != nil {
+	// The clients log nothing the benchmark needs; without a logger,
+	// controller-runtime complains about it once it is 30 s old.
+	log.SetLogger(logr.Discard())
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == promotionsMode {
+		o := parsePromotionFlags(os.Args[2:])
+		err = runWithSignals(o.timeout, func(ctx context.Context) error { return runPromotions(ctx, o) })
+	} else {
+		o := parseFlags()
+		err = runWithSignals(overallTimeout, func(ctx context.Context) error { return run(ctx, o) })
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark:", err)
 		os.Exit(1)
 	}
@@ -83,12 +98,12 @@ func main() {
 // runWithSignals bounds the whole run in time and turns Ctrl-C into a
 // cancelled context, so that run's cleanup (stop the server, remove the
 // temporary directory) happens on every way out.
-func runWithSignals(o options) error {
+func runWithSignals(timeout time.Duration, run func(context.Context) error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, overallTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return run(ctx, o)
+	return run(ctx)
 }
 
 func parseFlags() options {
@@ -97,6 +112,10 @@ func parseFlags() options {
 	flag.IntVar(&o.sequential, "seq", 2000, "Releases created by each create-throughput run (1 client, then 8 clients)")
 	flag.StringVar(&o.stella, "stella", "bin/stella", "stella binary to benchmark")
 	flag.StringVar(&o.out, "o", "", "also write the results as JSON to this file")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: benchmark [flags]\n       benchmark %s [flags]  (-h lists its flags)\n", promotionsMode)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	if flag.NArg() > 0 || o.objects < 1 || o.sequential < 1 {
 		flag.Usage()
@@ -115,7 +134,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(work)
 
-	b := &bench{opts: o, work: work, dataDir: filepath.Join(work, "data")}
+	b := &bench{session: session{stella: o.stella, work: work, dataDir: filepath.Join(work, "data")}, opts: o}
 	b.res.Objects = o.objects
 	b.res.Namespace = namespace
 	b.res.Machine = describeMachine(ctx, o.stella)
@@ -141,6 +160,7 @@ func run(ctx context.Context, o options) error {
 	}
 	b.res.Machine.LoadAverageEnd = loadAverage()
 	b.res.ServerLogErrors = b.serverLogErrors()
+	b.res.ServerExits = b.exits
 	b.res.evaluateTargets()
 
 	printResults(os.Stdout, &b.res)
@@ -241,12 +261,37 @@ type ListLatency struct {
 	MaxSeconds    float64 `json:"maxSeconds"`
 }
 
+// Verdict compares a measurement with its target: Op says which way, ≤ or
+// < for times and sizes, ≥ for rates.
 type Verdict struct {
 	Name     string  `json:"name"`
 	Measured float64 `json:"measured"`
+	Op       string  `json:"op"`
 	Target   float64 `json:"target"`
 	Unit     string  `json:"unit"`
 	Pass     bool    `json:"pass"`
+}
+
+func newVerdict(name string, measured float64, op string, target float64, unit string) Verdict {
+	pass := false
+	switch op {
+	case "≤":
+		pass = measured <= target
+	case "<":
+		pass = measured < target
+	case "≥":
+		pass = measured >= target
+	}
+	return Verdict{Name: name, Measured: measured, Op: op, Target: target, Unit: unit, Pass: pass}
+}
+
+// column is the target and PASS or MISS, as two table cells.
+func (v Verdict) column() string {
+	word := "MISS"
+	if v.Pass {
+		word = "PASS"
+	}
+	return fmt.Sprintf("%s %g %s\t%s", v.Op, v.Target, v.Unit, word)
 }
 
 type ServerExit struct {
@@ -256,7 +301,7 @@ type ServerExit struct {
 
 func (r *Results) evaluateTargets() {
 	add := func(name string, measured, target float64, unit string) {
-		r.Targets = append(r.Targets, Verdict{Name: name, Measured: measured, Target: target, Unit: unit, Pass: measured <= target})
+		r.Targets = append(r.Targets, newVerdict(name, measured, "≤", target, unit))
 	}
 	add("ready, fresh data dir", r.Startup.Fresh.Seconds, targetReadySeconds, "s")
 	add("ready, restart", r.Startup.Restart.Seconds, targetReadySeconds, "s")
@@ -270,36 +315,42 @@ func (r *Results) evaluateTargets() {
 func (r *Results) verdict(name string) string {
 	for _, v := range r.Targets {
 		if v.Name == name {
-			if v.Pass {
-				return fmt.Sprintf("≤ %g %s\tPASS", v.Target, v.Unit)
-			}
-			return fmt.Sprintf("≤ %g %s\tMISS", v.Target, v.Unit)
+			return v.column()
 		}
 	}
 	return "\t"
 }
 
-// bench holds the state shared by the phases: the running server and the
-// clients talking to it.
-type bench struct {
-	opts    options
-	work    string
-	dataDir string
-	res     Results
+// session is what both modes share: the stella server on a temporary data
+// directory, the servers started so far and the clients talking to it.
+type session struct {
+	stella string
+	// serverArgs are added to stella serve's own flags.
+	serverArgs []string
+	work       string
+	dataDir    string
 
-	srv      *server
-	servers  []*server
-	client   client.Client
-	workers  []client.Client
-	restCfg  *rest.Config
+	srv     *server
+	servers []*server
+	exits   []ServerExit
+	client  client.WithWatch
+	workers []client.Client
+	restCfg *rest.Config
+}
+
+// bench holds the state shared by the phases of the default mode.
+type bench struct {
+	session
+	opts     options
+	res      Results
 	fillDone time.Time
 }
 
-func (b *bench) kubeconfig() string { return filepath.Join(b.dataDir, "admin.kubeconfig") }
+func (b *session) kubeconfig() string { return filepath.Join(b.dataDir, "admin.kubeconfig") }
 
 // startServer starts stella on the data directory and waits until it is ready.
-func (b *bench) startServer(ctx context.Context, name string) (Ready, error) {
-	srv, err := startServer(b.opts.stella, b.dataDir, filepath.Join(b.work, name+".log"), name)
+func (b *session) startServer(ctx context.Context, name string) (Ready, error) {
+	srv, err := startServer(b.stella, b.dataDir, filepath.Join(b.work, name+".log"), name, b.serverArgs...)
 	if err != nil {
 		return Ready{}, err
 	}
@@ -314,7 +365,7 @@ func (b *bench) startServer(ctx context.Context, name string) (Ready, error) {
 }
 
 // stopServer stops the current server, if any, and says how long it took.
-func (b *bench) stopServer() float64 {
+func (b *session) stopServer() float64 {
 	if b.srv == nil {
 		return 0
 	}
@@ -324,12 +375,12 @@ func (b *bench) stopServer() float64 {
 		exit.Error = err.Error()
 		progress("  %s: %v", b.srv.name, err)
 	}
-	b.res.ServerExits = append(b.res.ServerExits, exit)
+	b.exits = append(b.exits, exit)
 	b.srv = nil
 	return took.Seconds()
 }
 
-func (b *bench) rss() (procMemory, error) {
+func (b *session) rss() (procMemory, error) {
 	return readProcMemory(b.srv.cmd.Process.Pid)
 }
 
@@ -357,11 +408,11 @@ func (b *bench) measureRestart(ctx context.Context) error {
 		return err
 	}
 	b.res.Startup.Restart = ready
-	return b.connect(ctx)
+	return b.connect(ctx, namespace)
 }
 
-// connect makes the clients for the load phases and the namespace they use.
-func (b *bench) connect(ctx context.Context) error {
+// connect makes the clients for the load phases and the namespaces they use.
+func (b *session) connect(ctx context.Context, namespaces ...string) error {
 	cfg, err := loadConfig(b.kubeconfig())
 	if err != nil {
 		return err
@@ -377,9 +428,11 @@ func (b *bench) connect(ctx context.Context) error {
 		}
 		b.workers = append(b.workers, c)
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
-	if err := b.client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create namespace %s: %w", namespace, err)
+	for _, name := range namespaces {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if err := b.client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create namespace %s: %w", name, err)
+		}
 	}
 	return nil
 }
@@ -405,7 +458,7 @@ func (b *bench) measureCreates(ctx context.Context) error {
 		if r.count == 0 {
 			continue
 		}
-		t, err := createReleases(ctx, r.clients, next, r.count)
+		t, err := createReleases(ctx, r.clients, namespace, next, r.count)
 		if err != nil {
 			return err
 		}
@@ -424,7 +477,7 @@ func (b *bench) measureReconciled(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, reconcileTimeout)
 	defer cancel()
 	for {
-		ready, err := countReady(ctx, b.client)
+		ready, err := countReady(ctx, b.client, namespace)
 		if err != nil {
 			return err
 		}
@@ -494,7 +547,7 @@ func (b *bench) measureLoadedRestart(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) serverLogErrors() []string {
+func (b *session) serverLogErrors() []string {
 	var errs []string
 	for _, s := range b.servers {
 		for _, line := range s.log.errorLines() {
@@ -504,7 +557,7 @@ func (b *bench) serverLogErrors() []string {
 	return errs
 }
 
-func (b *bench) printServerLogTail() {
+func (b *session) printServerLogTail() {
 	if b.srv == nil && len(b.servers) == 0 {
 		return
 	}
@@ -528,7 +581,7 @@ type server struct {
 	stopErr  error
 }
 
-func startServer(bin, dataDir, logPath, name string) (*server, error) {
+func startServer(bin, dataDir, logPath, name string, args ...string) (*server, error) {
 	listen, err := freeLoopbackAddress()
 	if err != nil {
 		return nil, err
@@ -538,7 +591,7 @@ func startServer(bin, dataDir, logPath, name string) (*server, error) {
 		return nil, err
 	}
 	s := &server{name: name, log: newServerLog(logFile), exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", listen)
+	s.cmd = exec.Command(bin, append([]string{"serve", "--data-dir", dataDir, "--listen", listen}, args...)...)
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log
 	// Its own process group keeps a terminal's Ctrl-C away from the server,
@@ -747,13 +800,13 @@ var scheme = controllers.Scheme()
 // newClient returns an uncached controller-runtime client (what a manager's
 // APIReader is) with its own connection, warmed up by one small list so
 // that discovery and the TLS handshake stay out of the measurements.
-func newClient(ctx context.Context, cfg *rest.Config) (client.Client, error) {
+func newClient(ctx context.Context, cfg *rest.Config) (client.WithWatch, error) {
 	cfg = rest.CopyConfig(cfg)
 	// client-go shares one cached transport, hence one HTTP/2 connection,
 	// between configs it cannot tell apart; a Proxy func opts out of that
 	// cache. It never proxies: everything stays on loopback.
 	cfg.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return nil, err
 	}
@@ -763,11 +816,19 @@ func newClient(ctx context.Context, cfg *rest.Config) (client.Client, error) {
 	return c, nil
 }
 
-func newRelease(i int) *v1alpha1.Release {
-	name := fmt.Sprintf("bench-%06d", i)
+// kindOf names the kind of obj, or of the items of a list, for messages.
+func kindOf(obj apiruntime.Object) string {
+	gvks, _, err := scheme.ObjectKinds(obj)
+	if err != nil || len(gvks) == 0 {
+		return fmt.Sprintf("%T", obj)
+	}
+	return strings.TrimSuffix(gvks[0].Kind, "List")
+}
+
+func newRelease(ns, name string) *v1alpha1.Release {
 	digest := sha256.Sum256([]byte(name))
 	return &v1alpha1.Release{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: v1alpha1.ReleaseSpec{
 			Version: "1.0.0",
 			Components: []v1alpha1.ReleaseComponent{{
@@ -778,9 +839,18 @@ func newRelease(i int) *v1alpha1.Release {
 	}
 }
 
-// createReleases creates count Releases numbered from first, the clients
-// taking the next number as each finishes. The first error stops the run.
-func createReleases(ctx context.Context, clients []client.Client, first, count int) (Throughput, error) {
+// createReleases creates count Releases in ns numbered from first.
+func createReleases(ctx context.Context, clients []client.Client, ns string, first, count int) (Throughput, error) {
+	return createObjects(ctx, clients, count, func(i int) client.Object {
+		return newRelease(ns, fmt.Sprintf("bench-%06d", first+i))
+	}, nil)
+}
+
+// createObjects creates the count objects newObject makes from 0 to
+// count-1, the clients taking the next number as each finishes; created,
+// when set, hears of each object as its create returns. The first error
+// stops the run.
+func createObjects(ctx context.Context, clients []client.Client, count int, newObject func(int) client.Object, created func(i int, at time.Time)) (Throughput, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next atomic.Int64
@@ -794,13 +864,17 @@ func createReleases(ctx context.Context, clients []client.Client, first, count i
 				if i >= count {
 					return
 				}
-				rel := newRelease(first + i)
+				obj := newObject(i)
 				t := time.Now()
-				if err := c.Create(ctx, rel); err != nil {
-					cancel(fmt.Errorf("create Release %s: %w", rel.Name, err))
+				if err := c.Create(ctx, obj); err != nil {
+					cancel(fmt.Errorf("create %s %s: %w", kindOf(obj), obj.GetName(), err))
 					return
 				}
-				latencies[w] = append(latencies[w], time.Since(t))
+				done := time.Now()
+				latencies[w] = append(latencies[w], done.Sub(t))
+				if created != nil {
+					created(i, done)
+				}
 			}
 		})
 	}
@@ -828,14 +902,14 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 
 func milliseconds(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// countReady counts the Releases whose Ready condition is true for their
-// current generation, listing in pages to keep the polling light.
-func countReady(ctx context.Context, c client.Reader) (int, error) {
+// countReady counts the Releases of ns whose Ready condition is true for
+// their current generation, listing in pages to keep the polling light.
+func countReady(ctx context.Context, c client.Reader, ns string) (int, error) {
 	ready := 0
 	cont := ""
 	for {
 		list := &v1alpha1.ReleaseList{}
-		if err := c.List(ctx, list, client.InNamespace(namespace), client.Limit(listPageSize), client.Continue(cont)); err != nil {
+		if err := c.List(ctx, list, client.InNamespace(ns), client.Limit(listPageSize), client.Continue(cont)); err != nil {
 			return 0, err
 		}
 		for _, rel := range list.Items {
@@ -1021,7 +1095,7 @@ func stellaVersion(ctx context.Context, stella string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func writeJSON(path string, r *Results) error {
+func writeJSON(path string, r any) error {
 	raw, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err

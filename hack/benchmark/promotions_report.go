@@ -1,0 +1,162 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+func printPromotionResults(w io.Writer, r *PromotionResults) {
+	m, run := r.Machine, &r.Run
+	fmt.Fprintf(w, "\nStella promotions benchmark: %d promotions, one per Environment, in namespace %s\n", r.Promotions, r.Namespace)
+	fmt.Fprintf(w, "machine: nproc %d, %s, %s %s, load average %s at start, %s at end\n",
+		m.NProc, m.CPU, m.GoVersion, m.Platform, m.LoadAverageStart, m.LoadAverageEnd)
+	fmt.Fprintf(w, "stella:  %s\n", m.Stella)
+	if r.StoppedIn != "" {
+		fmt.Fprintf(w, "TIME LIMIT reached in %s\n", r.StoppedIn)
+	}
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells ...string) { fmt.Fprintln(tw, strings.Join(cells, "\t")) }
+	throughput := func(t Throughput) string {
+		return fmt.Sprintf("%d in %s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms", t.Objects, seconds(t.Seconds), t.P50Ms, t.P99Ms, t.MaxMs)
+	}
+	b := r.Baseline
+	row("BASELINE", "measured", "goal", "", "")
+	row("  ready, fresh data dir", seconds(r.Startup.Seconds), "\t", "")
+	row("  create Releases, "+clients(b.Clients), fmt.Sprintf("%.0f /s", b.PerSecond), "\t", throughput(b))
+	row("  all Ready after the creates", seconds(r.BaselineReady), "\t", "the release reconciler's status patches")
+
+	s := r.Setup
+	row("SET-UP (not measured)", "", "\t", "")
+	row("  Gates", "2", "\t", "policy (CUE) and freezeWindow (a window in the past: open); no approval gate, its count must be ≥ 1")
+	row("  create Targets, "+clients(s.Targets.Clients), fmt.Sprintf("%.0f /s", s.Targets.PerSecond), "\t", throughput(s.Targets))
+	row("  create Environments, "+clients(s.Environments.Clients), fmt.Sprintf("%.0f /s", s.Environments.PerSecond), "\t", throughput(s.Environments))
+	if s.Seconds > 0 {
+		row("  reconciled, queues empty", seconds(s.ReconciledSeconds), "\t", "after the last create")
+		row("  set-up in all", seconds(s.Seconds), "\t", "")
+	}
+	if s.Server.Seconds > 0 {
+		row("  server CPU", fmt.Sprintf("%.1f s", s.Server.CPUSeconds), "\t", cpuNote(s.Server, m.NProc))
+	}
+
+	row(fmt.Sprintf("PROMOTIONS, %s", clients(concurrentClients)), "", "\t", "")
+	if run.Seconds == 0 {
+		row("  not run", "", "\t", "")
+		for _, v := range r.Targets {
+			row("  "+v.Name, "—", v.column(), "")
+		}
+	} else {
+		promotionRows(row, r, throughput)
+	}
+	if sv := r.Server; sv.Seconds > 0 {
+		row(fmt.Sprintf("SERVER while promoting (%s)", seconds(sv.Seconds)), "", "\t", "")
+		row("  CPU", fmt.Sprintf("%.1f s", sv.CPUSeconds), "\t", cpuNote(sv, m.NProc))
+		row("  memory (VmRSS)", megabytes(sv.RSSMB), "\t", fmt.Sprintf("peak (VmHWM) %s", megabytes(sv.PeakRSSMB)))
+	}
+	_ = tw.Flush()
+
+	printControllers(w, "reconcilers during the set-up", r.Setup.Controllers)
+	printControllers(w, "reconcilers while promoting", r.Controllers)
+
+	if run.Failed > 0 {
+		fmt.Fprintf(w, "\n%d promotion(s) ended without a DeployTask:\n", run.Failed)
+		for _, f := range run.Failures {
+			fmt.Fprintf(w, "  %.300s\n", f)
+		}
+	}
+	fmt.Fprintf(w, "\nserver log: %d error line(s) before the server was stopped, %d while it stopped\n", len(r.ServerLogErrors), r.ServerStopLogErrors)
+	for _, line := range r.ServerLogErrors[:min(len(r.ServerLogErrors), 10)] {
+		fmt.Fprintf(w, "  %.300s\n", line)
+	}
+	for _, e := range r.ServerExits {
+		if e.Error != "" {
+			fmt.Fprintf(w, "server %s: %s\n", e.Name, e.Error)
+		}
+	}
+}
+
+func promotionRows(row func(...string), r *PromotionResults, throughput func(Throughput) string) {
+	run := &r.Run
+	if run.Creates.Objects > 0 {
+		row("  create calls", fmt.Sprintf("%.0f /s", run.Creates.PerSecond), "\t", throughput(run.Creates))
+	} else {
+		row("  create calls", "—", "\t", fmt.Sprintf("%d of %d created before the time limit", run.Created, r.Promotions))
+	}
+	done := fmt.Sprintf("%d of %d done (decision allow and DeployTask seen)", run.Done, r.Promotions)
+	if run.TimedOut {
+		done += fmt.Sprintf("; at the time limit %d decided, %d with a DeployTask", run.Decided, run.WithTask)
+	}
+	row("  end to end", fmt.Sprintf("%.0f /s", run.PerSecond), "\t", done)
+	row("  share of the raw create throughput", fmt.Sprintf("%.0f %%", run.PercentOfBaseline), r.verdict("share of the raw create throughput"),
+		fmt.Sprintf("%.0f /s of %.0f /s", run.PerSecond, r.Baseline.PerSecond))
+	timeNote := "first create to the last promotion done"
+	if run.TimedOut {
+		timeNote = "stopped at the time limit"
+	}
+	row("  "+r.timeGoalName(), seconds(run.Seconds), r.verdict(r.timeGoalName()), timeNote)
+	latencyRows(row, r, "decision latency", run.Decision, "first watch event with status.decision.result allow")
+	latencyRows(row, r, "DeployTask latency", run.DeployTask, "first watch event of its DeployTask")
+	if h := run.ServerDecision; h.Count > 0 {
+		row("  server-side decision time", fmt.Sprintf("%.1f ms", h.MeanMs), "\t",
+			fmt.Sprintf("mean of %.0f; p50 ≤ %s, p99 ≤ %s (stella_promotion_decision_seconds, first reconcile to decision)", h.Count, bucketBound(h.P50UpToMs), bucketBound(h.P99UpToMs)))
+	}
+	if run.EarlyEvents > 0 || run.WatchRestarts > 0 {
+		row("  watch", "", "\t", fmt.Sprintf("%d event(s) before their create returned (counted as 0 ms), %d restart(s)", run.EarlyEvents, run.WatchRestarts))
+	}
+}
+
+// latencyRows prints p50, p99 and max of l, with the goals of the ones
+// that have one.
+func latencyRows(row func(...string), r *PromotionResults, name string, l Latency, how string) {
+	for i, q := range []struct {
+		label string
+		ms    *float64
+	}{{"p50", l.P50Ms}, {"p99", l.P99Ms}, {"max", l.MaxMs}} {
+		value := "not reached"
+		if q.ms != nil {
+			value = fmt.Sprintf("%.1f ms", *q.ms)
+		}
+		note := ""
+		switch {
+		case i == 0:
+			note = fmt.Sprintf("%d of %d seen; from the create call returning to the %s", l.Seen, l.Seen+l.Missing, how)
+		case i == 1 && l.Missing > 0 && l.Seen > 0:
+			note = fmt.Sprintf("the %d seen: p50 %.1f ms, max %.1f ms", l.Seen, l.SeenP50Ms, l.SeenMaxMs)
+		}
+		full := name + " " + q.label
+		row("  "+full, value, r.verdict(full), note)
+	}
+}
+
+func cpuNote(l ServerLoad, cores int) string {
+	return fmt.Sprintf("%.2f of %d cores over %s; the benchmark itself %.1f s", l.CPUSeconds/l.Seconds, cores, seconds(l.Seconds), l.BenchmarkCPUSeconds)
+}
+
+// printControllers prints the reconcilers that did any work.
+func printControllers(w io.Writer, title string, loads []ControllerLoad) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := false
+	for _, c := range loads {
+		if c.Reconciles == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\n%s:\n", title)
+			fmt.Fprintln(tw, "controller\treconciles\terrors\ttime reconciling\tmean reconcile\tmean wait in queue\tmax queue depth\t")
+			header = true
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.1f s\t%.1f ms\t%.1f ms\t%.0f\t\n",
+			c.Name, c.Reconciles, c.Errors, c.ReconcileSeconds, c.MeanReconcileMs, c.MeanQueueWaitMs, c.MaxQueueDepth)
+	}
+	_ = tw.Flush()
+}
+
+func bucketBound(ms float64) string {
+	if ms < 0 {
+		return "+Inf"
+	}
+	return seconds(ms / 1000)
+}

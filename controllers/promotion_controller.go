@@ -136,9 +136,13 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	if promo.Status.Decision == nil || promo.Status.Decision.Result == v1alpha1.DecisionPending {
-		if res, done, err := r.decide(ctx, promo, rel, env); done || err != nil {
+		res, done, err := r.decide(ctx, promo, rel, env)
+		if done || err != nil {
 			return res, err
 		}
+		// The decision is stored before anything is deployed, so that a crash
+		// here can never lead to deciding again with tasks already out.
+		return ctrl.Result{Requeue: true}, nil
 	}
 	return r.deploy(ctx, promo, rel, env)
 }
@@ -203,7 +207,7 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 			fmt.Sprintf("a rollback returns to a release that succeeded in %s before, and %s never did", env.Name, rel.Name))
 		return ctrl.Result{}, true, nil
 	}
-	if !promo.Spec.Rollback && !succeededUpstream(rel.Name, env, r.environments(ctx, promo.Namespace)) {
+	if !promo.Spec.Rollback && !r.succeededUpstream(ctx, rel.Name, env) {
 		promo.Status.Decision = &v1alpha1.Decision{Result: v1alpha1.DecisionDeny, ReasonCodes: []string{reasonUpstreamNotSucceeded},
 			DecidedAt: &metav1.Time{Time: r.now()}}
 		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected,
@@ -272,15 +276,30 @@ func (r *PromotionReconciler) Explain(ctx context.Context, promo *v1alpha1.Promo
 		return Explanation{}, err
 	}
 	record, evals := r.evaluate(f)
-	return Explanation{UpstreamOK: succeededUpstream(rel.Name, env, r.environments(ctx, promo.Namespace)), Decision: record, Gates: evals}, nil
+	return Explanation{UpstreamOK: r.succeededUpstream(ctx, rel.Name, env), Decision: record, Gates: evals}, nil
 }
 
-func (r *PromotionReconciler) environments(ctx context.Context, ns string) []v1alpha1.Environment {
-	var list v1alpha1.EnvironmentList
-	if err := r.List(ctx, &list, client.InNamespace(ns)); err != nil {
-		return nil
+// succeededUpstream says whether release succeeded in an environment env
+// promotes from: by a Succeeded promotion there (the environment's status
+// may not show it yet), or by that environment's history (the promotion may
+// have been deleted since).
+func (r *PromotionReconciler) succeededUpstream(ctx context.Context, release string, env *v1alpha1.Environment) bool {
+	if len(env.Spec.PromotesFrom) == 0 {
+		return true
 	}
-	return list.Items
+	var promos v1alpha1.PromotionList
+	if err := r.List(ctx, &promos, client.InNamespace(env.Namespace)); err == nil {
+		for _, p := range promos.Items {
+			if p.Spec.Release == release && p.Status.Phase == v1alpha1.PromotionSucceeded && slices.Contains(env.Spec.PromotesFrom, p.Spec.Environment) {
+				return true
+			}
+		}
+	}
+	var envs v1alpha1.EnvironmentList
+	if err := r.List(ctx, &envs, client.InNamespace(env.Namespace)); err != nil {
+		return false
+	}
+	return succeededUpstream(release, env, envs.Items)
 }
 
 // succeededUpstream says whether release has succeeded in one of the

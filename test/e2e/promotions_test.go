@@ -355,6 +355,7 @@ var _ = Describe("a promotion across a server restart", func() {
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
 		decided := &v1alpha1.Promotion{}
 		Expect(admin.Get(ctx, client.ObjectKeyFromObject(promo), decided)).To(Succeed())
+		Expect(decided.Status.Decision).NotTo(BeNil(), "the decision is stored before any DeployTask exists")
 
 		Expect(srv.Stop()).To(Succeed())
 		again := startServer(framework.ServerOptions{DataDir: srv.DataDir, Listen: srv.Listen})

@@ -228,8 +228,12 @@ func runPromotions(ctx context.Context, o promotionOptions) error {
 		if err == nil {
 			continue
 		}
-		if !errors.Is(context.Cause(phaseCtx), errTimeLimit) {
+		cause := context.Cause(phaseCtx)
+		if !errors.Is(cause, errTimeLimit) {
 			p.printServerLogTail()
+			if cause != nil && !errors.Is(err, cause) {
+				err = fmt.Errorf("%w (%v)", err, cause) // such as a signal
+			}
 			return fmt.Errorf("%s: %w", ph.name, err)
 		}
 		p.res.StoppedIn = fmt.Sprintf("%s: %v", ph.name, err)

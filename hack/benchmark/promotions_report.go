@@ -26,14 +26,14 @@ func printPromotionResults(w io.Writer, r *PromotionResults) {
 	b := r.Baseline
 	row("BASELINE", "measured", "goal", "", "")
 	row("  ready, fresh data dir", seconds(r.Startup.Seconds), "\t", "")
-	row("  create Releases, "+clients(b.Clients), fmt.Sprintf("%.0f /s", b.PerSecond), "\t", throughput(b))
+	row("  create Releases, "+clients(b.Clients), rate(b.PerSecond), "\t", throughput(b))
 	row("  all Ready after the creates", seconds(r.BaselineReady), "\t", "the release reconciler's status patches")
 
 	s := r.Setup
 	row("SET-UP (not measured)", "", "\t", "")
 	row("  Gates", "2", "\t", "policy (CUE) and freezeWindow (a window in the past: open); no approval gate, its count must be ≥ 1")
-	row("  create Targets, "+clients(s.Targets.Clients), fmt.Sprintf("%.0f /s", s.Targets.PerSecond), "\t", throughput(s.Targets))
-	row("  create Environments, "+clients(s.Environments.Clients), fmt.Sprintf("%.0f /s", s.Environments.PerSecond), "\t", throughput(s.Environments))
+	row("  create Targets, "+clients(s.Targets.Clients), rate(s.Targets.PerSecond), "\t", throughput(s.Targets))
+	row("  create Environments, "+clients(s.Environments.Clients), rate(s.Environments.PerSecond), "\t", throughput(s.Environments))
 	if s.Seconds > 0 {
 		row("  reconciled, queues empty", seconds(s.ReconciledSeconds), "\t", "after the last create")
 		row("  set-up in all", seconds(s.Seconds), "\t", "")
@@ -81,7 +81,7 @@ func printPromotionResults(w io.Writer, r *PromotionResults) {
 func promotionRows(row func(...string), r *PromotionResults, throughput func(Throughput) string) {
 	run := &r.Run
 	if run.Creates.Objects > 0 {
-		row("  create calls", fmt.Sprintf("%.0f /s", run.Creates.PerSecond), "\t", throughput(run.Creates))
+		row("  create calls", rate(run.Creates.PerSecond), "\t", throughput(run.Creates))
 	} else {
 		row("  create calls", "—", "\t", fmt.Sprintf("%d of %d created before the time limit", run.Created, r.Promotions))
 	}
@@ -89,9 +89,9 @@ func promotionRows(row func(...string), r *PromotionResults, throughput func(Thr
 	if run.TimedOut {
 		done += fmt.Sprintf("; at the time limit %d decided, %d with a DeployTask", run.Decided, run.WithTask)
 	}
-	row("  end to end", fmt.Sprintf("%.0f /s", run.PerSecond), "\t", done)
-	row("  share of the raw create throughput", fmt.Sprintf("%.0f %%", run.PercentOfBaseline), r.verdict("share of the raw create throughput"),
-		fmt.Sprintf("%.0f /s of %.0f /s", run.PerSecond, r.Baseline.PerSecond))
+	row("  end to end", rate(run.PerSecond), "\t", done)
+	row("  share of the raw create throughput", significant(run.PercentOfBaseline)+" %", r.verdict("share of the raw create throughput"),
+		fmt.Sprintf("%s of %s", rate(run.PerSecond), rate(r.Baseline.PerSecond)))
 	timeNote := "first create to the last promotion done"
 	if run.TimedOut {
 		timeNote = "stopped at the time limit"
@@ -100,7 +100,7 @@ func promotionRows(row func(...string), r *PromotionResults, throughput func(Thr
 	latencyRows(row, r, "decision latency", run.Decision, "first watch event with status.decision.result allow")
 	latencyRows(row, r, "DeployTask latency", run.DeployTask, "first watch event of its DeployTask")
 	if h := run.ServerDecision; h.Count > 0 {
-		row("  server-side decision time", fmt.Sprintf("%.1f ms", h.MeanMs), "\t",
+		row("  server-side decision time", ms(h.MeanMs), "\t",
 			fmt.Sprintf("mean of %.0f; p50 ≤ %s, p99 ≤ %s (stella_promotion_decision_seconds, first reconcile to decision)", h.Count, bucketBound(h.P50UpToMs), bucketBound(h.P99UpToMs)))
 	}
 	if run.EarlyEvents > 0 || run.WatchRestarts > 0 {
@@ -117,14 +117,14 @@ func latencyRows(row func(...string), r *PromotionResults, name string, l Latenc
 	}{{"p50", l.P50Ms}, {"p99", l.P99Ms}, {"max", l.MaxMs}} {
 		value := "not reached"
 		if q.ms != nil {
-			value = fmt.Sprintf("%.1f ms", *q.ms)
+			value = ms(*q.ms)
 		}
 		note := ""
 		switch {
 		case i == 0:
 			note = fmt.Sprintf("%d of %d seen; from the create call returning to the %s", l.Seen, l.Seen+l.Missing, how)
 		case i == 1 && l.Missing > 0 && l.Seen > 0:
-			note = fmt.Sprintf("the %d seen: p50 %.1f ms, max %.1f ms", l.Seen, l.SeenP50Ms, l.SeenMaxMs)
+			note = fmt.Sprintf("the %d seen: p50 %s, max %s", l.Seen, ms(l.SeenP50Ms), ms(l.SeenMaxMs))
 		}
 		full := name + " " + q.label
 		row("  "+full, value, r.verdict(full), note)
@@ -154,9 +154,30 @@ func printControllers(w io.Writer, title string, loads []ControllerLoad) {
 	_ = tw.Flush()
 }
 
-func bucketBound(ms float64) string {
-	if ms < 0 {
+// rate is a throughput with the digits that matter, also when it is low.
+func rate(perSecond float64) string { return significant(perSecond) + " /s" }
+
+func significant(v float64) string {
+	switch {
+	case v >= 10:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 1:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// ms prints a latency in milliseconds, or in seconds from one second on.
+func ms(v float64) string {
+	if v >= 1000 {
+		return seconds(v / 1000)
+	}
+	return fmt.Sprintf("%.1f ms", v)
+}
+
+func bucketBound(upToMs float64) string {
+	if upToMs < 0 {
 		return "+Inf"
 	}
-	return seconds(ms / 1000)
+	return seconds(upToMs / 1000)
 }

@@ -76,15 +76,10 @@ func (r *ApprovalReconciler) verdicts(ctx context.Context, promo *v1alpha1.Promo
 		return nil, client.IgnoreNotFound(err)
 	}
 	var approvals v1alpha1.ApprovalList
-	if err := r.List(ctx, &approvals, client.InNamespace(promo.Namespace)); err != nil {
+	if err := r.List(ctx, &approvals, client.InNamespace(promo.Namespace), client.MatchingFields{indexPromotion: promo.Name}); err != nil {
 		return nil, err
 	}
-	in := gates.Inputs{Now: time.Now(), Promotion: promo}
-	for _, a := range approvals.Items {
-		if a.Spec.Promotion == promo.Name {
-			in.Approvals = append(in.Approvals, a)
-		}
-	}
+	in := gates.Inputs{Now: time.Now(), Promotion: promo, Approvals: approvals.Items}
 	out := map[string][]gates.ApprovalVerdict{}
 	for _, ref := range env.Spec.Gates {
 		g := &v1alpha1.Gate{}
@@ -135,14 +130,12 @@ func sortedUnique(s []string) []string {
 
 func (r *ApprovalReconciler) approvalsOf(ctx context.Context, o client.Object) []reconcile.Request {
 	var list v1alpha1.ApprovalList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexPromotion: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
-	var reqs []reconcile.Request
+	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for _, a := range list.Items {
-		if a.Spec.Promotion == o.GetName() {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&a)})
-		}
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&a)})
 	}
 	return reqs
 }

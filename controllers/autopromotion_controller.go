@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -52,15 +51,15 @@ func (r *AutoPromotionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, nil
 	}
 	var promos v1alpha1.PromotionList
-	if err := r.List(ctx, &promos, client.InNamespace(env.Namespace)); err != nil {
+	if err := r.List(ctx, &promos, client.InNamespace(env.Namespace), client.MatchingFields{indexEnvironment: env.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
-	newest, from, err := r.newestCandidate(ctx, env, promos.Items)
+	newest, from, err := r.newestCandidate(ctx, env)
 	if err != nil || newest == nil {
 		return ctrl.Result{}, err
 	}
 	for _, p := range promos.Items {
-		if p.Spec.Environment == env.Name && p.Spec.Release == newest.Name {
+		if p.Spec.Release == newest.Name {
 			return ctrl.Result{}, nil // promoted once; a failure is not retried by itself
 		}
 	}
@@ -84,7 +83,7 @@ func (r *AutoPromotionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // release succeeded upstream when a promotion into an upstream environment
 // succeeded, or, for promotions since deleted, when the upstream
 // environment's history says so.
-func (r *AutoPromotionReconciler) newestCandidate(ctx context.Context, env *v1alpha1.Environment, promos []v1alpha1.Promotion) (*v1alpha1.Release, string, error) {
+func (r *AutoPromotionReconciler) newestCandidate(ctx context.Context, env *v1alpha1.Environment) (*v1alpha1.Release, string, error) {
 	var releases v1alpha1.ReleaseList
 	if err := r.List(ctx, &releases, client.InNamespace(env.Namespace)); err != nil {
 		return nil, "", err
@@ -95,23 +94,24 @@ func (r *AutoPromotionReconciler) newestCandidate(ctx context.Context, env *v1al
 			reason[rel.Name] = "auto-promotion of a new release"
 		}
 	} else {
-		var envs v1alpha1.EnvironmentList
-		if err := r.List(ctx, &envs, client.InNamespace(env.Namespace)); err != nil {
+		ups, err := getEnvironments(ctx, r.Client, env.Namespace, env.Spec.PromotesFrom)
+		if err != nil {
 			return nil, "", err
 		}
-		for _, up := range envs.Items {
-			if !slices.Contains(env.Spec.PromotesFrom, up.Name) {
-				continue
-			}
+		for _, up := range ups {
 			for _, h := range up.Status.History {
 				if h.Phase == v1alpha1.PromotionSucceeded {
 					reason[h.Release] = "auto-promotion: succeeded in " + up.Name
 				}
 			}
-		}
-		for _, p := range promos {
-			if p.Status.Phase == v1alpha1.PromotionSucceeded && slices.Contains(env.Spec.PromotesFrom, p.Spec.Environment) {
-				reason[p.Spec.Release] = "auto-promotion: succeeded in " + p.Spec.Environment
+			var promos v1alpha1.PromotionList
+			if err := r.List(ctx, &promos, client.InNamespace(env.Namespace), client.MatchingFields{indexEnvironment: up.Name}, client.UnsafeDisableDeepCopy); err != nil {
+				return nil, "", err
+			}
+			for _, p := range promos.Items {
+				if p.Status.Phase == v1alpha1.PromotionSucceeded {
+					reason[p.Spec.Release] = "auto-promotion: succeeded in " + up.Name
+				}
 			}
 		}
 	}
@@ -145,7 +145,7 @@ func (r *AutoPromotionReconciler) supersede(ctx context.Context, env *v1alpha1.E
 		p := &promos[i]
 		reconciling := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciling)
 		queued := reconciling != nil && reconciling.Reason == reasonQueued
-		if p.Spec.Environment != env.Name || p.Labels[LabelAutoPromotion] != "true" || p.Status.Phase.IsTerminal() || !queued || p.Spec.Release == newest {
+		if p.Labels[LabelAutoPromotion] != "true" || p.Status.Phase.IsTerminal() || !queued || p.Spec.Release == newest {
 			continue
 		}
 		before := p.DeepCopy()
@@ -169,14 +169,12 @@ func autoPromotionName(release, env string) string {
 
 func (r *AutoPromotionReconciler) autoPromotingEnvironments(ctx context.Context, o client.Object) []reconcile.Request {
 	var list v1alpha1.EnvironmentList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexAutoPromote: "true"}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
-	var reqs []reconcile.Request
+	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for _, e := range list.Items {
-		if e.Spec.AutoPromote {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&e)})
-		}
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&e)})
 	}
 	return reqs
 }

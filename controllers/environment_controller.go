@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -27,14 +30,29 @@ type EnvironmentReconciler struct {
 }
 
 // SetupWithManager registers the reconciler; promotions and targets wake
-// the environments they belong to.
+// the environments they belong to, and a target whose labels change wakes
+// the environments that selected it before as well.
 func (r *EnvironmentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Environment{}).
 		Watches(&v1alpha1.Promotion{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.(*v1alpha1.Promotion).Spec.Environment}}}
 		})).
-		Watches(&v1alpha1.Target{}, handler.EnqueueRequestsFromMapFunc(r.environmentsInNamespace)).
+		Watches(&v1alpha1.Target{}, handler.Funcs{
+			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.wakeSelecting(ctx, e.Object, q)
+			},
+			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.wakeSelecting(ctx, e.ObjectNew, q)
+				if !maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) {
+					r.wakeSelecting(ctx, e.ObjectOld, q)
+				}
+			},
+			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.wakeSelecting(ctx, e.Object, q)
+			},
+		}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
 }
 
@@ -49,30 +67,35 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, before, env))
 	}()
 	var promos v1alpha1.PromotionList
-	if err := r.List(ctx, &promos, client.InNamespace(env.Namespace)); err != nil {
-		return ctrl.Result{}, err
-	}
-	var targets v1alpha1.TargetList
-	if err := r.List(ctx, &targets, client.InNamespace(env.Namespace)); err != nil {
-		return ctrl.Result{}, err
-	}
-	var releases v1alpha1.ReleaseList
-	if err := r.List(ctx, &releases, client.InNamespace(env.Namespace)); err != nil {
+	if err := r.List(ctx, &promos, client.InNamespace(env.Namespace), client.MatchingFields{indexEnvironment: env.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
 	versions := map[string]string{}
-	for _, rel := range releases.Items {
-		versions[rel.Name] = rel.Spec.Version
+	for _, p := range promos.Items {
+		if _, known := versions[p.Spec.Release]; known || !p.Status.Phase.IsTerminal() {
+			continue
+		}
+		rel := &v1alpha1.Release{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: env.Namespace, Name: p.Spec.Release}, rel); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, err
+		}
+		versions[p.Spec.Release] = rel.Spec.Version
 	}
-	if err := computeEnvironmentStatus(env, promos.Items, targets.Items, versions); err != nil {
-		markStalled(&env.Status.Conditions, env.Generation, v1alpha1.ReasonInvalidSpec, err.Error())
+	if _, err := metav1.LabelSelectorAsSelector(env.Spec.TargetSelector); err != nil {
+		markStalled(&env.Status.Conditions, env.Generation, v1alpha1.ReasonInvalidSpec, "spec.targetSelector: "+err.Error())
+		return ctrl.Result{}, nil
 	}
+	targets, err := selectedTargets(ctx, r.Client, env)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	computeEnvironmentStatus(env, promos.Items, targets, versions)
 	return ctrl.Result{}, nil
 }
 
 // computeEnvironmentStatus derives the status. History keeps the entries it
 // had, so it outlives promotions that were deleted.
-func computeEnvironmentStatus(env *v1alpha1.Environment, promos []v1alpha1.Promotion, targets []v1alpha1.Target, versions map[string]string) error {
+func computeEnvironmentStatus(env *v1alpha1.Environment, promos []v1alpha1.Promotion, targets []v1alpha1.Target, versions map[string]string) {
 	st := &env.Status
 	byPromotion := map[string]v1alpha1.EnvironmentHistoryEntry{}
 	for _, h := range st.History {
@@ -86,7 +109,7 @@ func computeEnvironmentStatus(env *v1alpha1.Environment, promos []v1alpha1.Promo
 		switch p.Status.Phase {
 		case v1alpha1.PromotionSucceeded, v1alpha1.PromotionFailed, v1alpha1.PromotionRolledBack:
 			byPromotion[p.Name] = v1alpha1.EnvironmentHistoryEntry{Release: p.Spec.Release, Promotion: p.Name,
-				Phase: p.Status.Phase, FinishedAt: p.Status.FinishedAt, Version: versions[p.Spec.Release]}
+				Phase: p.Status.Phase, FinishedAt: p.Status.FinishedAt.DeepCopy(), Version: versions[p.Spec.Release]}
 		case v1alpha1.PromotionDeploying, v1alpha1.PromotionVerifying, v1alpha1.PromotionApproved:
 			st.CurrentPromotion = p.Name
 		}
@@ -114,10 +137,7 @@ func computeEnvironmentStatus(env *v1alpha1.Environment, promos []v1alpha1.Promo
 	}
 	st.History = history[:min(len(history), limit)]
 
-	counts, err := countTargets(env, targets)
-	if err != nil {
-		return err
-	}
+	counts := countTargets(targets)
 	st.Targets = counts
 	message := fmt.Sprintf("no release yet; %d target(s)", counts.Total)
 	if st.CurrentRelease != "" {
@@ -126,7 +146,6 @@ func computeEnvironmentStatus(env *v1alpha1.Environment, promos []v1alpha1.Promo
 	}
 	markReady(&st.Conditions, env.Generation, message)
 	st.ObservedGeneration = env.Generation
-	return nil
 }
 
 func finishedAt(h v1alpha1.EnvironmentHistoryEntry) time.Time {
@@ -136,22 +155,10 @@ func finishedAt(h v1alpha1.EnvironmentHistoryEntry) time.Time {
 	return h.FinishedAt.Time
 }
 
-func countTargets(env *v1alpha1.Environment, targets []v1alpha1.Target) (v1alpha1.TargetCounts, error) {
+// countTargets sums up the health of the environment's targets.
+func countTargets(targets []v1alpha1.Target) v1alpha1.TargetCounts {
 	var c v1alpha1.TargetCounts
-	if env.Spec.TargetSelector == nil {
-		return c, nil
-	}
-	sel, err := metav1.LabelSelectorAsSelector(env.Spec.TargetSelector)
-	if err != nil {
-		return c, fmt.Errorf("spec.targetSelector: %w", err)
-	}
-	if sel.Empty() {
-		return c, nil
-	}
 	for _, t := range targets {
-		if !sel.Matches(labels.Set(t.Labels)) {
-			continue
-		}
 		c.Total++
 		switch {
 		case t.Status.Drift == v1alpha1.DriftDrifted:
@@ -162,17 +169,13 @@ func countTargets(env *v1alpha1.Environment, targets []v1alpha1.Target) (v1alpha
 			c.Healthy++
 		}
 	}
-	return c, nil
+	return c
 }
 
-func (r *EnvironmentReconciler) environmentsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
-	var list v1alpha1.EnvironmentList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
-		return nil
+// wakeSelecting enqueues the environments that select a target with the
+// labels of o.
+func (r *EnvironmentReconciler) wakeSelecting(ctx context.Context, o client.Object, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	for _, env := range environmentsSelecting(ctx, r.Client, o.GetNamespace(), o.GetLabels()) {
+		q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&env)})
 	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, e := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&e)})
-	}
-	return reqs
 }

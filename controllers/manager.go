@@ -3,6 +3,7 @@
 package controllers
 
 import (
+	"context"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -46,6 +47,9 @@ func Scheme() *runtime.Scheme {
 func NewManager(cfg *rest.Config, metricsAddr string) (manager.Manager, error) {
 	mgr, err := newManager(cfg, LeaderElectionID, metricsAddr)
 	if err != nil {
+		return nil, err
+	}
+	if err := AddIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
 	c := mgr.GetClient()

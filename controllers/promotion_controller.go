@@ -15,8 +15,11 @@ import (
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -72,18 +75,21 @@ func (r *PromotionReconciler) now() time.Time {
 
 // SetupWithManager registers the reconciler and what wakes it: its
 // DeployTasks, the approvals and gates it waits for, and the other
-// promotions of its environment (the queue).
+// promotions of its environment (the queue). Its own status writes do not
+// wake it: each reconcile already acted on what it wrote.
 func (r *PromotionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.Promotion{}).
+		For(&v1alpha1.Promotion{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&v1alpha1.DeployTask{}).
 		Watches(&v1alpha1.Approval{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.(*v1alpha1.Approval).Spec.Promotion}}}
 		})).
-		Watches(&v1alpha1.Promotion{}, handler.EnqueueRequestsFromMapFunc(r.sameEnvironment)).
-		Watches(&v1alpha1.Gate{}, handler.EnqueueRequestsFromMapFunc(r.openPromotionsInNamespace)).
-		Watches(&v1alpha1.Environment{}, handler.EnqueueRequestsFromMapFunc(r.openPromotionsInNamespace)).
-		Watches(&v1alpha1.Release{}, handler.EnqueueRequestsFromMapFunc(r.openPromotionsInNamespace)).
+		Watches(&v1alpha1.Promotion{}, handler.EnqueueRequestsFromMapFunc(r.queuedBehind), builder.WithPredicates(leftQueue)).
+		Watches(&v1alpha1.Gate{}, handler.EnqueueRequestsFromMapFunc(r.undecidedBehindGate)).
+		Watches(&v1alpha1.Environment{}, handler.EnqueueRequestsFromMapFunc(r.undecidedReadingEnvironment)).
+		Watches(&v1alpha1.Release{}, handler.EnqueueRequestsFromMapFunc(r.undecidedOfRelease)).
+		Watches(&v1alpha1.ScanReport{}, handler.EnqueueRequestsFromMapFunc(r.undecidedOfImage)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
 }
@@ -98,29 +104,27 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if promo.Status.Phase.IsTerminal() || !promo.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	// The cache can lag behind this reconciler's own last status write; an
-	// open promotion is read from the server, so that no step it completed
-	// (its decision above all) is ever taken twice.
-	if err := r.uncached().Get(ctx, req.NamespacedName, promo); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if promo.Status.Phase.IsTerminal() {
-		return ctrl.Result{}, nil
+	// The cache can lag behind this reconciler's own last status write. An
+	// undecided promotion is read from the server, so that a decision is
+	// never taken twice; every later step is safe to repeat.
+	if !decided(promo) {
+		if err := r.uncached().Get(ctx, req.NamespacedName, promo); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if promo.Status.Phase.IsTerminal() {
+			return ctrl.Result{}, nil
+		}
 	}
 	before := promo.DeepCopy()
 	defer func() {
-		if promo.Status.Phase != before.Status.Phase {
-			promotionPhases.WithLabelValues(string(promo.Status.Phase)).Inc()
-			r.Recorder.Eventf(promo, "Normal", string(promo.Status.Phase), "%s", readyMessage(promo))
-		}
-		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, before, promo))
+		retErr = errors.Join(retErr, r.persist(ctx, before, promo))
 	}()
 
 	if promo.Status.Phase == "" {
 		promo.Status.Phase = v1alpha1.PromotionPending
 		promo.Status.StartedAt = &metav1.Time{Time: r.now()}
 	}
-	if promo.Status.Decision == nil || promo.Status.Decision.Result == v1alpha1.DecisionPending {
+	if !decided(promo) {
 		r.clock.seen(promo, time.Now())
 	}
 	if _, cancel := promo.Annotations[AnnotationCancel]; cancel {
@@ -135,42 +139,80 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err != nil || rel == nil || env == nil {
 		return ctrl.Result{}, err
 	}
-	if promo.Status.Decision == nil || promo.Status.Decision.Result == v1alpha1.DecisionPending {
+	if !decided(promo) {
 		res, done, err := r.decide(ctx, promo, rel, env)
 		if done || err != nil {
 			return res, err
 		}
-		// The decision is stored before anything is deployed, so that a crash
-		// here can never lead to deciding again with tasks already out.
-		return ctrl.Result{Requeue: true}, nil
+		if err := r.planRollout(ctx, promo, rel, env); err != nil || promo.Status.Phase.IsTerminal() {
+			return ctrl.Result{}, err
+		}
+		// The decision and the rollout plan are stored before anything is
+		// deployed, so that a crash here can never lead to deciding again
+		// with tasks already out.
+		if err := r.persist(ctx, before, promo); err != nil {
+			return ctrl.Result{}, err
+		}
+		before = promo.DeepCopy()
 	}
 	return r.deploy(ctx, promo, rel, env)
 }
 
+// decided says whether the promotion's decision is final.
+func decided(promo *v1alpha1.Promotion) bool {
+	return promo.Status.Decision != nil && promo.Status.Decision.Result != v1alpha1.DecisionPending
+}
+
+// persist writes the status changes since before, and tells of a new phase
+// by an event and the phase metric.
+func (r *PromotionReconciler) persist(ctx context.Context, before, promo *v1alpha1.Promotion) error {
+	if promo.Status.Phase != before.Status.Phase {
+		promotionPhases.WithLabelValues(string(promo.Status.Phase)).Inc()
+		r.Recorder.Eventf(promo, "Normal", string(promo.Status.Phase), "%s", readyMessage(promo))
+	}
+	return patchStatus(ctx, r.Client, before, promo)
+}
+
 // promotionAhead names the promotion of the same environment that goes
-// first: the oldest one still open. One promotion is in flight per
-// environment; the others wait in creation order.
+// first: the one in flight (past its start), else the oldest one still open.
+// One promotion is in flight per environment; the others wait in creation
+// order, by name within the same second.
 func (r *PromotionReconciler) promotionAhead(ctx context.Context, promo *v1alpha1.Promotion) (string, error) {
 	var list v1alpha1.PromotionList
-	if err := r.List(ctx, &list, client.InNamespace(promo.Namespace)); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(promo.Namespace), client.MatchingFields{indexEnvironment: promo.Spec.Environment},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return "", err
 	}
-	var open []v1alpha1.Promotion
-	for _, p := range list.Items {
-		if p.Spec.Environment == promo.Spec.Environment && !p.Status.Phase.IsTerminal() {
+	var open []*v1alpha1.Promotion
+	for i := range list.Items {
+		if p := &list.Items[i]; !p.Status.Phase.IsTerminal() {
 			open = append(open, p)
 		}
 	}
-	slices.SortFunc(open, func(a, b v1alpha1.Promotion) int {
-		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
+	slices.SortFunc(open, queueOrder)
 	if len(open) == 0 || open[0].Name == promo.Name {
 		return "", nil
 	}
 	return open[0].Name, nil
+}
+
+// queueOrder puts a started promotion first, then the older one.
+func queueOrder(a, b *v1alpha1.Promotion) int {
+	if sa, sb := started(a), started(b); sa != sb {
+		if sa {
+			return -1
+		}
+		return 1
+	}
+	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
+}
+
+// started says whether a promotion left the queue: its gates ran.
+func started(p *v1alpha1.Promotion) bool {
+	return p.Status.Decision != nil || (p.Status.Phase != "" && p.Status.Phase != v1alpha1.PromotionPending)
 }
 
 // references loads the release and environment; a missing one leaves the
@@ -288,18 +330,18 @@ func (r *PromotionReconciler) succeededUpstream(ctx context.Context, release str
 		return true
 	}
 	var promos v1alpha1.PromotionList
-	if err := r.List(ctx, &promos, client.InNamespace(env.Namespace)); err == nil {
+	if err := r.List(ctx, &promos, client.InNamespace(env.Namespace), client.MatchingFields{indexRelease: release}, client.UnsafeDisableDeepCopy); err == nil {
 		for _, p := range promos.Items {
-			if p.Spec.Release == release && p.Status.Phase == v1alpha1.PromotionSucceeded && slices.Contains(env.Spec.PromotesFrom, p.Spec.Environment) {
+			if p.Status.Phase == v1alpha1.PromotionSucceeded && slices.Contains(env.Spec.PromotesFrom, p.Spec.Environment) {
 				return true
 			}
 		}
 	}
-	var envs v1alpha1.EnvironmentList
-	if err := r.List(ctx, &envs, client.InNamespace(env.Namespace)); err != nil {
+	ups, err := getEnvironments(ctx, r.Client, env.Namespace, env.Spec.PromotesFrom)
+	if err != nil {
 		return false
 	}
-	return succeededUpstream(release, env, envs.Items)
+	return succeededUpstream(release, env, ups)
 }
 
 // succeededUpstream says whether release has succeeded in one of the
@@ -412,32 +454,125 @@ func joinCodes(codes []string) string {
 	return fmt.Sprint(codes)
 }
 
-// sameEnvironment wakes the open promotions of an environment when one of
-// them changes, so the next in the queue starts when the one ahead ends.
-func (r *PromotionReconciler) sameEnvironment(ctx context.Context, o client.Object) []reconcile.Request {
+// getEnvironments reads the named environments that exist, in name order.
+func getEnvironments(ctx context.Context, c client.Reader, ns string, names []string) ([]v1alpha1.Environment, error) {
+	names = slices.Sorted(slices.Values(names))
+	out := make([]v1alpha1.Environment, 0, len(names))
+	for _, name := range slices.Compact(names) {
+		env := &v1alpha1.Environment{}
+		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, env)
+		if client.IgnoreNotFound(err) != nil {
+			return nil, err
+		}
+		if err == nil {
+			out = append(out, *env)
+		}
+	}
+	return out, nil
+}
+
+// leftQueue passes a promotion's changes that may let the next one of its
+// environment start: it ended, or it is gone.
+var leftQueue = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectNew.(*v1alpha1.Promotion).Status.Phase.IsTerminal() && !e.ObjectOld.(*v1alpha1.Promotion).Status.Phase.IsTerminal()
+	},
+}
+
+// queuedBehind wakes the open promotions of the changed one's environment.
+func (r *PromotionReconciler) queuedBehind(ctx context.Context, o client.Object) []reconcile.Request {
 	changed := o.(*v1alpha1.Promotion)
-	return r.openPromotions(ctx, changed.Namespace, func(p *v1alpha1.Promotion) bool {
-		return p.Spec.Environment == changed.Spec.Environment && p.Name != changed.Name
-	})
+	return r.openPromotionsOf(ctx, changed.Namespace, changed.Spec.Environment, func(p *v1alpha1.Promotion) bool { return p.Name != changed.Name })
 }
 
-// openPromotionsInNamespace wakes the promotions of the object's namespace
-// that still wait for a decision: a gate, release or environment they may
-// wait for changed. Promotions already deploying do not look at these.
-func (r *PromotionReconciler) openPromotionsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.openPromotions(ctx, o.GetNamespace(), func(p *v1alpha1.Promotion) bool {
-		return p.Status.Decision == nil || p.Status.Decision.Result == v1alpha1.DecisionPending
-	})
+// undecidedBehindGate wakes the undecided promotions into environments
+// that name the changed gate.
+func (r *PromotionReconciler) undecidedBehindGate(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.undecidedInto(ctx, o.GetNamespace(), r.environmentsNaming(ctx, o.GetNamespace(), o.GetName()))
 }
 
-func (r *PromotionReconciler) openPromotions(ctx context.Context, ns string, match func(*v1alpha1.Promotion) bool) []reconcile.Request {
+// undecidedReadingEnvironment wakes the undecided promotions whose decision
+// reads the changed environment: those into it, into environments that
+// promote from it, and into environments whose soak or dependency gates
+// name it.
+func (r *PromotionReconciler) undecidedReadingEnvironment(ctx context.Context, o client.Object) []reconcile.Request {
+	ns := o.GetNamespace()
+	envs := []string{o.GetName()}
+	var downstream v1alpha1.EnvironmentList
+	if err := r.List(ctx, &downstream, client.InNamespace(ns), client.MatchingFields{indexUpstreams: o.GetName()}, client.UnsafeDisableDeepCopy); err == nil {
+		for _, e := range downstream.Items {
+			envs = append(envs, e.Name)
+		}
+	}
+	var readers v1alpha1.GateList
+	if err := r.List(ctx, &readers, client.InNamespace(ns), client.MatchingFields{indexEnvironment: o.GetName()}, client.UnsafeDisableDeepCopy); err == nil {
+		for _, g := range readers.Items {
+			envs = append(envs, r.environmentsNaming(ctx, ns, g.Name)...)
+		}
+	}
+	return r.undecidedInto(ctx, ns, envs)
+}
+
+// undecidedOfRelease wakes the undecided promotions of the changed release.
+func (r *PromotionReconciler) undecidedOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
 	var list v1alpha1.PromotionList
-	if err := r.List(ctx, &list, client.InNamespace(ns)); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexRelease: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	return openRequests(list.Items, func(*v1alpha1.Promotion) bool { return true })
+}
+
+// undecidedOfImage wakes the undecided promotions of the releases that pin
+// the image a scan report is about.
+func (r *PromotionReconciler) undecidedOfImage(ctx context.Context, o client.Object) []reconcile.Request {
+	var releases v1alpha1.ReleaseList
+	if err := r.List(ctx, &releases, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexDigest: digestOf(o.(*v1alpha1.ScanReport).Spec.Image)},
+		client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var reqs []reconcile.Request
-	for i := range list.Items {
-		p := &list.Items[i]
+	for i := range releases.Items {
+		reqs = append(reqs, r.undecidedOfRelease(ctx, &releases.Items[i])...)
+	}
+	return reqs
+}
+
+// environmentsNaming are the environments whose spec.gates name gate.
+func (r *PromotionReconciler) environmentsNaming(ctx context.Context, ns, gate string) []string {
+	var list v1alpha1.EnvironmentList
+	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexGates: gate}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	names := make([]string, 0, len(list.Items))
+	for _, e := range list.Items {
+		names = append(names, e.Name)
+	}
+	return names
+}
+
+func (r *PromotionReconciler) undecidedInto(ctx context.Context, ns string, envs []string) []reconcile.Request {
+	var reqs []reconcile.Request
+	for _, env := range slices.Compact(slices.Sorted(slices.Values(envs))) {
+		reqs = append(reqs, r.openPromotionsOf(ctx, ns, env, func(p *v1alpha1.Promotion) bool { return !decided(p) })...)
+	}
+	return reqs
+}
+
+func (r *PromotionReconciler) openPromotionsOf(ctx context.Context, ns, env string, match func(*v1alpha1.Promotion) bool) []reconcile.Request {
+	var list v1alpha1.PromotionList
+	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexEnvironment: env}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	return openRequests(list.Items, match)
+}
+
+// openRequests are the requests of the open promotions that match.
+func openRequests(promos []v1alpha1.Promotion, match func(*v1alpha1.Promotion) bool) []reconcile.Request {
+	var reqs []reconcile.Request
+	for i := range promos {
+		p := &promos[i]
 		if !p.Status.Phase.IsTerminal() && match(p) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(p)})
 		}

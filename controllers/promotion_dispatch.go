@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
-	"slices"
-	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,29 +28,48 @@ const (
 // defaultDeployTimeout applies when an environment sets none.
 const defaultDeployTimeout = 15 * time.Minute
 
-// deploy rolls the release out batch by batch. The plan (which target in
-// which batch) is fixed in status the first time, so a restart resumes the
-// same rollout; DeployTasks have names derived from the promotion and the
-// target, so creating one twice is harmless.
+// planRollout fixes which target goes in which batch, once, so that a
+// restart resumes the same rollout. A promotion into an environment that
+// selects no targets succeeds at once.
+func (r *PromotionReconciler) planRollout(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) error {
+	targets, err := selectedTargets(ctx, r.Client, env)
+	if err != nil {
+		return err
+	}
+	if len(targets) == 0 {
+		r.finish(promo, v1alpha1.PromotionSucceeded, reasonPromotionDone,
+			fmt.Sprintf("release %s is current in %s (the environment selects no targets)", rel.Name, env.Name))
+		return nil
+	}
+	promo.Status.Targets = plan(promo.Name, targets, env.Spec.Strategy)
+	promo.Status.Phase = v1alpha1.PromotionDeploying
+	showRollout(promo)
+	return nil
+}
+
+// showRollout says which batch is rolling out and how far it got.
+func showRollout(promo *v1alpha1.Promotion) {
+	batch, batches := currentBatch(promo.Status.Targets)
+	done := 0
+	for _, t := range promo.Status.Targets {
+		if t.Phase == v1alpha1.DeployTaskSucceeded {
+			done++
+		}
+	}
+	setProgress(promo, reasonDeploying, fmt.Sprintf("batch %d of %d: %d of %d target(s) done", batch+1, batches, done, len(promo.Status.Targets)))
+}
+
+// deploy rolls the release out batch by batch, as planned. DeployTasks
+// have names derived from the promotion and the target, so creating one
+// twice is harmless.
 func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) (ctrl.Result, error) {
 	if len(promo.Status.Targets) == 0 {
-		targets, err := r.selectTargets(ctx, promo.Namespace, env)
-		if err != nil {
+		if err := r.planRollout(ctx, promo, rel, env); err != nil || promo.Status.Phase.IsTerminal() {
 			return ctrl.Result{}, err
 		}
-		if len(targets) == 0 {
-			r.finish(promo, v1alpha1.PromotionSucceeded, reasonPromotionDone,
-				fmt.Sprintf("release %s is current in %s (the environment selects no targets)", rel.Name, env.Name))
-			return ctrl.Result{}, nil
-		}
-		promo.Status.Targets = plan(promo.Name, targets, env.Spec.Strategy)
 	}
-	promo.Status.Phase = v1alpha1.PromotionDeploying
-
-	// The cache may not have seen a task this reconciler created a moment
-	// ago; read them from the server before deciding what to create.
 	var tasks v1alpha1.DeployTaskList
-	if err := r.APIReader.List(ctx, &tasks, client.InNamespace(promo.Namespace), client.MatchingLabels{LabelPromotion: promo.Name}); err != nil {
+	if err := r.List(ctx, &tasks, client.InNamespace(promo.Namespace), client.MatchingFields{indexPromotion: promo.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
 	byTarget, rollbacks := map[string]*v1alpha1.DeployTask{}, map[string]*v1alpha1.DeployTask{}
@@ -75,7 +92,7 @@ func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promot
 		}
 	}
 
-	batch, batches := currentBatch(promo.Status.Targets)
+	batch, _ := currentBatch(promo.Status.Targets)
 	if failed := firstFailed(promo.Status.Targets); failed != nil {
 		cause := fmt.Sprintf("target %s: %s %s; the rollout stopped", failed.Target, failed.Phase, failed.Message)
 		if !env.Spec.RollbackOnFailure {
@@ -97,13 +114,7 @@ func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promot
 			retry = sooner(retry, deployTimeout(env))
 		}
 	}
-	done := 0
-	for _, t := range promo.Status.Targets {
-		if t.Phase == v1alpha1.DeployTaskSucceeded {
-			done++
-		}
-	}
-	setProgress(promo, reasonDeploying, fmt.Sprintf("batch %d of %d: %d of %d target(s) done", batch+1, batches, done, len(promo.Status.Targets)))
+	showRollout(promo)
 	return ctrl.Result{RequeueAfter: retry}, nil
 }
 
@@ -113,26 +124,6 @@ func sooner(a, b time.Duration) time.Duration {
 		return max(a, b)
 	}
 	return min(a, b)
-}
-
-// selectTargets lists the environment's targets by name.
-func (r *PromotionReconciler) selectTargets(ctx context.Context, ns string, env *v1alpha1.Environment) ([]v1alpha1.Target, error) {
-	if env.Spec.TargetSelector == nil {
-		return nil, nil
-	}
-	sel, err := metav1.LabelSelectorAsSelector(env.Spec.TargetSelector)
-	if err != nil {
-		return nil, fmt.Errorf("environment %s: spec.targetSelector: %w", env.Name, err)
-	}
-	if sel.Empty() {
-		return nil, nil
-	}
-	var list v1alpha1.TargetList
-	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(list.Items, func(a, b v1alpha1.Target) int { return strings.Compare(a.Name, b.Name) })
-	return list.Items, nil
 }
 
 // plan assigns each target, in name order, to a batch of the strategy.

@@ -3,11 +3,13 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,59 +53,63 @@ type gateRef struct {
 func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) (*frozen, error) {
 	ns := client.InNamespace(promo.Namespace)
 	f := &frozen{now: r.now().UTC().Truncate(time.Second), promotion: promo, release: rel, environment: env}
-	// Gates are read past the cache: a gate created a moment ago must not be
-	// judged missing, since a denial is final.
 	for _, ref := range env.Spec.Gates {
-		g := &v1alpha1.Gate{}
-		err := r.uncached().Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: ref.Name}, g)
-		if client.IgnoreNotFound(err) != nil {
-			return nil, err
-		}
+		g, err := r.getGate(ctx, promo.Namespace, ref.Name)
 		if err != nil {
-			g = nil
+			return nil, err
 		}
 		f.gates = append(f.gates, gateRef{name: ref.Name, gate: g})
 	}
 	var approvals v1alpha1.ApprovalList
-	if err := r.List(ctx, &approvals, ns); err != nil {
+	if err := r.List(ctx, &approvals, ns, client.MatchingFields{indexPromotion: promo.Name}); err != nil {
 		return nil, err
 	}
-	for _, a := range approvals.Items {
-		if a.Spec.Promotion == promo.Name {
-			f.approvals = append(f.approvals, a)
-		}
-	}
+	f.approvals = approvals.Items
+	slices.SortFunc(f.approvals, func(a, b v1alpha1.Approval) int { return strings.Compare(a.Name, b.Name) })
 	// Only the environments the gates name are inputs: freezing every
 	// environment of a namespace would make each decision grow with it.
-	var envs v1alpha1.EnvironmentList
-	if err := r.List(ctx, &envs, ns); err != nil {
-		return nil, err
-	}
 	named := gateEnvironments(f.gates)
-	for _, e := range envs.Items {
-		if named[e.Name] {
-			f.environments = append(f.environments, e)
-		}
-	}
-	var reports v1alpha1.ScanReportList
-	if err := r.List(ctx, &reports, ns); err != nil {
+	envs, err := getEnvironments(ctx, r.Client, promo.Namespace, slices.Collect(maps.Keys(named)))
+	if err != nil {
 		return nil, err
 	}
-	digests := map[string]bool{}
+	f.environments = envs
+	seen := map[string]bool{}
 	for _, c := range rel.Spec.Components {
-		digests[digestOf(c.Image)] = true
-	}
-	for _, rep := range reports.Items {
-		if digests[digestOf(rep.Spec.Image)] {
-			f.scanReports = append(f.scanReports, rep)
+		digest := digestOf(c.Image)
+		if seen[digest] {
+			continue
 		}
+		seen[digest] = true
+		var reports v1alpha1.ScanReportList
+		if err := r.List(ctx, &reports, ns, client.MatchingFields{indexDigest: digest}); err != nil {
+			return nil, err
+		}
+		f.scanReports = append(f.scanReports, reports.Items...)
 	}
+	slices.SortFunc(f.scanReports, func(a, b v1alpha1.ScanReport) int { return strings.Compare(a.Name, b.Name) })
 	releases, err := r.dependencyReleases(ctx, promo.Namespace, f)
 	if err != nil {
 		return nil, err
 	}
 	f.releases = releases
 	return f, nil
+}
+
+// getGate reads a gate, or nil when it does not exist. A gate the cache
+// does not hold is read past it: a gate created a moment ago must not be
+// judged missing, since a denial is final.
+func (r *PromotionReconciler) getGate(ctx context.Context, ns, name string) (*v1alpha1.Gate, error) {
+	g := &v1alpha1.Gate{}
+	key := types.NamespacedName{Namespace: ns, Name: name}
+	err := r.Get(ctx, key, g)
+	if apierrors.IsNotFound(err) {
+		err = r.uncached().Get(ctx, key, g)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return g, err
 }
 
 // gateEnvironments are the environments soak and dependency gates read.

@@ -28,10 +28,9 @@ func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Release{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.Environment{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			env := o.(*v1alpha1.Environment)
 			var reqs []reconcile.Request
-			for _, h := range env.Status.History {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: env.Namespace, Name: h.Release}})
+			for _, name := range releasesRun(o) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}})
 			}
 			return reqs
 		})).
@@ -53,7 +52,7 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, before, rel))
 	}()
 	var envs v1alpha1.EnvironmentList
-	if err := r.List(ctx, &envs, client.InNamespace(rel.Namespace)); err != nil {
+	if err := r.List(ctx, &envs, client.InNamespace(rel.Namespace), client.MatchingFields{indexReleasesRun: rel.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
 	computeReleaseStatus(rel, envs.Items)

@@ -25,7 +25,11 @@ func markReady(conds *[]metav1.Condition, generation int64, message string) {
 }
 
 // patchStatus writes the difference between before and obj's status in one
-// merge patch.
+// merge patch, and nothing when there is none.
 func patchStatus(ctx context.Context, c client.Client, before, obj client.Object) error {
-	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, client.MergeFrom(before), fieldOwner))
+	patch := client.MergeFrom(before)
+	if data, err := patch.Data(obj); err == nil && string(data) == "{}" {
+		return nil
+	}
+	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, patch, fieldOwner))
 }

@@ -52,7 +52,7 @@ func runGatesCheck(ctx context.Context, f cmdutil.Factory, out io.Writer, releas
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: release + "-to-" + env + "-check", CreationTimestamp: metav1.Now()},
 		Spec:       v1alpha1.PromotionSpec{Release: release, Environment: env, RequestedBy: review.Status.UserInfo.Username},
 	}
-	ex, err := (&controllers.PromotionReconciler{Client: c}).Explain(ctx, promo)
+	ex, err := (&controllers.PromotionReconciler{Client: controllers.WithClientSideIndexes(c)}).Explain(ctx, promo)
 	if err != nil {
 		return err
 	}

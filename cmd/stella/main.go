@@ -88,6 +88,7 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 	f.StringVar(&o.EtcdPrefix, "etcd-prefix", "/registry", "key prefix of the objects in etcd")
 	f.BoolVar(&o.Controllers, "controllers", true, "run the Stella reconcilers in this process")
 	f.StringVar(&o.MetricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
+	f.BoolVar(&o.Profiling, "profiling", false, "serve Go profiles of the whole process at /debug/pprof on the API server (admins only)")
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -60,7 +62,12 @@ type promotionOptions struct {
 	stella     string
 	out        string
 	timeout    time.Duration
+	// cpuProfile is where a CPU profile of the server's first
+	// profileSeconds of promoting is written.
+	cpuProfile string
 }
+
+const profileSeconds = 10
 
 func parsePromotionFlags(args []string) promotionOptions {
 	var o promotionOptions
@@ -70,6 +77,7 @@ func parsePromotionFlags(args []string) promotionOptions {
 	fs.StringVar(&o.stella, "stella", "bin/stella", "stella binary to benchmark")
 	fs.StringVar(&o.out, "o", "", "also write the results as JSON to this file")
 	fs.DurationVar(&o.timeout, "timeout", promotionsTimeout, "time limit of the whole run; promotions not done by then are reported as missing")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", fmt.Sprintf("write a CPU profile of the server's first %d s of promoting to this file (go tool pprof reads it)", profileSeconds))
 	_ = fs.Parse(args)
 	if fs.NArg() > 0 || o.promotions < 1 || o.baseline < 0 || o.timeout <= finishReserve {
 		fs.Usage()
@@ -200,6 +208,9 @@ func runPromotions(ctx context.Context, o promotionOptions) error {
 		opts:        o,
 		metricsURL:  "http://" + metricsAddr + "/metrics",
 		metricsHTTP: &http.Client{Timeout: 10 * time.Second},
+	}
+	if o.cpuProfile != "" {
+		p.serverArgs = append(p.serverArgs, "--profiling")
 	}
 	p.res.Promotions = o.promotions
 	p.res.Namespace = namespace
@@ -466,6 +477,9 @@ func (p *promotionBench) measurePromotions(ctx context.Context) error {
 	}
 	start := time.Now()
 	watches.Go(func() { reportProgress(watchCtx, tr, start) })
+	if p.opts.cpuProfile != "" {
+		watches.Go(func() { p.profile(watchCtx) })
+	}
 	creates, err := createObjects(runCtx, p.workers, n, newPromotion, tr.noteCreated)
 	if err == nil {
 		p.res.Run.Creates = creates
@@ -501,6 +515,40 @@ var errTimeLimit = errors.New("time limit of the run reached")
 
 // reportProgress says where the promotions stand every progressInterval
 // until ctx ends.
+// profile fetches a CPU profile of the server from its API server's
+// /debug/pprof, which --profiling turned on.
+func (p *promotionBench) profile(ctx context.Context) {
+	hc, err := rest.HTTPClientFor(p.restCfg)
+	if err != nil {
+		progress("  cpu profile: %v", err)
+		return
+	}
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.restCfg.Host, profileSeconds)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		progress("  cpu profile: %v", err)
+		return
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		progress("  cpu profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, data)
+	}
+	if err == nil {
+		err = os.WriteFile(p.opts.cpuProfile, data, 0o644)
+	}
+	if err != nil {
+		progress("  cpu profile: %v", err)
+		return
+	}
+	progress("  cpu profile of %d s written to %s", profileSeconds, p.opts.cpuProfile)
+}
+
 func reportProgress(ctx context.Context, tr *promotionTracker, start time.Time) {
 	tick := time.NewTicker(progressInterval)
 	defer tick.Stop()

@@ -59,7 +59,7 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	opts.ServiceAccountSigningKeyFile = certs.File(pki.SAKeyFile)
 	opts.Authentication.ServiceAccounts.Issuers = []string{"https://stella.local"}
 	opts.Authentication.ServiceAccounts.KeyFiles = []string{certs.File(pki.SAPublicKeyFile)}
-	opts.Features.EnableProfiling = false
+	opts.Features.EnableProfiling = o.Profiling
 	opts.Metrics.ShowHiddenMetricsForVersion = ""
 
 	completed, err := opts.Complete(ctx, nil, []net.IP{ip})

@@ -37,6 +37,9 @@ type Options struct {
 	// MetricsListen is where the reconcilers serve Prometheus metrics over
 	// HTTP; empty serves none.
 	MetricsListen string
+	// Profiling serves the process's Go profiles under /debug/pprof of
+	// the API server, to users allowed the nonResourceURL /debug/*.
+	Profiling bool
 	// Controllers runs the Stella reconcilers; without it the process only
 	// serves the API (the reconcilers can run elsewhere with
 	// `stella controllers`).

@@ -297,16 +297,16 @@ func writeKey(path string, key crypto.Signer) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	return writeFileAtomic(path, data, 0o600)
+	return WriteFileAtomic(path, data, 0o600)
 }
 
 func writePEM(path, kind string, der []byte, mode os.FileMode) error {
-	return writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), mode)
+	return WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), mode)
 }
 
-// writeFileAtomic writes through a temporary file and a rename, so a crash
+// WriteFileAtomic writes through a temporary file and a rename, so a crash
 // leaves either the old file or the new one, never half of one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err

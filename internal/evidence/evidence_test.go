@@ -1,0 +1,286 @@
+package evidence
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/decision"
+)
+
+const digest = "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func release() v1alpha1.ReleaseSpec {
+	return v1alpha1.ReleaseSpec{Version: "1.2.3", Components: []v1alpha1.ReleaseComponent{
+		{Name: "worker", Image: v1alpha1.ImageDigestRef("127.0.0.1:5000/shop/worker@" + digest)},
+		{Name: "api", Image: v1alpha1.ImageDigestRef("127.0.0.1:5000/shop/api@" + digest)},
+	}}
+}
+
+// record builds a decision from scratch each time, as two servers would.
+func record() decision.Record {
+	in := decision.Inputs{
+		Clock:       "2026-11-28T10:00:00Z",
+		Promotion:   decision.Named[v1alpha1.PromotionSpec]{Name: "shop-to-prod", Value: v1alpha1.PromotionSpec{Release: "shop", Environment: "prod", RequestedBy: "alice"}},
+		Release:     decision.Named[v1alpha1.ReleaseSpec]{Name: "shop", Value: release()},
+		Environment: decision.Named[v1alpha1.EnvironmentSpec]{Name: "prod"},
+		Approvals: []decision.Named[v1alpha1.ApprovalSpec]{
+			{Name: "b", Value: v1alpha1.ApprovalSpec{Promotion: "shop-to-prod", Approver: "carol", Decision: v1alpha1.ApprovalApprove}},
+			{Name: "a", Value: v1alpha1.ApprovalSpec{Promotion: "shop-to-prod", Approver: "bob", Decision: v1alpha1.ApprovalApprove}},
+		},
+	}
+	return decision.Decide(in, []v1alpha1.GateEvaluation{{Name: "two-approvers", Type: "approval", Result: v1alpha1.GatePass}})
+}
+
+func statement(t *testing.T) []byte {
+	t.Helper()
+	st, err := DecisionStatement("shop", "shop-to-prod", release(), record())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func signers(t *testing.T) map[string]crypto.Signer {
+	t.Helper()
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return map[string]crypto.Signer{"ed25519": ed, "ecdsa-p256": ec}
+}
+
+func TestSignAndVerify(t *testing.T) {
+	for name, key := range signers(t) {
+		t.Run(name, func(t *testing.T) {
+			s, err := NewSigner(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := s.Sign(statement(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := Keys{}
+			keys.Add(key.Public())
+			payload, keyID, err := Verify(env, keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(payload) != string(statement(t)) || keyID != s.KeyID() {
+				t.Errorf("verified %q by %s, want the statement by %s", payload, keyID, s.KeyID())
+			}
+			if _, err := ParseStatement(payload); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestSameInputsGiveTheSameBytes(t *testing.T) {
+	if a, b := statement(t), statement(t); string(a) != string(b) {
+		t.Fatalf("two statements of one decision differ:\n%s\n%s", a, b)
+	}
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	one, _ := NewSigner(key)
+	two, _ := NewSigner(key) // another server holding the same key
+	a, _ := one.Sign(statement(t))
+	b, _ := two.Sign(statement(t))
+	if string(a) != string(b) {
+		t.Fatalf("Ed25519 envelopes of one statement differ:\n%s\n%s", a, b)
+	}
+	var st Statement
+	json.Unmarshal(statement(t), &st)
+	if len(st.Subject) != 2 || st.Subject[0].Name != "127.0.0.1:5000/shop/api" || st.Subject[0].Digest["sha256"] != strings.TrimPrefix(digest, "sha256:") {
+		t.Errorf("subjects = %+v", st.Subject)
+	}
+}
+
+func TestTamperedOrForeignEnvelopesFail(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	s, _ := NewSigner(key)
+	env, _ := s.Sign(statement(t))
+	keys := Keys{}
+	keys.Add(key.Public())
+	edit := func(change func(*Envelope)) []byte {
+		var e Envelope
+		json.Unmarshal(env, &e)
+		change(&e)
+		out, _ := json.Marshal(e)
+		return out
+	}
+	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
+	other := Keys{}
+	other.Add(otherKey.Public())
+	for _, tc := range []struct {
+		name     string
+		envelope []byte
+		keys     Keys
+		want     error
+	}{
+		{"one byte of the payload", edit(func(e *Envelope) {
+			p, _ := base64.StdEncoding.DecodeString(e.Payload)
+			p[10] ^= 1
+			e.Payload = base64.StdEncoding.EncodeToString(p)
+		}), keys, ErrBadSignature},
+		{"the signature", edit(func(e *Envelope) {
+			sig, _ := base64.StdEncoding.DecodeString(e.Signatures[0].Sig)
+			sig[0] ^= 1
+			e.Signatures[0].Sig = base64.StdEncoding.EncodeToString(sig)
+		}), keys, ErrBadSignature},
+		{"the payload type", edit(func(e *Envelope) { e.PayloadType = "text/plain" }), keys, ErrMalformed},
+		{"no signature", edit(func(e *Envelope) { e.Signatures = nil }), keys, ErrMalformed},
+		{"an unknown key", env, other, ErrUnknownKey},
+		{"truncated", env[:len(env)/2], keys, ErrMalformed},
+		{"over the size bound", append(env, make([]byte, MaxEnvelopeSize)...), keys, ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := Verify(tc.envelope, tc.keys); !errors.Is(err, tc.want) {
+				t.Errorf("Verify = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseStatementRefusesWhatStellaDoesNotWrite(t *testing.T) {
+	unknown, err := canonicalJSON(Statement{Type: "https://in-toto.io/Statement/v1", PredicateType: "https://example.com/other/v1",
+		Subject: []Subject{{Name: "x", Digest: map[string]string{"sha256": "00"}}}, Predicate: json.RawMessage(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noSubject, _ := canonicalJSON(Statement{Type: "https://in-toto.io/Statement/v1", PredicateType: PredicateDecision, Predicate: json.RawMessage(`{}`)})
+	for name, data := range map[string][]byte{"unknown predicate type": unknown, "no subject": noSubject, "not JSON": []byte("{")} {
+		if _, err := ParseStatement(data); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// sslVerifier verifies with the standard library only, for
+// go-securesystemslib's DSSE verifier: nothing of this package's own
+// verification is used.
+type sslVerifier struct{ pub ed25519.PublicKey }
+
+func (v sslVerifier) Verify(_ context.Context, data, sig []byte) error {
+	if !ed25519.Verify(v.pub, data, sig) {
+		return errors.New("bad signature")
+	}
+	return nil
+}
+func (v sslVerifier) KeyID() (string, error) {
+	id, err := KeyID(v.pub)
+	return id, err
+}
+func (v sslVerifier) Public() crypto.PublicKey { return v.pub }
+
+func TestEnvelopesVerifyWithSecureSystemsLib(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	s, _ := NewSigner(key)
+	raw, _ := s.Sign(statement(t))
+	var env ssldsse.Envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := ssldsse.NewEnvelopeVerifier(sslVerifier{pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted, err := ev.Verify(context.Background(), &env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(accepted) != 1 || accepted[0].KeyID != s.KeyID() {
+		t.Errorf("accepted %+v, want key %s", accepted, s.KeyID())
+	}
+	env.Payload = base64.StdEncoding.EncodeToString(append(statement(t), ' '))
+	if _, err := ev.Verify(context.Background(), &env); err == nil {
+		t.Error("go-securesystemslib accepted a changed payload")
+	}
+}
+
+func TestSigningKeyIsCreatedOnceAndKeptPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "evidence")
+	first, err := LoadOrCreateSigningKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(filepath.Join(dir, SigningKeyFile))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want mode 0600", info, err)
+	}
+	second, err := LoadOrCreateSigningKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.(ed25519.PrivateKey).Equal(second) {
+		t.Fatal("the second start made a new key")
+	}
+	pubPEM, _ := os.ReadFile(filepath.Join(dir, PublicKeyFile))
+	pub, err := ParsePublicKey(pubPEM, PublicKeyFile)
+	if err != nil || !first.Public().(ed25519.PublicKey).Equal(pub) {
+		t.Fatalf("public key file: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, SigningKeyFile), []byte("garbage"), 0o600)
+	if _, err := LoadOrCreateSigningKey(dir); err == nil || !strings.Contains(err.Error(), SigningKeyFile) {
+		t.Fatalf("a corrupt key file: %v, want an error naming it", err)
+	}
+	ec, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if _, err := ParsePublicKey(mustPEM(t, ec.Public()), "p384.pub"); err == nil {
+		t.Error("a P-384 key was accepted")
+	}
+}
+
+func mustPEM(t *testing.T, pub crypto.PublicKey) []byte {
+	t.Helper()
+	out, err := MarshalPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestNoteKeysSignCheckpoints(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	signer, verifier, err := NoteKeys("stella.example/log", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := note.Sign(&note.Note{Text: "stella.example/log\n1\nAAAA\n"}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := note.Open(msg, note.VerifierList(verifier)); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(msg)
+	if again, _ := note.Sign(&note.Note{Text: "stella.example/log\n1\nAAAA\n"}, signer); sha256.Sum256(again) != sum {
+		t.Error("signing one checkpoint twice gave different notes")
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	s, _ := NewSigner(key)
+	st, _ := DecisionStatement("shop", "shop-to-prod", release(), record())
+	env, _ := s.Sign(st)
+	keys := Keys{}
+	keys.Add(key.Public())
+	for b.Loop() {
+		if _, _, err := Verify(env, keys); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

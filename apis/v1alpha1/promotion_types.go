@@ -185,6 +185,11 @@ type Decision struct {
 	// decidedAt is the frozen clock of the evaluation.
 	// +optional
 	DecidedAt *metav1.Time `json:"decidedAt,omitempty"`
+	// statementDigest is the sha256 of the decision's in-toto statement
+	// (RFC 8785 canonical JSON) in the evidence store: the content of the
+	// EvidencePacket that seals it. Empty when the server keeps no evidence.
+	// +optional
+	StatementDigest Digest `json:"statementDigest,omitempty"`
 }
 
 // TargetProgress is the deployment of a promotion to one target.

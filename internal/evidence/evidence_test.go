@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -254,7 +255,7 @@ func mustPEM(t *testing.T, pub crypto.PublicKey) []byte {
 
 func TestNoteKeysSignCheckpoints(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	signer, verifier, err := NoteKeys("stella.example/log", key)
+	signer, verifier, _, err := NoteKeys("stella.example/log", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,5 +283,82 @@ func BenchmarkVerify(b *testing.B) {
 		if _, _, err := Verify(env, keys); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenSealer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.Seal(statement(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := DecisionStatement("shop", "another", release(), record())
+	if _, err := s.Seal(other); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// A restart between signing and logging seals again: one entry.
+	s, err = OpenSealer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	again, err := s.Seal(statement(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.LogIndex != first.LogIndex || s.log.Size() != 2 {
+		t.Fatalf("sealing again gave index %d (first %d) and %d entries, want one entry each", again.LogIndex, first.LogIndex, s.log.Size())
+	}
+
+	// What a verifier on another machine holds: public files and the packet.
+	pubPEM, _ := os.ReadFile(filepath.Join(dir, PublicKeyFile))
+	vkey, _ := os.ReadFile(filepath.Join(dir, CheckpointVerifierFile))
+	pub, err := ParsePublicKey(pubPEM, PublicKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpVerifier, err := note.NewVerifier(strings.TrimSpace(string(vkey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := Trust{Keys: Keys{}, Checkpoint: cpVerifier}
+	trust.Keys.Add(pub)
+	envelope, err := s.Store.Get(again.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof := make([][]byte, len(again.InclusionProof))
+	for i, h := range again.InclusionProof {
+		proof[i], _ = hex.DecodeString(h)
+	}
+	sealed := Sealed{Envelope: envelope, LogIndex: again.LogIndex, Checkpoint: []byte(again.Checkpoint), InclusionProof: proof}
+	st, err := VerifySealed(sealed, trust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PredicateType != PredicateDecision {
+		t.Errorf("predicate type %s", st.PredicateType)
+	}
+
+	tampered := sealed
+	tampered.InclusionProof = append([][]byte{}, proof...)
+	if len(proof) > 0 {
+		tampered.InclusionProof[0] = append([]byte{}, proof[0]...)
+		tampered.InclusionProof[0][0] ^= 1
+	} else {
+		tampered.LogIndex++
+	}
+	if _, err := VerifySealed(tampered, trust); !errors.Is(err, ErrBadProof) {
+		t.Errorf("a changed proof: %v, want ErrBadProof", err)
+	}
+	badCP := sealed
+	badCP.Checkpoint = []byte(strings.Replace(again.Checkpoint, "\n2\n", "\n3\n", 1))
+	if _, err := VerifySealed(badCP, trust); !errors.Is(err, ErrBadCheckpoint) {
+		t.Errorf("a changed checkpoint: %v, want ErrBadCheckpoint", err)
 	}
 }

@@ -131,15 +131,16 @@ func KeyID(pub crypto.PublicKey) (string, error) {
 }
 
 // NoteKeys are the signer and verifier of a log's checkpoints, from an
-// Ed25519 key; name is the key's name in the signed notes.
-func NoteKeys(name string, key ed25519.PrivateKey) (note.Signer, note.Verifier, error) {
+// Ed25519 key, and the verifier key as text; name is the key's name in the
+// signed notes.
+func NoteKeys(name string, key ed25519.PrivateKey) (note.Signer, note.Verifier, string, error) {
 	vkey, err := note.NewEd25519VerifierKey(name, key.Public().(ed25519.PublicKey))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	verifier, err := note.NewVerifier(vkey)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	// A note signer key is PRIVATE+KEY+<name>+<key hash>+<algorithm 1 and
 	// the seed, base64>; the key hash is the verifier key's.
@@ -147,7 +148,7 @@ func NoteKeys(name string, key ed25519.PrivateKey) (note.Signer, note.Verifier, 
 	skey := fmt.Sprintf("PRIVATE+KEY+%s+%s+%s", name, parts[1], base64.StdEncoding.EncodeToString(append([]byte{1}, key.Seed()...)))
 	signer, err := note.NewSigner(skey)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	return signer, verifier, nil
+	return signer, verifier, vkey, nil
 }

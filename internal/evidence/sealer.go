@@ -1,0 +1,188 @@
+package evidence
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/pki"
+	"github.com/stella-ops/stella/internal/tlog"
+)
+
+// Layout of an evidence directory.
+const (
+	// CheckpointKeyFile is the Ed25519 key that signs the log's
+	// checkpoints (signed notes are Ed25519 only, whatever signs packets).
+	CheckpointKeyFile = "checkpoint.key"
+	// CheckpointVerifierFile is its note verifier key, for verifiers.
+	CheckpointVerifierFile = "checkpoint.vkey"
+	logDir                 = "log"
+	blobDir                = "blobs"
+)
+
+// LogEntryType is the type of the transparency log's entries.
+const LogEntryType = "https://stella-ops.org/attestations/log-entry/v1"
+
+// LogEntry is what the log holds for a sealed statement: its digest, which
+// ties the entry to the envelope's payload. It depends on the statement
+// alone, so sealing the same statement twice logs it once, whatever key
+// signed it.
+type LogEntry struct {
+	Type          string          `json:"_type"`
+	PredicateType string          `json:"predicateType"`
+	Statement     v1alpha1.Digest `json:"statement"`
+}
+
+// Sealer signs statements, stores them with their envelopes and logs them.
+type Sealer struct {
+	signer   *Signer
+	log      *tlog.Log
+	origin   string
+	verifier note.Verifier
+	Store    *FileStore
+}
+
+// Seal is a sealed statement: where it is, who signed it, and the proof
+// that the log holds it.
+type Seal struct {
+	KeyID           string
+	Envelope        v1alpha1.Digest
+	Statement       v1alpha1.Digest
+	LogIndex        uint64
+	Checkpoint      string
+	InclusionProof  []string
+	EnvelopeURI    string
+}
+
+// OpenSealer opens the evidence directory dir, creating its keys, log and
+// blob store on first use.
+func OpenSealer(dir string) (*Sealer, error) {
+	key, err := LoadOrCreateSigningKey(dir)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := NewSigner(key)
+	if err != nil {
+		return nil, err
+	}
+	cpKey, err := loadOrCreateCheckpointKey(dir)
+	if err != nil {
+		return nil, err
+	}
+	origin, err := LogOrigin(cpKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, err
+	}
+	noteSigner, verifier, vkey, err := NoteKeys(origin, cpKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(dir, CheckpointVerifierFile), []byte(vkey+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	store, err := NewFileStore(filepath.Join(dir, blobDir))
+	if err != nil {
+		return nil, err
+	}
+	l, err := tlog.Open(filepath.Join(dir, logDir), origin, noteSigner)
+	if err != nil {
+		return nil, err
+	}
+	return &Sealer{signer: signer, log: l, origin: origin, verifier: verifier, Store: store}, nil
+}
+
+// LogOrigin names the log of a checkpoint key in its checkpoints.
+func LogOrigin(pub ed25519.PublicKey) (string, error) {
+	id, err := KeyID(pub)
+	if err != nil {
+		return "", err
+	}
+	return "stella-ops.org/evidence-log/" + id[:16], nil
+}
+
+func loadOrCreateCheckpointKey(dir string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dir, CheckpointKeyFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		_, key, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			return nil, err
+		}
+		out, err := pki.KeyPEM(key)
+		if err != nil {
+			return nil, err
+		}
+		return key, pki.WriteFileAtomic(path, out, 0o600)
+	}
+	if err != nil {
+		return nil, err
+	}
+	key, err := ParsePrivateKey(data, path)
+	if err != nil {
+		return nil, err
+	}
+	ed, ok := key.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: checkpoints are signed with Ed25519 keys only", path)
+	}
+	return ed, nil
+}
+
+// Close closes the log.
+func (s *Sealer) Close() error { return s.log.Close() }
+
+// KeyID names the key that signs envelopes.
+func (s *Sealer) KeyID() string { return s.signer.KeyID() }
+
+// Seal signs statement (canonical JSON of an in-toto Statement of Stella's),
+// stores it and its envelope, and logs it once, however often it is sealed.
+func (s *Sealer) Seal(statement []byte) (Seal, error) {
+	st, err := ParseStatement(statement)
+	if err != nil {
+		return Seal{}, err
+	}
+	envelope, err := s.signer.Sign(statement)
+	if err != nil {
+		return Seal{}, err
+	}
+	stDigest, err := s.Store.Put(statement)
+	if err != nil {
+		return Seal{}, err
+	}
+	envDigest, err := s.Store.Put(envelope)
+	if err != nil {
+		return Seal{}, err
+	}
+	entry, err := canonicalJSON(LogEntry{Type: LogEntryType, PredicateType: st.PredicateType, Statement: stDigest})
+	if err != nil {
+		return Seal{}, err
+	}
+	index, err := s.log.Append(entry)
+	if err != nil {
+		return Seal{}, fmt.Errorf("log statement %s: %w", stDigest, err)
+	}
+	cp, err := s.log.Checkpoint()
+	if err != nil {
+		return Seal{}, err
+	}
+	parsed, err := tlog.VerifyCheckpoint(cp, s.origin, s.verifier)
+	if err != nil {
+		return Seal{}, err
+	}
+	proof, err := s.log.InclusionProof(index, parsed.Size)
+	if err != nil {
+		return Seal{}, err
+	}
+	hashes := make([]string, len(proof))
+	for i, h := range proof {
+		hashes[i] = hex.EncodeToString(h)
+	}
+	return Seal{KeyID: s.signer.KeyID(), Envelope: envDigest, Statement: stDigest, LogIndex: index, Checkpoint: string(cp),
+		InclusionProof: hashes, EnvelopeURI: s.Store.URI(envDigest)}, nil
+}

@@ -51,12 +51,12 @@ type Sealer struct {
 // Seal is a sealed statement: where it is, who signed it, and the proof
 // that the log holds it.
 type Seal struct {
-	KeyID           string
-	Envelope        v1alpha1.Digest
-	Statement       v1alpha1.Digest
-	LogIndex        uint64
-	Checkpoint      string
-	InclusionProof  []string
+	KeyID          string
+	Envelope       v1alpha1.Digest
+	Statement      v1alpha1.Digest
+	LogIndex       uint64
+	Checkpoint     string
+	InclusionProof []string
 	EnvelopeURI    string
 }
 

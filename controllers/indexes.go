@@ -36,6 +36,9 @@ const (
 	indexSelectorLabels = "spec.targetSelector.matchLabels"
 	// indexLabels holds each key=value label of a target.
 	indexLabels = "metadata.labels"
+	// indexEvidencePacket holds the EvidencePacket a promotion's status
+	// names.
+	indexEvidencePacket = "status.evidencePacket"
 	// indexDigest holds the digest a scan report is about, or those a
 	// release pins.
 	indexDigest = "spec.image.digest"
@@ -54,6 +57,12 @@ type fieldIndex struct {
 var fieldIndexes = []fieldIndex{
 	{&v1alpha1.Promotion{}, indexEnvironment, func(o client.Object) []string { return []string{o.(*v1alpha1.Promotion).Spec.Environment} }},
 	{&v1alpha1.Promotion{}, indexRelease, func(o client.Object) []string { return []string{o.(*v1alpha1.Promotion).Spec.Release} }},
+	{&v1alpha1.Promotion{}, indexEvidencePacket, func(o client.Object) []string {
+		if name := o.(*v1alpha1.Promotion).Status.EvidencePacket; name != "" {
+			return []string{name}
+		}
+		return nil
+	}},
 	{&v1alpha1.Approval{}, indexPromotion, func(o client.Object) []string { return []string{o.(*v1alpha1.Approval).Spec.Promotion} }},
 	{&v1alpha1.DeployTask{}, indexPromotion, func(o client.Object) []string { return []string{o.(*v1alpha1.DeployTask).Spec.Promotion} }},
 	{&v1alpha1.Gate{}, indexEnvironment, func(o client.Object) []string {

@@ -16,6 +16,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/evidence"
 )
 
 // SystemNamespace holds Stella's own objects, such as the leader Lease.
@@ -40,12 +41,20 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
+// Options of the reconcilers' manager.
+type Options struct {
+	// MetricsAddr is where Prometheus metrics are served over HTTP; empty
+	// or "0" serves none.
+	MetricsAddr string
+	// Evidence seals decisions into evidence; nil seals none.
+	Evidence *evidence.Sealer
+}
+
 // NewManager returns a controller manager with every Stella reconciler
 // registered. Only the replica that holds the LeaderElectionID Lease runs
-// them. metricsAddr is where Prometheus metrics are served over HTTP; empty
-// or "0" serves none.
-func NewManager(cfg *rest.Config, metricsAddr string) (manager.Manager, error) {
-	mgr, err := newManager(cfg, LeaderElectionID, metricsAddr)
+// them.
+func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
+	mgr, err := newManager(cfg, LeaderElectionID, o.MetricsAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -59,9 +68,14 @@ func NewManager(cfg *rest.Config, metricsAddr string) (manager.Manager, error) {
 		&GateReconciler{Client: c},
 		&AutoPromotionReconciler{Client: c},
 		&ApprovalReconciler{Client: c},
-		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions")},
+		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions"), Evidence: o.Evidence},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
+			return nil, err
+		}
+	}
+	if o.Evidence != nil {
+		if err := (&EvidencePacketReconciler{Client: c, Sealer: o.Evidence}).SetupWithManager(mgr); err != nil {
 			return nil, err
 		}
 	}

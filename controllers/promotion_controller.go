@@ -24,6 +24,7 @@ import (
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/decision"
+	"github.com/stella-ops/stella/internal/evidence"
 )
 
 // AnnotationCancel on a Promotion asks to cancel it: it ends Cancelled, and
@@ -60,6 +61,9 @@ type PromotionReconciler struct {
 	// APIReader reads past the cache before actions with side effects.
 	APIReader client.Reader
 	Recorder  record.EventRecorder
+	// Evidence keeps each final decision's statement for sealing; nil
+	// keeps none.
+	Evidence *evidence.Sealer
 	// Now is the clock; time.Now when nil.
 	Now      func() time.Time
 	programs programCache
@@ -275,6 +279,11 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 		InputsDigest: inputsDigest, DeterminismHash: hash, DecidedAt: &metav1.Time{Time: f.now},
 	}
 	r.clock.observe(promo, evals, time.Now())
+	if record.Result != v1alpha1.DecisionPending {
+		if err := r.keepStatement(promo, rel, record); err != nil {
+			return ctrl.Result{}, true, err
+		}
+	}
 	switch record.Result {
 	case v1alpha1.DecisionDeny:
 		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected, "rejected by the gates: "+joinCodes(record.ReasonCodes))
@@ -289,6 +298,26 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 	}
 	promo.Status.Phase = v1alpha1.PromotionApproved
 	return ctrl.Result{}, false, nil
+}
+
+// keepStatement stores the in-toto statement of a final decision in the
+// evidence store, before the decision itself is stored, and names the
+// EvidencePacket that will seal it.
+func (r *PromotionReconciler) keepStatement(promo *v1alpha1.Promotion, rel *v1alpha1.Release, record decision.Record) error {
+	if r.Evidence == nil {
+		return nil
+	}
+	statement, err := evidence.DecisionStatement(promo.Namespace, promo.Name, rel.Spec, record)
+	if err != nil {
+		return err
+	}
+	digest, err := r.Evidence.Store.Put(statement)
+	if err != nil {
+		return err
+	}
+	promo.Status.Decision.StatementDigest = digest
+	promo.Status.EvidencePacket = decisionPacketName(promo.Name)
+	return nil
 }
 
 // Explanation is what the gates would decide about a promotion now.

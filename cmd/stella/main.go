@@ -18,6 +18,7 @@ import (
 
 	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/controlplane"
+	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/install"
 	"github.com/stella-ops/stella/internal/logging"
 	"github.com/stella-ops/stella/internal/version"
@@ -87,13 +88,14 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 	f.StringSliceVar(&o.EtcdServers, "etcd-servers", nil, "client URLs of an external etcd cluster (default: run etcd embedded in the data directory)")
 	f.StringVar(&o.EtcdPrefix, "etcd-prefix", "/registry", "key prefix of the objects in etcd")
 	f.BoolVar(&o.Controllers, "controllers", true, "run the Stella reconcilers in this process")
+	f.StringVar(&o.EvidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs (default: evidence in the data directory)")
 	f.StringVar(&o.MetricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
 	f.BoolVar(&o.Profiling, "profiling", false, "serve Go profiles of the whole process at /debug/pprof on the API server (admins only)")
 	return cmd
 }
 
 func controllersCommand() *cobra.Command {
-	var kubeconfig, metricsListen string
+	var kubeconfig, metricsListen, evidenceDir string
 	cmd := &cobra.Command{
 		Use:   "controllers",
 		Short: "Run only the Stella reconcilers against an existing API server",
@@ -110,7 +112,16 @@ leader Lease in the stella-system namespace reconciles.`,
 			if err := install.CheckServed(cmd.Context(), cfg); err != nil {
 				return err
 			}
-			mgr, err := controllers.NewManager(cfg, metricsListen)
+			o := controllers.Options{MetricsAddr: metricsListen}
+			if evidenceDir == "" {
+				log.Info("No --evidence-dir: decisions are not sealed into evidence")
+			} else {
+				if o.Evidence, err = evidence.OpenSealer(evidenceDir); err != nil {
+					return fmt.Errorf("--evidence-dir %s: %w", evidenceDir, err)
+				}
+				defer o.Evidence.Close()
+			}
+			mgr, err := controllers.NewManager(cfg, o)
 			if err != nil {
 				return err
 			}
@@ -120,6 +131,7 @@ leader Lease in the stella-system namespace reconciles.`,
 	}
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: $KUBECONFIG, then ~/.kube/config)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP (default: none)")
+	cmd.Flags().StringVar(&evidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; one replica writes it at a time (default: seal nothing)")
 	return cmd
 }
 

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/install"
 	"github.com/stella-ops/stella/internal/pki"
 	"github.com/stella-ops/stella/internal/version"
@@ -40,6 +41,9 @@ type Options struct {
 	// Profiling serves the process's Go profiles under /debug/pprof of
 	// the API server, to users allowed the nonResourceURL /debug/*.
 	Profiling bool
+	// EvidenceDir holds the evidence signing keys, the transparency log and
+	// the evidence blobs; empty is the evidence directory of DataDir.
+	EvidenceDir string
 	// Controllers runs the Stella reconcilers; without it the process only
 	// serves the API (the reconcilers can run elsewhere with
 	// `stella controllers`).
@@ -103,7 +107,19 @@ func Run(ctx context.Context, o Options) error {
 		stopAPIAndWait()
 		return err
 	}
-	managers, err := newManagers(api.loopback, certs, o)
+	var sealer *evidence.Sealer
+	if o.Controllers {
+		evidenceDir := o.EvidenceDir
+		if evidenceDir == "" {
+			evidenceDir = dir.evidence()
+		}
+		if sealer, err = evidence.OpenSealer(evidenceDir); err != nil {
+			stopAPIAndWait()
+			return fmt.Errorf("open the evidence directory %s: %w", evidenceDir, err)
+		}
+		defer sealer.Close()
+	}
+	managers, err := newManagers(api.loopback, certs, o, sealer)
 	if err != nil {
 		stopAPIAndWait()
 		return fmt.Errorf("create controller managers: %w", err)
@@ -150,7 +166,7 @@ const kubeControllersLease = "stella-kube-controllers"
 // newManagers builds the managers this process runs: one for the kube
 // controllers a node-less control plane needs, and one for the Stella
 // reconcilers when wanted. Each runs only while it holds its own Lease.
-func newManagers(cfg *rest.Config, certs pki.Dir, o Options) ([]manager.Manager, error) {
+func newManagers(cfg *rest.Config, certs pki.Dir, o Options, sealer *evidence.Sealer) ([]manager.Manager, error) {
 	// The loopback config asks for protobuf, which custom resources lack.
 	cfg = rest.CopyConfig(cfg)
 	cfg.ContentType = "application/json"
@@ -164,7 +180,7 @@ func newManagers(cfg *rest.Config, certs pki.Dir, o Options) ([]manager.Manager,
 	if !o.Controllers {
 		return []manager.Manager{kube}, nil
 	}
-	stella, err := controllers.NewManager(cfg, o.MetricsListen)
+	stella, err := controllers.NewManager(cfg, controllers.Options{MetricsAddr: o.MetricsListen, Evidence: sealer})
 	if err != nil {
 		return nil, err
 	}

@@ -134,6 +134,13 @@ func loadOrCreateCheckpointKey(dir string) (ed25519.PrivateKey, error) {
 	return ed, nil
 }
 
+// Trust is what verifies this sealer's packets: its public keys.
+func (s *Sealer) Trust() Trust {
+	keys := Keys{}
+	keys[s.signer.KeyID()] = s.signer.Public()
+	return Trust{Keys: keys, Checkpoint: s.verifier}
+}
+
 // Close closes the log.
 func (s *Sealer) Close() error { return s.log.Close() }
 

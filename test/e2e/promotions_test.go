@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/tlog"
 	"github.com/stella-ops/stella/test/framework"
 )
 
@@ -381,5 +383,13 @@ var _ = Describe("a promotion across a server restart", func() {
 		var list v1alpha1.DeployTaskList
 		Expect(admin.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
 		Expect(list.Items).To(HaveLen(2), "one DeployTask per target, whatever the restarts")
+
+		packet := sealedPacket(ctx, admin, done)
+		Expect(packet.Status.LogIndex).To(Equal("0"))
+		Expect(again.Stop()).To(Succeed())
+		entries, err := tlog.Open(filepath.Join(again.DataDir, "evidence", "log"), "reader", nil)
+		Expect(err).NotTo(HaveOccurred())
+		defer entries.Close()
+		Expect(entries.Size()).To(Equal(uint64(1)), "the decision is logged once, whatever the restarts")
 	})
 })

@@ -1,0 +1,150 @@
+package controllers
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/evidence"
+)
+
+// LabelEvidencePromotion names the promotion an EvidencePacket is about.
+const LabelEvidencePromotion = "stella-ops.org/promotion"
+
+// EvidencePacketReconciler seals evidence: it creates the EvidencePacket of
+// each decided promotion that names one, and seals every packet once:
+// signs its statement, logs it in the transparency log and records where
+// the envelope is and the proof that the log holds it.
+type EvidencePacketReconciler struct {
+	client.Client
+	Sealer *evidence.Sealer
+}
+
+// SetupWithManager registers the reconciler; a promotion wakes the packet
+// its status names.
+func (r *EvidencePacketReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.EvidencePacket{}).
+		Watches(&v1alpha1.Promotion{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			p := o.(*v1alpha1.Promotion)
+			if p.Status.EvidencePacket == "" || p.Status.Decision == nil || p.Status.Decision.StatementDigest == "" {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Status.EvidencePacket}}}
+		})).
+		Complete(r)
+}
+
+// Reconcile creates the packet when a promotion names it, then seals it.
+func (r *EvidencePacketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	packet := &v1alpha1.EvidencePacket{}
+	err := r.Get(ctx, req.NamespacedName, packet)
+	if apierrors.IsNotFound(err) {
+		return ctrl.Result{}, r.createDecisionPacket(ctx, req.NamespacedName)
+	}
+	if err != nil || packet.Status.Phase.IsTerminal() {
+		return ctrl.Result{}, err
+	}
+	before := packet.DeepCopy()
+	defer func() {
+		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, before, packet))
+	}()
+	if packet.Status.Phase == "" {
+		packet.Status.Phase = v1alpha1.EvidencePending
+	}
+	statement, err := r.Sealer.Store.Get(packet.Spec.ContentDigest)
+	if errors.Is(err, evidence.ErrNotFound) {
+		markStalled(&packet.Status.Conditions, packet.Generation, v1alpha1.ReasonDependencyNotFound,
+			fmt.Sprintf("spec.contentDigest: the evidence store holds no %s; only statements Stella recorded can be sealed", packet.Spec.ContentDigest))
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	seal, err := r.Sealer.Seal(statement)
+	if errors.Is(err, evidence.ErrMalformed) {
+		packet.Status.Phase = v1alpha1.EvidenceFailed
+		markStalled(&packet.Status.Conditions, packet.Generation, v1alpha1.ReasonInvalidSpec, "spec.contentDigest: "+err.Error())
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	st := &packet.Status
+	st.Phase, st.KeyID, st.LogIndex = v1alpha1.EvidenceSealed, seal.KeyID, strconv.FormatUint(seal.LogIndex, 10)
+	st.InclusionProof, st.Checkpoint, st.StorageURI = seal.InclusionProof, seal.Checkpoint, seal.EnvelopeURI
+	st.Verified, st.SealedAt = r.verify(seal) == nil, &metav1.Time{Time: metav1.Now().Time}
+	markReady(&st.Conditions, packet.Generation, fmt.Sprintf("sealed by key %.16s as log entry %d", seal.KeyID, seal.LogIndex))
+	st.ObservedGeneration = packet.Generation
+	return ctrl.Result{}, nil
+}
+
+// verify checks the stored envelope and proof as an offline verifier would.
+func (r *EvidencePacketReconciler) verify(seal evidence.Seal) error {
+	envelope, err := r.Sealer.Store.Get(seal.Envelope)
+	if err != nil {
+		return err
+	}
+	proof := make([][]byte, len(seal.InclusionProof))
+	for i, h := range seal.InclusionProof {
+		if proof[i], err = hex.DecodeString(h); err != nil {
+			return err
+		}
+	}
+	_, err = evidence.VerifySealed(evidence.Sealed{Envelope: envelope, LogIndex: seal.LogIndex, Checkpoint: []byte(seal.Checkpoint), InclusionProof: proof},
+		r.Sealer.Trust())
+	return err
+}
+
+// createDecisionPacket creates the packet a decided promotion names, with
+// the statement its decision recorded.
+func (r *EvidencePacketReconciler) createDecisionPacket(ctx context.Context, key types.NamespacedName) error {
+	var promos v1alpha1.PromotionList
+	if err := r.List(ctx, &promos, client.InNamespace(key.Namespace), client.MatchingFields{indexEvidencePacket: key.Name}); err != nil {
+		return err
+	}
+	for _, p := range promos.Items {
+		d := p.Status.Decision
+		if d == nil || d.StatementDigest == "" {
+			continue
+		}
+		statement, err := r.Sealer.Store.Get(d.StatementDigest)
+		if err != nil {
+			return fmt.Errorf("promotion %s: %w", p.Name, err)
+		}
+		st, err := evidence.ParseStatement(statement)
+		if err != nil {
+			return fmt.Errorf("promotion %s: %w", p.Name, err)
+		}
+		packet := &v1alpha1.EvidencePacket{
+			ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: key.Name, Labels: map[string]string{LabelEvidencePromotion: p.Name}},
+			Spec:       v1alpha1.EvidencePacketSpec{Type: v1alpha1.EvidenceReleaseDecision, Promotion: p.Name, ContentDigest: d.StatementDigest},
+		}
+		for _, s := range st.Subject {
+			packet.Spec.Subjects = append(packet.Spec.Subjects, v1alpha1.ComponentDigest{Name: path.Base(s.Name),
+				Image: v1alpha1.ImageDigestRef(s.Name + "@sha256:" + s.Digest["sha256"])})
+		}
+		if err := r.Create(ctx, packet); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create EvidencePacket %s: %w", key.Name, err)
+		}
+		return nil
+	}
+	return nil
+}
+
+// decisionPacketName is the EvidencePacket of a promotion's decision.
+func decisionPacketName(promotion string) string {
+	return boundedName(promotion+"-decision", promotion+"/decision")
+}

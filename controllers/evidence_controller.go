@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
@@ -84,7 +83,7 @@ func (r *EvidencePacketReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	st := &packet.Status
 	st.Phase, st.KeyID, st.LogIndex = v1alpha1.EvidenceSealed, seal.KeyID, strconv.FormatUint(seal.LogIndex, 10)
-	st.InclusionProof, st.Checkpoint, st.StorageURI = seal.InclusionProof, seal.Checkpoint, seal.EnvelopeURI
+	st.InclusionProof, st.Checkpoint, st.StorageURI, st.EnvelopeDigest = seal.InclusionProof, seal.Checkpoint, seal.EnvelopeURI, seal.Envelope
 	st.Verified, st.SealedAt = r.verify(seal) == nil, &metav1.Time{Time: metav1.Now().Time}
 	markReady(&st.Conditions, packet.Generation, fmt.Sprintf("sealed by key %.16s as log entry %d", seal.KeyID, seal.LogIndex))
 	st.ObservedGeneration = packet.Generation
@@ -97,11 +96,9 @@ func (r *EvidencePacketReconciler) verify(seal evidence.Seal) error {
 	if err != nil {
 		return err
 	}
-	proof := make([][]byte, len(seal.InclusionProof))
-	for i, h := range seal.InclusionProof {
-		if proof[i], err = hex.DecodeString(h); err != nil {
-			return err
-		}
+	proof, err := evidence.DecodeHashes(seal.InclusionProof)
+	if err != nil {
+		return err
 	}
 	_, err = evidence.VerifySealed(evidence.Sealed{Envelope: envelope, LogIndex: seal.LogIndex, Checkpoint: []byte(seal.Checkpoint), InclusionProof: proof},
 		r.Sealer.Trust())

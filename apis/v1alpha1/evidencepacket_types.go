@@ -101,6 +101,10 @@ type EvidencePacketStatus struct {
 	// +kubebuilder:validation:MaxLength=4096
 	Checkpoint string `json:"checkpoint,omitempty"`
 
+	// envelopeDigest is the sha256 of the DSSE envelope in the evidence
+	// store, served at /evidence/v1/blobs/sha256/<hex>.
+	// +optional
+	EnvelopeDigest Digest `json:"envelopeDigest,omitempty"`
 	// storageURI says where the envelope and its blobs are stored.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024

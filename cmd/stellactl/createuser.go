@@ -113,6 +113,9 @@ func runCreateUser(ctx context.Context, f cmdutil.Factory, configFlags *genericc
 	if !explicit {
 		namespace = ""
 	}
+	if namespace != "" && o.Role == "auditor" {
+		return fmt.Errorf("--role auditor reads evidence, which belongs to no namespace: leave out -n/--namespace")
+	}
 	restConfig, err := f.ToRESTConfig()
 	if err != nil {
 		return err

@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,5 +24,10 @@ func main() {
 	// return them. Both end up in the same formatter, so an API server error
 	// reads the same (with field paths for Invalid) whichever command hit it.
 	stop()
+	var exit *exitError
+	if errors.As(err, &exit) {
+		fmt.Fprintln(os.Stderr, "error:", exit.err)
+		os.Exit(exit.code)
+	}
 	cmdutil.CheckErr(err)
 }

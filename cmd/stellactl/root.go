@@ -127,6 +127,8 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		rollbackCommand(f, streams),
 		approvalCommand(f, streams, v1alpha1.ApprovalApprove),
 		approvalCommand(f, streams, v1alpha1.ApprovalReject),
+		evidenceCommand(f, streams),
+		logCommand(f, streams),
 		authCommand(f, configFlags, streams),
 		versionCommand(f, streams),
 	)

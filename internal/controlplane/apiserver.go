@@ -14,6 +14,7 @@ import (
 	"k8s.io/kubernetes/pkg/controlplane/apiserver/samples/generic/server"
 
 	stellaadmission "github.com/stella-ops/stella/internal/admission"
+	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/pki"
 )
 
@@ -26,7 +27,7 @@ type apiServer struct {
 // startAPIServer builds the generic control plane (core, RBAC, coordination,
 // certificates, admission policies and CRDs) over etcd and serves it until
 // ctx is cancelled.
-func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs pki.Dir) (*apiServer, error) {
+func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs pki.Dir, sealer *evidence.Sealer) (*apiServer, error) {
 	host, portStr, err := net.SplitHostPort(o.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("--listen %q: %w (want host:port, such as 127.0.0.1:6443)", o.Listen, err)
@@ -84,6 +85,11 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	chain, err := server.CreateServerChain(cc)
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
+	}
+	if sealer != nil {
+		// Behind the API server's authentication and authorization: the
+		// nonResourceURL /evidence/* (ClusterRole stella-auditor).
+		chain.GenericAPIServer.Handler.NonGoRestfulMux.HandlePrefix(evidence.PathPrefix, sealer.Handler())
 	}
 	prepared, err := chain.PrepareRun()
 	if err != nil {

@@ -85,13 +85,27 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
+	// The reconcilers seal evidence in this process, and the API server
+	// serves it.
+	var sealer *evidence.Sealer
+	if o.Controllers {
+		evidenceDir := o.EvidenceDir
+		if evidenceDir == "" {
+			evidenceDir = dir.evidence()
+		}
+		if sealer, err = evidence.OpenSealer(evidenceDir); err != nil {
+			return fmt.Errorf("open the evidence directory %s: %w", evidenceDir, err)
+		}
+		defer sealer.Close()
+	}
+
 	// The API server outlives the managers, so that they can release their
 	// Leases on the way out (a successor then takes over at once instead of
 	// waiting for the Leases to expire); etcd, closed by the defer above,
 	// outlives the API server.
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAPI()
-	api, err := startAPIServer(apiCtx, o, etcdServers, certs)
+	api, err := startAPIServer(apiCtx, o, etcdServers, certs, sealer)
 	if err != nil {
 		return err
 	}
@@ -106,18 +120,6 @@ func Run(ctx context.Context, o Options) error {
 	if err := writeAdminKubeconfig(dir.kubeconfig(), o.Listen, certs); err != nil {
 		stopAPIAndWait()
 		return err
-	}
-	var sealer *evidence.Sealer
-	if o.Controllers {
-		evidenceDir := o.EvidenceDir
-		if evidenceDir == "" {
-			evidenceDir = dir.evidence()
-		}
-		if sealer, err = evidence.OpenSealer(evidenceDir); err != nil {
-			stopAPIAndWait()
-			return fmt.Errorf("open the evidence directory %s: %w", evidenceDir, err)
-		}
-		defer sealer.Close()
 	}
 	managers, err := newManagers(api.loopback, certs, o, sealer)
 	if err != nil {

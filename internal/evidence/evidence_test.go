@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -360,5 +361,51 @@ func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
 	badCP.Checkpoint = []byte(strings.Replace(again.Checkpoint, "\n2\n", "\n3\n", 1))
 	if _, err := VerifySealed(badCP, trust); !errors.Is(err, ErrBadCheckpoint) {
 		t.Errorf("a changed checkpoint: %v, want ErrBadCheckpoint", err)
+	}
+}
+
+// BenchmarkSeal seals distinct decisions into a log on disk.
+func BenchmarkSeal(b *testing.B) {
+	s, err := OpenSealer(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; b.Loop(); i++ {
+		st, err := DecisionStatement("shop", fmt.Sprintf("p-%d", i), release(), record())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Seal(st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyPacket verifies an exported packet from a log of 10,000
+// entries, as stellactl evidence verify does after reading the file.
+func BenchmarkVerifyPacket(b *testing.B) {
+	s, err := OpenSealer(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var seal Seal
+	var st []byte
+	for i := range 10000 {
+		st, _ = DecisionStatement("shop", fmt.Sprintf("p-%d", i), release(), record())
+		if seal, err = s.Seal(st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	envelope, _ := s.Store.Get(seal.Envelope)
+	p := &Packet{Statement: st, Envelope: envelope, Checkpoint: []byte(seal.Checkpoint),
+		Proof: Proof{Index: fmt.Sprint(seal.LogIndex), Hashes: seal.InclusionProof}}
+	trust := s.Trust()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := p.Verify(trust); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

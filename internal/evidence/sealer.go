@@ -41,6 +41,7 @@ type LogEntry struct {
 
 // Sealer signs statements, stores them with their envelopes and logs them.
 type Sealer struct {
+	dir      string
 	signer   *Signer
 	log      *tlog.Log
 	origin   string
@@ -94,7 +95,7 @@ func OpenSealer(dir string) (*Sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sealer{signer: signer, log: l, origin: origin, verifier: verifier, Store: store}, nil
+	return &Sealer{dir: dir, signer: signer, log: l, origin: origin, verifier: verifier, Store: store}, nil
 }
 
 // LogOrigin names the log of a checkpoint key in its checkpoints.

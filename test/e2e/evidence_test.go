@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +15,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -118,5 +122,116 @@ reasons: [if !allow {"release candidates stay out"}]
 			Expect(replayed).To(Equal(promo.Status.Decision.DeterminismHash), "the frozen record hashes to the decision's determinism hash")
 		}
 		Expect(indexes).To(HaveLen(2), "two decisions, two log entries")
+	})
+
+	It("exports a packet that verifies offline, names what is wrong with a tampered one, and proves the log only grew", func(ctx SpecContext) {
+		admin := shared.AdminClient()
+		ns := newNamespace(ctx, admin)
+		Expect(admin.Create(ctx, release(ns, "shop-1", "1.0.0"))).To(Succeed())
+		Expect(admin.Create(ctx, release(ns, "shop-2", "2.0.0"))).To(Succeed())
+		Expect(admin.Create(ctx, environment(ns, "dev"))).To(Succeed())
+		first := reachesPhase(ctx, promote(ctx, admin, ns, "shop-1", "dev"), v1alpha1.PromotionSucceeded)
+		sealedPacket(ctx, admin, first)
+
+		bindRole(ctx, admin, ns, "viewer", "vic")
+		bindRole(ctx, admin, ns, "viewer", "ann")
+		Expect(admin.Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "auditor-ann-" + ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "stella-auditor"},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "ann"}},
+		})).To(Succeed())
+		work := GinkgoT().TempDir()
+		tarPath := filepath.Join(work, "decision.tar")
+		out, err := stellactl(ctx, shared.UserKubeconfig(work, "vic"), "evidence", "export", first.Name, "-n", ns, "-o", tarPath)
+		Expect(err).To(HaveOccurred(), "a viewer without stella-auditor reads no evidence")
+		Expect(out).To(ContainSubstring("forbidden"))
+		ann := shared.UserKubeconfig(work, "ann")
+		out, err = stellactl(ctx, ann, "evidence", "export", first.Name, "-n", ns, "-o", tarPath)
+		Expect(err).NotTo(HaveOccurred(), out)
+
+		// The auditor's machine: the packet and the server's key, nothing else.
+		auditor := GinkgoT().TempDir()
+		keyPath := filepath.Join(auditor, "stella.pub")
+		key, err := os.ReadFile(filepath.Join(shared.DataDir, "evidence", evidence.PublicKeyFile))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.WriteFile(keyPath, key, 0o600)).To(Succeed())
+		packetData, err := os.ReadFile(tarPath)
+		Expect(err).NotTo(HaveOccurred())
+		write := func(name string, data []byte) string {
+			p := filepath.Join(auditor, name)
+			Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
+			return p
+		}
+		verify := func(file string, extra ...string) (string, int) {
+			out, err := stellactlEnv(ctx, []string{"KUBECONFIG=/nonexistent"}, append([]string{"evidence", "verify", file}, extra...)...)
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				return out, exit.ExitCode()
+			}
+			Expect(err).NotTo(HaveOccurred(), out)
+			return out, 0
+		}
+		out, code := verify(write("good.tar", packetData), "--key", keyPath)
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(ContainSubstring("verified: " + evidence.PredicateDecision))
+		Expect(out).To(ContainSubstring(first.Name + ": allow"))
+
+		tampered := func(change func(*evidence.Packet)) []byte {
+			p, err := evidence.ReadPacket(bytes.NewReader(packetData))
+			Expect(err).NotTo(HaveOccurred())
+			change(p)
+			var buf bytes.Buffer
+			Expect(p.WriteTar(&buf)).To(Succeed())
+			return buf.Bytes()
+		}
+		otherKey, err := evidence.LoadOrCreateSigningKey(filepath.Join(auditor, "other"))
+		Expect(err).NotTo(HaveOccurred())
+		otherPub, err := evidence.MarshalPublicKey(otherKey.Public())
+		Expect(err).NotTo(HaveOccurred())
+		for _, tc := range []struct {
+			name   string
+			packet []byte
+			extra  []string
+			code   int
+		}{
+			{"one byte of the statement", tampered(func(p *evidence.Packet) { p.Statement[20] ^= 1 }), nil, 4},
+			{"the envelope's signature", tampered(func(p *evidence.Packet) {
+				var env evidence.Envelope
+				Expect(json.Unmarshal(p.Envelope, &env)).To(Succeed())
+				sig := []byte(env.Signatures[0].Sig)
+				sig[5] = map[bool]byte{true: 'A', false: 'B'}[sig[5] != 'A']
+				env.Signatures[0].Sig = string(sig)
+				p.Envelope, _ = json.Marshal(env)
+			}), nil, 3},
+			{"a proof hash", tampered(func(p *evidence.Packet) {
+				if len(p.Proof.Hashes) == 0 {
+					p.Proof.Index = "1"
+					return
+				}
+				h := []byte(p.Proof.Hashes[0])
+				h[0] = map[bool]byte{true: '0', false: '1'}[h[0] != '0']
+				p.Proof.Hashes[0] = string(h)
+			}), nil, 5},
+			{"the checkpoint", tampered(func(p *evidence.Packet) { p.Checkpoint[len(p.Checkpoint)-5] ^= 1 }), nil, 5},
+			{"truncated", packetData[:len(packetData)/3], nil, 2},
+			{"another server's key", packetData, []string{"--key", write("other.pub", otherPub)}, 6},
+		} {
+			out, code := verify(write(strings.ReplaceAll(tc.name, " ", "-")+".tar", tc.packet), tc.extra...)
+			Expect(code).To(Equal(tc.code), "%s: %s", tc.name, out)
+			Expect(out).NotTo(ContainSubstring("verified:"), tc.name)
+		}
+
+		oldCP, err := stellactl(ctx, ann, "log", "checkpoint")
+		Expect(err).NotTo(HaveOccurred(), oldCP)
+		oldPath := write("old.cp", []byte(oldCP))
+		sealedPacket(ctx, admin, reachesPhase(ctx, promote(ctx, admin, ns, "shop-2", "dev"), v1alpha1.PromotionSucceeded))
+		out, err = stellactl(ctx, ann, "log", "verify", "--from", oldPath)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(MatchRegexp(`consistent: the log of \d+ entries extends the log of \d+ entries`))
+		forged := write("forged.cp", []byte(strings.Replace(oldCP, "\n", "\nX", 2)))
+		_, err = stellactl(ctx, ann, "log", "verify", "--from", forged)
+		var exit *exec.ExitError
+		Expect(errors.As(err, &exit)).To(BeTrue())
+		Expect(exit.ExitCode()).To(Equal(5))
 	})
 })

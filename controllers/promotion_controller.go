@@ -246,25 +246,24 @@ func (r *PromotionReconciler) references(ctx context.Context, promo *v1alpha1.Pr
 // decide evaluates the gates until the decision is final. It reports done
 // when the promotion must wait (pending) or has ended (denied).
 func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) (ctrl.Result, bool, error) {
-	if promo.Spec.Rollback && !succeededIn(rel.Name, *env) {
-		promo.Status.Decision = &v1alpha1.Decision{Result: v1alpha1.DecisionDeny, ReasonCodes: []string{reasonRollbackTargetUnknown},
-			DecidedAt: &metav1.Time{Time: r.now()}}
-		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected,
-			fmt.Sprintf("a rollback returns to a release that succeeded in %s before, and %s never did", env.Name, rel.Name))
-		return ctrl.Result{}, true, nil
+	refused := r.refusal(ctx, promo, rel, env)
+	var record decision.Record
+	var evals []v1alpha1.GateEvaluation
+	decidedAt := r.now().UTC().Truncate(time.Second)
+	if refused != nil {
+		record = decision.Decide(decision.Inputs{Clock: decision.Clock(decidedAt),
+			Promotion:   decision.Named[v1alpha1.PromotionSpec]{Name: promo.Name, Value: promo.Spec},
+			Release:     decision.Named[v1alpha1.ReleaseSpec]{Name: rel.Name, Value: rel.Spec},
+			Environment: decision.Named[v1alpha1.EnvironmentSpec]{Name: env.Name, Value: env.Spec},
+		}, []v1alpha1.GateEvaluation{*refused})
+	} else {
+		f, err := r.freeze(ctx, promo, rel, env)
+		if err != nil {
+			return ctrl.Result{}, true, err
+		}
+		record, evals = r.evaluate(f)
+		decidedAt = f.now
 	}
-	if !promo.Spec.Rollback && !r.succeededUpstream(ctx, rel.Name, env) {
-		promo.Status.Decision = &v1alpha1.Decision{Result: v1alpha1.DecisionDeny, ReasonCodes: []string{reasonUpstreamNotSucceeded},
-			DecidedAt: &metav1.Time{Time: r.now()}}
-		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected,
-			fmt.Sprintf("release %s has not succeeded in any of %v, which environment %s promotes from", rel.Name, env.Spec.PromotesFrom, env.Name))
-		return ctrl.Result{}, true, nil
-	}
-	f, err := r.freeze(ctx, promo, rel, env)
-	if err != nil {
-		return ctrl.Result{}, true, err
-	}
-	record, evals := r.evaluate(f)
 	hash, err := record.Hash()
 	if err != nil {
 		return ctrl.Result{}, true, err
@@ -276,13 +275,17 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 	promo.Status.Gates = evals
 	promo.Status.Decision = &v1alpha1.Decision{
 		Result: record.Result, ReasonCodes: record.ReasonCodes, PolicyDigest: record.Inputs.PolicyDigest(),
-		InputsDigest: inputsDigest, DeterminismHash: hash, DecidedAt: &metav1.Time{Time: f.now},
+		InputsDigest: inputsDigest, DeterminismHash: hash, DecidedAt: &metav1.Time{Time: decidedAt},
 	}
 	r.clock.observe(promo, evals, time.Now())
 	if record.Result != v1alpha1.DecisionPending {
 		if err := r.keepStatement(promo, rel, record); err != nil {
 			return ctrl.Result{}, true, err
 		}
+	}
+	if refused != nil {
+		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected, refused.Message)
+		return ctrl.Result{}, true, nil
 	}
 	switch record.Result {
 	case v1alpha1.DecisionDeny:
@@ -294,7 +297,7 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 			promo.Status.Phase = v1alpha1.PromotionAwaitingApproval
 		}
 		setProgress(promo, reasonAwaitingGates, "waiting for the gates: "+joinCodes(record.ReasonCodes))
-		return ctrl.Result{RequeueAfter: untilEarliestRetry(evals, f.now)}, true, nil
+		return ctrl.Result{RequeueAfter: untilEarliestRetry(evals, decidedAt)}, true, nil
 	}
 	promo.Status.Phase = v1alpha1.PromotionApproved
 	return ctrl.Result{}, false, nil
@@ -317,6 +320,22 @@ func (r *PromotionReconciler) keepStatement(promo *v1alpha1.Promotion, rel *v1al
 	}
 	promo.Status.Decision.StatementDigest = digest
 	promo.Status.EvidencePacket = decisionPacketName(promo.Name)
+	return nil
+}
+
+// refusal is why a promotion is denied before any gate runs: a rollback to
+// a release the environment never ran, or a release that has not succeeded
+// upstream. It is recorded like a failing gate, so that the decision is
+// sealed like any other.
+func (r *PromotionReconciler) refusal(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) *v1alpha1.GateEvaluation {
+	switch {
+	case promo.Spec.Rollback && !succeededIn(rel.Name, *env):
+		return &v1alpha1.GateEvaluation{Name: "promotion", Result: v1alpha1.GateFail, ReasonCodes: []string{reasonRollbackTargetUnknown},
+			Message: fmt.Sprintf("a rollback returns to a release that succeeded in %s before, and %s never did", env.Name, rel.Name)}
+	case !promo.Spec.Rollback && !r.succeededUpstream(ctx, rel.Name, env):
+		return &v1alpha1.GateEvaluation{Name: "promotion", Result: v1alpha1.GateFail, ReasonCodes: []string{reasonUpstreamNotSucceeded},
+			Message: fmt.Sprintf("release %s has not succeeded in any of %v, which environment %s promotes from", rel.Name, env.Spec.PromotesFrom, env.Name)}
+	}
 	return nil
 }
 

@@ -99,8 +99,11 @@ reasons: [if !allow {"release candidates stay out"}]
 
 		allowed := reachesPhase(ctx, promote(ctx, admin, ns, "shop-1", "guarded"), v1alpha1.PromotionSucceeded)
 		denied := reachesPhase(ctx, promote(ctx, admin, ns, "shop-2-rc", "guarded"), v1alpha1.PromotionRejected)
+		Expect(admin.Create(ctx, environment(ns, "prod", "guarded"))).To(Succeed())
+		refused := reachesPhase(ctx, promote(ctx, admin, ns, "shop-2-rc", "prod"), v1alpha1.PromotionRejected)
+		Expect(refused.Status.Decision.ReasonCodes).To(Equal([]string{"promotion.upstream-not-succeeded"}))
 		indexes := map[string]bool{}
-		for _, promo := range []*v1alpha1.Promotion{allowed, denied} {
+		for _, promo := range []*v1alpha1.Promotion{allowed, denied, refused} {
 			packet := sealedPacket(ctx, admin, promo)
 			Expect(packet.Spec.Type).To(Equal(v1alpha1.EvidenceReleaseDecision))
 			Expect(packet.Spec.Promotion).To(Equal(promo.Name))
@@ -121,7 +124,7 @@ reasons: [if !allow {"release candidates stay out"}]
 			Expect(err).NotTo(HaveOccurred())
 			Expect(replayed).To(Equal(promo.Status.Decision.DeterminismHash), "the frozen record hashes to the decision's determinism hash")
 		}
-		Expect(indexes).To(HaveLen(2), "two decisions, two log entries")
+		Expect(indexes).To(HaveLen(3), "three decisions, three log entries")
 	})
 
 	It("exports a packet that verifies offline, names what is wrong with a tampered one, and proves the log only grew", func(ctx SpecContext) {

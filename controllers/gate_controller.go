@@ -72,7 +72,7 @@ func computeGateStatus(gate *v1alpha1.Gate, now time.Time) ctrl.Result {
 		st.PolicyDigest = v1alpha1.Digest(policy.Digest(gate.Spec.Policy.Source))
 	}
 	if err != nil {
-		markStalled(&st.Conditions, gate.Generation, v1alpha1.ReasonInvalidSpec, truncate(err.Error(), 32768))
+		markStalled(&st.Conditions, gate.Generation, v1alpha1.ReasonInvalidSpec, gates.Truncate(err.Error(), 32768))
 		return ctrl.Result{}
 	}
 	var result ctrl.Result
@@ -80,7 +80,7 @@ func computeGateStatus(gate *v1alpha1.Gate, now time.Time) ctrl.Result {
 	if gates.IsTimeBased(&gate.Spec) {
 		closed, nextOpen, err := gates.ClosedAt(gate, now)
 		if err != nil {
-			markStalled(&st.Conditions, gate.Generation, v1alpha1.ReasonInvalidSpec, truncate(err.Error(), 32768))
+			markStalled(&st.Conditions, gate.Generation, v1alpha1.ReasonInvalidSpec, gates.Truncate(err.Error(), 32768))
 			return ctrl.Result{}
 		}
 		st.Closed = ptr.To(closed)

@@ -78,7 +78,7 @@ var fieldIndexes = []fieldIndex{
 	{&v1alpha1.Release{}, indexDigest, func(o client.Object) []string {
 		var digests []string
 		for _, c := range o.(*v1alpha1.Release).Spec.Components {
-			digests = append(digests, digestOf(c.Image))
+			digests = append(digests, c.Image.Digest())
 		}
 		return digests
 	}},
@@ -105,7 +105,7 @@ var fieldIndexes = []fieldIndex{
 		return labelPairs(sel.MatchLabels)
 	}},
 	{&v1alpha1.Target{}, indexLabels, func(o client.Object) []string { return labelPairs(o.GetLabels()) }},
-	{&v1alpha1.ScanReport{}, indexDigest, func(o client.Object) []string { return []string{digestOf(o.(*v1alpha1.ScanReport).Spec.Image)} }},
+	{&v1alpha1.ScanReport{}, indexDigest, func(o client.Object) []string { return []string{o.(*v1alpha1.ScanReport).Spec.Image.Digest()} }},
 }
 
 // releasesRun are the releases an environment runs now or ran.

@@ -23,7 +23,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/gates"
 	"github.com/stella-ops/stella/internal/decision"
+	"github.com/stella-ops/stella/internal/evaluation"
 	"github.com/stella-ops/stella/internal/evidence"
 )
 
@@ -65,8 +67,8 @@ type PromotionReconciler struct {
 	// keeps none.
 	Evidence *evidence.Sealer
 	// Now is the clock; time.Now when nil.
-	Now      func() time.Time
-	programs programCache
+	Now       func() time.Time
+	evaluator evaluation.Evaluator
 	clock    decisionClock
 }
 
@@ -249,20 +251,24 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 	refused := r.refusal(ctx, promo, rel, env)
 	var record decision.Record
 	var evals []v1alpha1.GateEvaluation
-	decidedAt := r.now().UTC().Truncate(time.Second)
 	if refused != nil {
-		record = decision.Decide(decision.Inputs{Clock: decision.Clock(decidedAt),
-			Promotion:   decision.Named[v1alpha1.PromotionSpec]{Name: promo.Name, Value: promo.Spec},
+		record = decision.Decide(decision.Inputs{Clock: decision.Clock(r.now()),
+			Promotion:   decision.Promotion{Name: promo.Name, Spec: promo.Spec, StartedAt: startedAt(promo)},
 			Release:     decision.Named[v1alpha1.ReleaseSpec]{Name: rel.Name, Value: rel.Spec},
 			Environment: decision.Named[v1alpha1.EnvironmentSpec]{Name: env.Name, Value: env.Spec},
 		}, []v1alpha1.GateEvaluation{*refused})
 	} else {
-		f, err := r.freeze(ctx, promo, rel, env)
+		in, err := r.freeze(ctx, promo, rel, env)
 		if err != nil {
 			return ctrl.Result{}, true, err
 		}
-		record, evals = r.evaluate(f)
-		decidedAt = f.now
+		if record, evals, err = r.evaluator.Evaluate(in); err != nil {
+			return ctrl.Result{}, true, err
+		}
+	}
+	decidedAt, err := time.Parse(time.RFC3339, record.Inputs.Clock)
+	if err != nil {
+		return ctrl.Result{}, true, err
 	}
 	hash, err := record.Hash()
 	if err != nil {
@@ -361,11 +367,14 @@ func (r *PromotionReconciler) Explain(ctx context.Context, promo *v1alpha1.Promo
 	if err := r.Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: promo.Spec.Environment}, env); err != nil {
 		return Explanation{}, fmt.Errorf("environment %s: %w", promo.Spec.Environment, err)
 	}
-	f, err := r.freeze(ctx, promo, rel, env)
+	in, err := r.freeze(ctx, promo, rel, env)
 	if err != nil {
 		return Explanation{}, err
 	}
-	record, evals := r.evaluate(f)
+	record, evals, err := r.evaluator.Evaluate(in)
+	if err != nil {
+		return Explanation{}, err
+	}
 	return Explanation{UpstreamOK: r.succeededUpstream(ctx, rel.Name, env), Decision: record, Gates: evals}, nil
 }
 
@@ -459,13 +468,13 @@ func (r *PromotionReconciler) finish(promo *v1alpha1.Promotion, phase v1alpha1.P
 		status = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&promo.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: status,
-		Reason: reason, Message: truncate(message, 1024), ObservedGeneration: promo.Generation})
+		Reason: reason, Message: gates.Truncate(message, 1024), ObservedGeneration: promo.Generation})
 	promo.Status.ObservedGeneration = promo.Generation
 }
 
 // setProgress says the promotion is on its way, waiting or working.
 func setProgress(promo *v1alpha1.Promotion, reason, message string) {
-	message = truncate(message, 1024)
+	message = gates.Truncate(message, 1024)
 	for _, t := range []string{v1alpha1.ConditionReconciling, v1alpha1.ConditionReady} {
 		status := metav1.ConditionTrue
 		if t == v1alpha1.ConditionReady {
@@ -576,7 +585,7 @@ func (r *PromotionReconciler) undecidedOfRelease(ctx context.Context, o client.O
 // the image a scan report is about.
 func (r *PromotionReconciler) undecidedOfImage(ctx context.Context, o client.Object) []reconcile.Request {
 	var releases v1alpha1.ReleaseList
-	if err := r.List(ctx, &releases, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexDigest: digestOf(o.(*v1alpha1.ScanReport).Spec.Image)},
+	if err := r.List(ctx, &releases, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexDigest: o.(*v1alpha1.ScanReport).Spec.Image.Digest()},
 		client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}

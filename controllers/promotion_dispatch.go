@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/gates"
 )
 
 // Labels on DeployTasks, so agents and people can select them.
@@ -88,7 +89,7 @@ func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promot
 	for i := range promo.Status.Targets {
 		if t := byTarget[promo.Status.Targets[i].Target]; t != nil {
 			promo.Status.Targets[i].Phase = t.Status.Phase
-			promo.Status.Targets[i].Message = truncate(t.Status.Message, 1024)
+			promo.Status.Targets[i].Message = gates.Truncate(t.Status.Message, 1024)
 		}
 	}
 

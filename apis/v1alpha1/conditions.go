@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "strings"
+
 // Condition types shared by every Stella kind. Ready is normal-true: it is
 // always present once the object was reconciled. Reconciling and Stalled are
 // abnormal-true: they are present only while they are true.
@@ -69,6 +71,17 @@ type ComponentDigest struct {
 // +kubebuilder:validation:MaxLength=512
 // +kubebuilder:validation:XValidation:rule="self.matches('^[a-zA-Z0-9][a-zA-Z0-9.-]*(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*@sha256:[a-f0-9]{64}$')",message="must be an image pinned by digest, repository@sha256:<64 lowercase hex>; a tag is not allowed here (stellactl release create resolves tags to digests)"
 type ImageDigestRef string
+
+// Digest is the sha256:<hex> part of the reference, which identifies the
+// image whatever repository names it; the whole reference when it has no
+// digest (admission refuses those), which then matches no other digest.
+func (r ImageDigestRef) Digest() string {
+	s := string(r)
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
 
 // Digest is a content digest in the form sha256:<64 lowercase hex>.
 // +kubebuilder:validation:MaxLength=71

@@ -18,26 +18,62 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// Inputs are what a decision was based on, frozen when it was made. Every
-// list is sorted by name before hashing, so the order in which objects were
-// listed never changes the hash.
+// Inputs are what a decision was based on, frozen when it was made: every
+// field of every object a gate evaluator reads, so that evaluating them
+// again (a replay) must give the same verdicts. Every list is sorted by name
+// before hashing, so the order in which objects were listed never changes
+// the hash.
 type Inputs struct {
 	// Clock is the frozen evaluation time, RFC 3339 in UTC.
 	Clock       string                          `json:"clock"`
-	Promotion   Named[v1alpha1.PromotionSpec]   `json:"promotion"`
+	Promotion   Promotion                       `json:"promotion"`
 	Release     Named[v1alpha1.ReleaseSpec]     `json:"release"`
 	Environment Named[v1alpha1.EnvironmentSpec] `json:"environment"`
-	Gates       []Named[v1alpha1.GateSpec]      `json:"gates"`
-	Approvals   []Named[v1alpha1.ApprovalSpec]  `json:"approvals"`
+	// Gates are the gates the environment names that exist.
+	Gates     []Gate     `json:"gates"`
+	Approvals []Approval `json:"approvals"`
 	// Upstream are the environments the gates looked at, with the status
 	// they had.
 	Upstream []Named[v1alpha1.EnvironmentStatus] `json:"upstream"`
 	// OtherReleases are the releases dependency gates compared against.
 	OtherReleases []Named[v1alpha1.ReleaseSpec] `json:"otherReleases"`
-	// ScanReports are the digests of the scan reports the gates looked at.
-	ScanReports []Named[v1alpha1.Digest] `json:"scanReports"`
+	// ScanReports are the scan reports of the release's images.
+	ScanReports []ScanReport `json:"scanReports"`
 	// Policies are the digests of the CUE policy sources evaluated, by gate.
 	Policies []Named[v1alpha1.Digest] `json:"policies"`
+}
+
+// Promotion is the promotion decided on.
+type Promotion struct {
+	Name string                 `json:"name"`
+	Spec v1alpha1.PromotionSpec `json:"spec"`
+	// StartedAt is when its evaluation began (RFC 3339, UTC): fail-closed
+	// timeouts count from it.
+	StartedAt string `json:"startedAt,omitempty"`
+}
+
+// Gate is a gate as the decision saw it.
+type Gate struct {
+	Name string            `json:"name"`
+	Spec v1alpha1.GateSpec `json:"spec"`
+	// Invalid is why the gate's configuration could not be evaluated, as
+	// its status said; empty when it could.
+	Invalid string `json:"invalid,omitempty"`
+}
+
+// Approval is an approval of the promotion.
+type Approval struct {
+	Name string                `json:"name"`
+	Spec v1alpha1.ApprovalSpec `json:"spec"`
+	// CreatedAt orders approvals (RFC 3339, UTC).
+	CreatedAt string `json:"createdAt"`
+}
+
+// ScanReport is a scan report of one of the release's images.
+type ScanReport struct {
+	Name   string                    `json:"name"`
+	Spec   v1alpha1.ScanReportSpec   `json:"spec"`
+	Status v1alpha1.ScanReportStatus `json:"status"`
 }
 
 // Named is an object's name with the part of it a decision depends on.
@@ -136,17 +172,19 @@ func Clock(t time.Time) string {
 }
 
 func (in Inputs) sorted() Inputs {
-	in.Gates = sortedByName(in.Gates)
-	in.Approvals = sortedByName(in.Approvals)
-	in.Upstream = sortedByName(in.Upstream)
-	in.OtherReleases = sortedByName(in.OtherReleases)
-	in.ScanReports = sortedByName(in.ScanReports)
-	in.Policies = sortedByName(in.Policies)
+	in.Gates = sortedBy(in.Gates, func(g Gate) string { return g.Name })
+	in.Approvals = sortedBy(in.Approvals, func(a Approval) string { return a.Name })
+	in.Upstream = sortedBy(in.Upstream, Named[v1alpha1.EnvironmentStatus].name)
+	in.OtherReleases = sortedBy(in.OtherReleases, Named[v1alpha1.ReleaseSpec].name)
+	in.ScanReports = sortedBy(in.ScanReports, func(r ScanReport) string { return r.Name })
+	in.Policies = sortedBy(in.Policies, Named[v1alpha1.Digest].name)
 	return in
 }
 
-func sortedByName[T any](items []Named[T]) []Named[T] {
+func (n Named[T]) name() string { return n.Name }
+
+func sortedBy[T any](items []T, name func(T) string) []T {
 	items = slices.Clone(items)
-	slices.SortFunc(items, func(a, b Named[T]) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(items, func(a, b T) int { return cmp.Compare(name(a), name(b)) })
 	return items
 }

@@ -42,14 +42,14 @@ func TestDecide(t *testing.T) {
 func inputs() Inputs {
 	return Inputs{
 		Clock:     Clock(time.Date(2026, 11, 28, 18, 0, 0, 0, time.FixedZone("CET", 3600))),
-		Promotion: Named[v1alpha1.PromotionSpec]{Name: "p", Value: v1alpha1.PromotionSpec{Release: "r", Environment: "prod", RequestedBy: "alice"}},
-		Gates: []Named[v1alpha1.GateSpec]{
-			{Name: "two", Value: v1alpha1.GateSpec{Approval: &v1alpha1.ApprovalGate{Count: 2}}},
-			{Name: "cue", Value: v1alpha1.GateSpec{Policy: &v1alpha1.PolicyGate{Source: "allow: true"}}},
+		Promotion: Promotion{Name: "p", Spec: v1alpha1.PromotionSpec{Release: "r", Environment: "prod", RequestedBy: "alice"}},
+		Gates: []Gate{
+			{Name: "two", Spec: v1alpha1.GateSpec{Approval: &v1alpha1.ApprovalGate{Count: 2}}},
+			{Name: "cue", Spec: v1alpha1.GateSpec{Policy: &v1alpha1.PolicyGate{Source: "allow: true"}}},
 		},
-		Approvals: []Named[v1alpha1.ApprovalSpec]{
-			{Name: "b", Value: v1alpha1.ApprovalSpec{Approver: "bob"}},
-			{Name: "c", Value: v1alpha1.ApprovalSpec{Approver: "carol"}},
+		Approvals: []Approval{
+			{Name: "b", Spec: v1alpha1.ApprovalSpec{Approver: "bob"}},
+			{Name: "c", Spec: v1alpha1.ApprovalSpec{Approver: "carol"}},
 		},
 		Policies: []Named[v1alpha1.Digest]{{Name: "cue", Value: v1alpha1.Digest("sha256:" + strings.Repeat("a", 64))}},
 	}
@@ -84,7 +84,7 @@ func TestHashIgnoresListingOrderButNotContent(t *testing.T) {
 		t.Error("a different clock must change the hash")
 	}
 	forged := inputs()
-	forged.Approvals[0].Value.Approver = "mallory"
+	forged.Approvals[0].Spec.Approver = "mallory"
 	if got, _ := Decide(forged, gates).Hash(); got == base {
 		t.Error("a different approver must change the hash")
 	}
@@ -101,7 +101,7 @@ func TestCanonicalSortsKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(raw), `{"gates":null,"inputs":{"approvals":[{"name":"b"`) {
+	if !strings.HasPrefix(string(raw), `{"gates":null,"inputs":{"approvals":[{"createdAt":"","name":"b"`) {
 		t.Errorf("canonical JSON does not start with sorted keys: %.80s", raw)
 	}
 }

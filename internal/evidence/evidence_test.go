@@ -38,12 +38,12 @@ func release() v1alpha1.ReleaseSpec {
 func record() decision.Record {
 	in := decision.Inputs{
 		Clock:       "2026-11-28T10:00:00Z",
-		Promotion:   decision.Named[v1alpha1.PromotionSpec]{Name: "shop-to-prod", Value: v1alpha1.PromotionSpec{Release: "shop", Environment: "prod", RequestedBy: "alice"}},
+		Promotion:   decision.Promotion{Name: "shop-to-prod", Spec: v1alpha1.PromotionSpec{Release: "shop", Environment: "prod", RequestedBy: "alice"}},
 		Release:     decision.Named[v1alpha1.ReleaseSpec]{Name: "shop", Value: release()},
 		Environment: decision.Named[v1alpha1.EnvironmentSpec]{Name: "prod"},
-		Approvals: []decision.Named[v1alpha1.ApprovalSpec]{
-			{Name: "b", Value: v1alpha1.ApprovalSpec{Promotion: "shop-to-prod", Approver: "carol", Decision: v1alpha1.ApprovalApprove}},
-			{Name: "a", Value: v1alpha1.ApprovalSpec{Promotion: "shop-to-prod", Approver: "bob", Decision: v1alpha1.ApprovalApprove}},
+		Approvals: []decision.Approval{
+			{Name: "b", Spec: v1alpha1.ApprovalSpec{Promotion: "shop-to-prod", Approver: "carol", Decision: v1alpha1.ApprovalApprove}, CreatedAt: "2026-11-28T09:00:00Z"},
+			{Name: "a", Spec: v1alpha1.ApprovalSpec{Promotion: "shop-to-prod", Approver: "bob", Decision: v1alpha1.ApprovalApprove}, CreatedAt: "2026-11-28T09:30:00Z"},
 		},
 	}
 	return decision.Decide(in, []v1alpha1.GateEvaluation{{Name: "two-approvers", Type: "approval", Result: v1alpha1.GatePass}})

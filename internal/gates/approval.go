@@ -121,7 +121,7 @@ func EvaluateApproval(g *v1alpha1.ApprovalGate, in Inputs) Outcome {
 	case len(rejecters) > 0:
 		msg := "rejected by " + strings.Join(rejecters, ", ")
 		if c := firstReject.Spec.Comment; c != "" {
-			msg += fmt.Sprintf(": %q", truncate(c, 200))
+			msg += fmt.Sprintf(": %q", Truncate(c, 200))
 		}
 		out = fail(TypeApproval, msg, ReasonApprovalRejected)
 	case len(approvers) >= need:

@@ -70,9 +70,9 @@ func EvaluateDependency(g *v1alpha1.DependencyGate, in Inputs) Outcome {
 			if curRel := findRelease(in, current); curRel != nil {
 				curImage, found = componentImage(curRel, g.Component)
 			}
-			if !found || digestOf(curImage) != digestOf(wantImage) {
+			if !found || curImage.Digest() != wantImage.Digest() {
 				codes = append(codes, ReasonDependencyNotDeployed)
-				problems = append(problems, fmt.Sprintf("%s runs %s, whose component %s is not %s", g.Environment, displayRelease(current), g.Component, digestOf(wantImage)))
+				problems = append(problems, fmt.Sprintf("%s runs %s, whose component %s is not %s", g.Environment, displayRelease(current), g.Component, wantImage.Digest()))
 			}
 		}
 	}
@@ -80,7 +80,7 @@ func EvaluateDependency(g *v1alpha1.DependencyGate, in Inputs) Outcome {
 		codes = append(codes, ReasonDependencyNotHealthy)
 		msg := g.Environment + " is not Ready"
 		if c := apimeta.FindStatusCondition(env.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Message != "" {
-			msg += ": " + truncate(c.Message, 200)
+			msg += ": " + Truncate(c.Message, 200)
 		}
 		problems = append(problems, msg)
 	}

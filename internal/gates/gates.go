@@ -91,7 +91,7 @@ func (o Outcome) Evaluation(name string) v1alpha1.GateEvaluation {
 		Name:    name,
 		Type:    o.Type,
 		Result:  o.Result,
-		Message: truncate(o.Message, maxMessageLen),
+		Message: Truncate(o.Message, maxMessageLen),
 	}
 	if len(o.ReasonCodes) > 0 {
 		ev.ReasonCodes = slices.Clone(o.ReasonCodes[:min(len(o.ReasonCodes), maxReasonCodes)])
@@ -268,8 +268,8 @@ func sortedCodes(codes []string) []string {
 	return slices.Compact(out)
 }
 
-// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
-func truncate(s string, n int) string {
+// Truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -92,7 +92,7 @@ func EvaluateSecurityVerdict(g *v1alpha1.SecurityVerdictGate, in Inputs) Outcome
 	var codes, exceeded, unknown, missing, stale []string
 	worst := 0
 	for _, c := range components {
-		r := reports[digestOf(c.Image)]
+		r := reports[c.Image.Digest()]
 		switch {
 		case r == nil || r.Status.ScannedAt == nil:
 			missing = append(missing, c.Name)
@@ -231,7 +231,7 @@ func latestReports(reports []v1alpha1.ScanReport) map[string]*v1alpha1.ScanRepor
 	out := make(map[string]*v1alpha1.ScanReport, len(reports))
 	for i := range reports {
 		r := &reports[i]
-		d := digestOf(r.Spec.Image)
+		d := r.Spec.Image.Digest()
 		if cur, ok := out[d]; !ok || newerReport(r, cur) {
 			out[d] = r
 		}
@@ -251,16 +251,6 @@ func newerReport(a, b *v1alpha1.ScanReport) bool {
 		return c > 0
 	}
 	return a.Name < b.Name
-}
-
-// digestOf returns the digest part of repository@sha256:..., or the whole
-// reference when it has none (which then matches no report: fail closed).
-func digestOf(ref v1alpha1.ImageDigestRef) string {
-	s := string(ref)
-	if i := strings.LastIndexByte(s, '@'); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }
 
 // evaluationStart is when the promotion began to be evaluated: its

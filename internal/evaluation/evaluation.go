@@ -1,0 +1,187 @@
+// Package evaluation decides a promotion from its frozen inputs alone: the
+// promotion controller decides with it, and a replay (stellactl replay) runs
+// it again on the inputs a sealed decision recorded. Since nothing else is
+// read, the same inputs give the same record, byte for byte.
+package evaluation
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/decision"
+	"github.com/stella-ops/stella/internal/gates"
+	"github.com/stella-ops/stella/internal/policy"
+)
+
+// Reason codes of gates judged here, before any evaluator runs. Like the
+// evaluators' codes they are stable and sortable.
+const (
+	ReasonGateNotFound   = "gate.not-found"
+	ReasonPolicyDenied   = "policy.denied"
+	ReasonPolicyRejected = "policy.input-rejected"
+	ReasonPolicyError    = "policy.error"
+)
+
+// maxMessage bounds a gate's message, as the API does.
+const maxMessage = 1024
+
+// Evaluator evaluates gates, keeping each CUE policy compiled once.
+type Evaluator struct {
+	mu       sync.Mutex
+	programs map[string]compiled
+}
+
+type compiled struct {
+	program *policy.Program
+	err     error
+}
+
+// Evaluate runs every gate the environment names, in its order, and
+// combines the verdicts into a decision record. The record's inputs are in
+// plus the digests of the policies evaluated.
+func (e *Evaluator) Evaluate(in decision.Inputs) (decision.Record, []v1alpha1.GateEvaluation, error) {
+	now, err := time.Parse(time.RFC3339, in.Clock)
+	if err != nil {
+		return decision.Record{}, nil, fmt.Errorf("inputs: clock %q is not RFC 3339: %w", in.Clock, err)
+	}
+	objects, err := objectsOf(in, now)
+	if err != nil {
+		return decision.Record{}, nil, err
+	}
+	byName := map[string]decision.Gate{}
+	for _, g := range in.Gates {
+		byName[g.Name] = g
+	}
+	in.Policies = nil
+	var evals []v1alpha1.GateEvaluation
+	for _, ref := range in.Environment.Value.Gates {
+		g, ok := byName[ref.Name]
+		t, _ := gates.TypeOf(&g.Spec)
+		switch {
+		case !ok:
+			evals = append(evals, v1alpha1.GateEvaluation{Name: ref.Name, Result: v1alpha1.GateFail,
+				ReasonCodes: []string{ReasonGateNotFound}, Message: fmt.Sprintf("Gate %s does not exist; a missing gate never passes", ref.Name)})
+		case in.Promotion.Spec.Rollback && slices.Contains(in.Environment.Value.RollbackSkipGateTypes, t):
+			evals = append(evals, v1alpha1.GateEvaluation{Name: ref.Name, Type: t, Result: v1alpha1.GatePass,
+				Message: fmt.Sprintf("%s gates do not apply to rollbacks (spec.rollbackSkipGateTypes of environment %s)", t, in.Environment.Name)})
+		case g.Invalid != "":
+			evals = append(evals, v1alpha1.GateEvaluation{Name: ref.Name, Type: t, Result: v1alpha1.GateFail,
+				ReasonCodes: []string{gates.ReasonInvalid}, Message: gates.Truncate("the gate's configuration is invalid: "+g.Invalid, maxMessage)})
+		case g.Spec.Policy != nil:
+			ev, digest := e.evaluatePolicy(ref.Name, g.Spec.Policy, in, now)
+			evals = append(evals, ev)
+			in.Policies = append(in.Policies, decision.Named[v1alpha1.Digest]{Name: ref.Name, Value: v1alpha1.Digest(digest)})
+		default:
+			gate := &v1alpha1.Gate{ObjectMeta: metav1.ObjectMeta{Name: g.Name}, Spec: g.Spec}
+			evals = append(evals, gates.Evaluate(gate, objects).Evaluation(ref.Name))
+		}
+	}
+	return decision.Decide(in, evals), evals, nil
+}
+
+// objectsOf rebuilds the objects the evaluators read from the inputs: every
+// field they read is in the inputs, and only those.
+func objectsOf(in decision.Inputs, now time.Time) (gates.Inputs, error) {
+	out := gates.Inputs{Now: now}
+	promo := &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Name: in.Promotion.Name}, Spec: in.Promotion.Spec}
+	if in.Promotion.StartedAt != "" {
+		t, err := time.Parse(time.RFC3339, in.Promotion.StartedAt)
+		if err != nil {
+			return out, fmt.Errorf("inputs: promotion.startedAt %q: %w", in.Promotion.StartedAt, err)
+		}
+		promo.Status.StartedAt = &metav1.Time{Time: t}
+	}
+	out.Promotion = promo
+	out.Release = &v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Name: in.Release.Name}, Spec: in.Release.Value}
+	for _, r := range in.OtherReleases {
+		out.Releases = append(out.Releases, v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Name: r.Name}, Spec: r.Value})
+	}
+	for _, e := range in.Upstream {
+		out.Environments = append(out.Environments, v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Name: e.Name}, Status: e.Value})
+	}
+	for _, a := range in.Approvals {
+		t, err := time.Parse(time.RFC3339, a.CreatedAt)
+		if err != nil {
+			return out, fmt.Errorf("inputs: approval %s: createdAt %q: %w", a.Name, a.CreatedAt, err)
+		}
+		out.Approvals = append(out.Approvals, v1alpha1.Approval{ObjectMeta: metav1.ObjectMeta{Name: a.Name, CreationTimestamp: metav1.Time{Time: t}}, Spec: a.Spec})
+	}
+	for _, r := range in.ScanReports {
+		out.ScanReports = append(out.ScanReports, v1alpha1.ScanReport{ObjectMeta: metav1.ObjectMeta{Name: r.Name}, Spec: r.Spec, Status: r.Status})
+	}
+	return out, nil
+}
+
+// evaluatePolicy runs a CUE policy gate, and returns its verdict and the
+// digest of the source evaluated.
+func (e *Evaluator) evaluatePolicy(name string, g *v1alpha1.PolicyGate, in decision.Inputs, now time.Time) (v1alpha1.GateEvaluation, string) {
+	ev := v1alpha1.GateEvaluation{Name: name, Type: gates.TypePolicy}
+	prog, err := e.program(g.Source)
+	if err != nil {
+		ev.Result, ev.ReasonCodes, ev.Message = v1alpha1.GateFail, []string{gates.ReasonInvalid}, gates.Truncate(err.Error(), maxMessage)
+		return ev, policy.Digest(g.Source)
+	}
+	d, err := prog.Evaluate(PolicyInput(in, now))
+	switch {
+	case err != nil:
+		ev.Result, ev.ReasonCodes, ev.Message = v1alpha1.GateFail, []string{ReasonPolicyError}, gates.Truncate(err.Error(), maxMessage)
+	case d.Allow:
+		ev.Result, ev.Message = v1alpha1.GatePass, "the policy allows the promotion"
+	case d.Code == policy.CodeInputRejected:
+		ev.Result, ev.ReasonCodes, ev.Message = v1alpha1.GateFail, []string{ReasonPolicyRejected}, gates.Truncate(strings.Join(d.Reasons, "; "), maxMessage)
+	default:
+		ev.Result, ev.ReasonCodes, ev.Message = v1alpha1.GateFail, []string{ReasonPolicyDenied}, gates.Truncate(strings.Join(d.Reasons, "; "), maxMessage)
+	}
+	return ev, prog.Digest()
+}
+
+// program is the compiled policy of source, compiled on first use. The
+// cache is keyed by the source, so an edited gate compiles again and a
+// replay of an old decision compiles the old source.
+func (e *Evaluator) program(source string) (*policy.Program, error) {
+	key := policy.Digest(source)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.programs[key]; ok {
+		return c.program, c.err
+	}
+	prog, err := policy.Compile(source)
+	if e.programs == nil {
+		e.programs = map[string]compiled{}
+	}
+	e.programs[key] = compiled{program: prog, err: err}
+	return prog, err
+}
+
+// PolicyInput is the documented input document of policy gates.
+func PolicyInput(in decision.Inputs, now time.Time) policy.Input {
+	out := policy.Input{
+		Release:     policy.Release{Name: in.Release.Name, Version: in.Release.Value.Version},
+		Environment: policy.Environment{Name: in.Environment.Name, Order: int(in.Environment.Value.Order)},
+		Promotion:   policy.Promotion{Name: in.Promotion.Name, RequestedBy: in.Promotion.Spec.RequestedBy, Reason: in.Promotion.Spec.Reason},
+		Clock:       policy.ClockAt(now),
+	}
+	if s := in.Release.Value.Source; s != nil {
+		out.Release.Source = policy.Source{Repository: s.Repository, Commit: s.Commit, BuildURL: s.BuildURL}
+	}
+	for _, c := range in.Release.Value.Components {
+		out.Release.Components = append(out.Release.Components, policy.Component{Name: c.Name, Image: string(c.Image), Digest: c.Image.Digest(), Role: string(c.Role)})
+	}
+	for _, a := range in.Approvals {
+		out.Approvals = append(out.Approvals, policy.Approval{Approver: a.Spec.Approver, Groups: a.Spec.ApproverGroups, Decision: string(a.Spec.Decision)})
+	}
+	slices.SortFunc(out.Approvals, func(a, b policy.Approval) int { return strings.Compare(a.Approver+a.Decision, b.Approver+b.Decision) })
+	for _, s := range in.ScanReports {
+		c := s.Status.Summary
+		out.ScanReports = append(out.ScanReports, policy.ScanReport{Image: string(s.Spec.Image), MaxSeverity: string(s.Status.MaxSeverity),
+			Counts: policy.SeverityCounts{Critical: int(c.Critical), High: int(c.High), Medium: int(c.Medium), Low: int(c.Low), Unknown: int(c.Unknown)}})
+	}
+	slices.SortFunc(out.ScanReports, func(a, b policy.ScanReport) int { return strings.Compare(a.Image, b.Image) })
+	return out
+}

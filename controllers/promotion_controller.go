@@ -23,21 +23,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/internal/gates"
 	"github.com/stella-ops/stella/internal/decision"
 	"github.com/stella-ops/stella/internal/evaluation"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/gates"
 )
 
 // AnnotationCancel on a Promotion asks to cancel it: it ends Cancelled, and
 // no more DeployTasks are created (those already started run to their end).
 const AnnotationCancel = "stella-ops.org/cancel"
-
-// Reason codes a promotion is rejected with before any gate runs.
-const (
-	reasonUpstreamNotSucceeded  = "promotion.upstream-not-succeeded"
-	reasonRollbackTargetUnknown = "promotion.rollback-target-unknown"
-)
 
 // Condition reasons of Promotions.
 const (
@@ -69,7 +63,7 @@ type PromotionReconciler struct {
 	// Now is the clock; time.Now when nil.
 	Now       func() time.Time
 	evaluator evaluation.Evaluator
-	clock    decisionClock
+	clock     decisionClock
 }
 
 func (r *PromotionReconciler) now() time.Time {
@@ -248,23 +242,13 @@ func (r *PromotionReconciler) references(ctx context.Context, promo *v1alpha1.Pr
 // decide evaluates the gates until the decision is final. It reports done
 // when the promotion must wait (pending) or has ended (denied).
 func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) (ctrl.Result, bool, error) {
-	refused := r.refusal(ctx, promo, rel, env)
-	var record decision.Record
-	var evals []v1alpha1.GateEvaluation
-	if refused != nil {
-		record = decision.Decide(decision.Inputs{Clock: decision.Clock(r.now()),
-			Promotion:   decision.Promotion{Name: promo.Name, Spec: promo.Spec, StartedAt: startedAt(promo)},
-			Release:     decision.Named[v1alpha1.ReleaseSpec]{Name: rel.Name, Value: rel.Spec},
-			Environment: decision.Named[v1alpha1.EnvironmentSpec]{Name: env.Name, Value: env.Spec},
-		}, []v1alpha1.GateEvaluation{*refused})
-	} else {
-		in, err := r.freeze(ctx, promo, rel, env)
-		if err != nil {
-			return ctrl.Result{}, true, err
-		}
-		if record, evals, err = r.evaluator.Evaluate(in); err != nil {
-			return ctrl.Result{}, true, err
-		}
+	in, err := r.freeze(ctx, promo, rel, env)
+	if err != nil {
+		return ctrl.Result{}, true, err
+	}
+	record, evals, err := r.evaluator.Evaluate(in)
+	if err != nil {
+		return ctrl.Result{}, true, err
 	}
 	decidedAt, err := time.Parse(time.RFC3339, record.Inputs.Clock)
 	if err != nil {
@@ -289,8 +273,8 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 			return ctrl.Result{}, true, err
 		}
 	}
-	if refused != nil {
-		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected, refused.Message)
+	if i := slices.IndexFunc(evals, func(e v1alpha1.GateEvaluation) bool { return e.Name == evaluation.RefusalGate }); i >= 0 {
+		r.finish(promo, v1alpha1.PromotionRejected, reasonRejected, evals[i].Message)
 		return ctrl.Result{}, true, nil
 	}
 	switch record.Result {
@@ -329,22 +313,6 @@ func (r *PromotionReconciler) keepStatement(promo *v1alpha1.Promotion, rel *v1al
 	return nil
 }
 
-// refusal is why a promotion is denied before any gate runs: a rollback to
-// a release the environment never ran, or a release that has not succeeded
-// upstream. It is recorded like a failing gate, so that the decision is
-// sealed like any other.
-func (r *PromotionReconciler) refusal(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) *v1alpha1.GateEvaluation {
-	switch {
-	case promo.Spec.Rollback && !succeededIn(rel.Name, *env):
-		return &v1alpha1.GateEvaluation{Name: "promotion", Result: v1alpha1.GateFail, ReasonCodes: []string{reasonRollbackTargetUnknown},
-			Message: fmt.Sprintf("a rollback returns to a release that succeeded in %s before, and %s never did", env.Name, rel.Name)}
-	case !promo.Spec.Rollback && !r.succeededUpstream(ctx, rel.Name, env):
-		return &v1alpha1.GateEvaluation{Name: "promotion", Result: v1alpha1.GateFail, ReasonCodes: []string{reasonUpstreamNotSucceeded},
-			Message: fmt.Sprintf("release %s has not succeeded in any of %v, which environment %s promotes from", rel.Name, env.Spec.PromotesFrom, env.Name)}
-	}
-	return nil
-}
-
 // Explanation is what the gates would decide about a promotion now.
 type Explanation struct {
 	// UpstreamOK says whether the release succeeded in an environment the
@@ -375,44 +343,34 @@ func (r *PromotionReconciler) Explain(ctx context.Context, promo *v1alpha1.Promo
 	if err != nil {
 		return Explanation{}, err
 	}
-	return Explanation{UpstreamOK: r.succeededUpstream(ctx, rel.Name, env), Decision: record, Gates: evals}, nil
+	return Explanation{UpstreamOK: !slices.Contains(record.ReasonCodes, evaluation.ReasonUpstreamNotSucceeded), Decision: record, Gates: evals}, nil
 }
 
-// succeededUpstream says whether release succeeded in an environment env
-// promotes from: by a Succeeded promotion there (the environment's status
-// may not show it yet), or by that environment's history (the promotion may
-// have been deleted since).
-func (r *PromotionReconciler) succeededUpstream(ctx context.Context, release string, env *v1alpha1.Environment) bool {
-	if len(env.Spec.PromotesFrom) == 0 {
-		return true
-	}
+// environmentsSucceeded are the environments among names where release
+// succeeded: by a Succeeded promotion there (the environment's status may
+// not show it yet), or by the environment's history (the promotion may have
+// been deleted since).
+func (r *PromotionReconciler) environmentsSucceeded(ctx context.Context, ns, release string, names []string) ([]string, error) {
+	var out []string
 	var promos v1alpha1.PromotionList
-	if err := r.List(ctx, &promos, client.InNamespace(env.Namespace), client.MatchingFields{indexRelease: release}, client.UnsafeDisableDeepCopy); err == nil {
-		for _, p := range promos.Items {
-			if p.Status.Phase == v1alpha1.PromotionSucceeded && slices.Contains(env.Spec.PromotesFrom, p.Spec.Environment) {
-				return true
-			}
+	if err := r.List(ctx, &promos, client.InNamespace(ns), client.MatchingFields{indexRelease: release}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	for _, p := range promos.Items {
+		if p.Status.Phase == v1alpha1.PromotionSucceeded && slices.Contains(names, p.Spec.Environment) {
+			out = append(out, p.Spec.Environment)
 		}
 	}
-	ups, err := getEnvironments(ctx, r.Client, env.Namespace, env.Spec.PromotesFrom)
+	envs, err := getEnvironments(ctx, r.Client, ns, names)
 	if err != nil {
-		return false
+		return nil, err
 	}
-	return succeededUpstream(release, env, ups)
-}
-
-// succeededUpstream says whether release has succeeded in one of the
-// environments env promotes from (always, when it names none).
-func succeededUpstream(release string, env *v1alpha1.Environment, all []v1alpha1.Environment) bool {
-	if len(env.Spec.PromotesFrom) == 0 {
-		return true
-	}
-	for _, up := range all {
-		if slices.Contains(env.Spec.PromotesFrom, up.Name) && succeededIn(release, up) {
-			return true
+	for _, e := range envs {
+		if succeededIn(release, e) {
+			out = append(out, e.Name)
 		}
 	}
-	return false
+	return slices.Compact(slices.Sorted(slices.Values(out))), nil
 }
 
 // succeededIn says whether release runs in env or succeeded there before.

@@ -74,6 +74,9 @@ func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promot
 			in.ScanReports = append(in.ScanReports, decision.ScanReport{Name: s.Name, Spec: s.Spec, Status: s.Status})
 		}
 	}
+	if in.SucceededIn, err = r.environmentsSucceeded(ctx, promo.Namespace, rel.Name, append([]string{env.Name}, env.Spec.PromotesFrom...)); err != nil {
+		return in, err
+	}
 	others, err := r.dependencyReleases(ctx, promo.Namespace, found, envs)
 	if err != nil {
 		return in, err

@@ -85,22 +85,21 @@ func TestTaskNameIsBoundedAndStable(t *testing.T) {
 	}
 }
 
-func TestSucceededUpstream(t *testing.T) {
-	prod := &v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Name: "prod"}, Spec: v1alpha1.EnvironmentSpec{PromotesFrom: []string{"stage"}}}
+func TestSucceededIn(t *testing.T) {
 	stage := v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Name: "stage"}}
-	if succeededUpstream("r1", prod, []v1alpha1.Environment{stage}) {
+	if succeededIn("r1", stage) {
 		t.Error("r1 never ran in stage")
 	}
 	stage.Status.History = []v1alpha1.EnvironmentHistoryEntry{{Release: "r1", Phase: v1alpha1.PromotionFailed}}
-	if succeededUpstream("r1", prod, []v1alpha1.Environment{stage}) {
+	if succeededIn("r1", stage) {
 		t.Error("r1 failed in stage")
 	}
 	stage.Status.History = append(stage.Status.History, v1alpha1.EnvironmentHistoryEntry{Release: "r1", Phase: v1alpha1.PromotionSucceeded})
-	if !succeededUpstream("r1", prod, []v1alpha1.Environment{stage}) {
+	if !succeededIn("r1", stage) {
 		t.Error("r1 succeeded in stage")
 	}
-	if !succeededUpstream("r9", &v1alpha1.Environment{}, nil) {
-		t.Error("an environment without promotesFrom takes any release")
+	if !succeededIn("r2", v1alpha1.Environment{Status: v1alpha1.EnvironmentStatus{CurrentRelease: "r2"}}) {
+		t.Error("r2 runs there now")
 	}
 }
 

@@ -129,6 +129,7 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		approvalCommand(f, streams, v1alpha1.ApprovalReject),
 		evidenceCommand(f, streams),
 		logCommand(f, streams),
+		replayCommand(f, streams),
 		authCommand(f, configFlags, streams),
 		versionCommand(f, streams),
 	)

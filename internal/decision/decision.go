@@ -41,6 +41,9 @@ type Inputs struct {
 	ScanReports []ScanReport `json:"scanReports"`
 	// Policies are the digests of the CUE policy sources evaluated, by gate.
 	Policies []Named[v1alpha1.Digest] `json:"policies"`
+	// SucceededIn are the environments, among the target environment and
+	// those it promotes from, where the release had succeeded.
+	SucceededIn []string `json:"succeededIn"`
 }
 
 // Promotion is the promotion decided on.
@@ -178,6 +181,7 @@ func (in Inputs) sorted() Inputs {
 	in.OtherReleases = sortedBy(in.OtherReleases, Named[v1alpha1.ReleaseSpec].name)
 	in.ScanReports = sortedBy(in.ScanReports, func(r ScanReport) string { return r.Name })
 	in.Policies = sortedBy(in.Policies, Named[v1alpha1.Digest].name)
+	in.SucceededIn = slices.Compact(slices.Sorted(slices.Values(in.SucceededIn)))
 	return in
 }
 

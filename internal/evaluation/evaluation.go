@@ -22,11 +22,18 @@ import (
 // Reason codes of gates judged here, before any evaluator runs. Like the
 // evaluators' codes they are stable and sortable.
 const (
-	ReasonGateNotFound   = "gate.not-found"
-	ReasonPolicyDenied   = "policy.denied"
-	ReasonPolicyRejected = "policy.input-rejected"
-	ReasonPolicyError    = "policy.error"
+	ReasonUpstreamNotSucceeded  = "promotion.upstream-not-succeeded"
+	ReasonRollbackTargetUnknown = "promotion.rollback-target-unknown"
+	ReasonGateNotFound          = "gate.not-found"
+	ReasonPolicyDenied          = "policy.denied"
+	ReasonPolicyRejected        = "policy.input-rejected"
+	ReasonPolicyError           = "policy.error"
 )
+
+// RefusalGate names the verdict on the promotion itself, which comes before
+// any gate: a release that has not succeeded upstream, or a rollback to a
+// release the environment never ran.
+const RefusalGate = "promotion"
 
 // maxMessage bounds a gate's message, as the API does.
 const maxMessage = 1024
@@ -60,6 +67,9 @@ func (e *Evaluator) Evaluate(in decision.Inputs) (decision.Record, []v1alpha1.Ga
 	}
 	in.Policies = nil
 	var evals []v1alpha1.GateEvaluation
+	if refused := refusal(in); refused != nil {
+		evals = append(evals, *refused)
+	}
 	for _, ref := range in.Environment.Value.Gates {
 		g, ok := byName[ref.Name]
 		t, _ := gates.TypeOf(&g.Spec)
@@ -83,6 +93,22 @@ func (e *Evaluator) Evaluate(in decision.Inputs) (decision.Record, []v1alpha1.Ga
 		}
 	}
 	return decision.Decide(in, evals), evals, nil
+}
+
+// refusal is the verdict on the promotion itself, or nil when it may go on
+// to its gates.
+func refusal(in decision.Inputs) *v1alpha1.GateEvaluation {
+	env := in.Environment
+	switch {
+	case in.Promotion.Spec.Rollback && !slices.Contains(in.SucceededIn, env.Name):
+		return &v1alpha1.GateEvaluation{Name: RefusalGate, Result: v1alpha1.GateFail, ReasonCodes: []string{ReasonRollbackTargetUnknown},
+			Message: fmt.Sprintf("a rollback returns to a release that succeeded in %s before, and %s never did", env.Name, in.Release.Name)}
+	case !in.Promotion.Spec.Rollback && len(env.Value.PromotesFrom) > 0 &&
+		!slices.ContainsFunc(env.Value.PromotesFrom, func(up string) bool { return slices.Contains(in.SucceededIn, up) }):
+		return &v1alpha1.GateEvaluation{Name: RefusalGate, Result: v1alpha1.GateFail, ReasonCodes: []string{ReasonUpstreamNotSucceeded},
+			Message: fmt.Sprintf("release %s has not succeeded in any of %v, which environment %s promotes from", in.Release.Name, env.Value.PromotesFrom, env.Name)}
+	}
+	return nil
 }
 
 // objectsOf rebuilds the objects the evaluators read from the inputs: every

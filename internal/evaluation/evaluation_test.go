@@ -52,6 +52,19 @@ func variedInputs(i int) decision.Inputs {
 	if i%10 == 9 {
 		env.Gates = append(env.Gates, v1alpha1.LocalObjectReference{Name: "deleted"}) // named but missing
 	}
+	if i%8 == 5 { // a release that has, or has not, succeeded upstream
+		env.PromotesFrom = []string{"stage"}
+		if i%16 == 5 {
+			in.SucceededIn = []string{"stage"}
+		}
+	}
+	if i%25 == 7 { // a rollback, to a release that ran here or not
+		in.Promotion.Spec.Rollback = true
+		env.RollbackSkipGateTypes = []string{"soak"}
+		if i%50 == 7 {
+			in.SucceededIn = []string{"prod"}
+		}
+	}
 	in.Environment = decision.Named[v1alpha1.EnvironmentSpec]{Name: "prod", Value: env}
 	for j, who := range []string{"alice", "bob", "carol", "bob"}[:i%5%4+1] {
 		in.Approvals = append(in.Approvals, decision.Approval{Name: fmt.Sprintf("a-%d", j), CreatedAt: at(time.Duration(j) * time.Minute),
@@ -73,12 +86,18 @@ func variedInputs(i int) decision.Inputs {
 func TestReplayReproducesEveryDecision(t *testing.T) {
 	e := &Evaluator{}
 	results := map[v1alpha1.DecisionResult]int{}
+	refusals := 0
 	for i := range 100 {
 		record, _, err := e.Evaluate(variedInputs(i))
 		if err != nil {
 			t.Fatal(err)
 		}
 		results[record.Result]++
+		for _, code := range record.ReasonCodes {
+			if code == ReasonUpstreamNotSucceeded || code == ReasonRollbackTargetUnknown {
+				refusals++
+			}
+		}
 		sealed, err := record.Canonical()
 		if err != nil {
 			t.Fatal(err)
@@ -96,9 +115,9 @@ func TestReplayReproducesEveryDecision(t *testing.T) {
 			t.Fatalf("decision %d does not replay:\nsealed   %s\nreplayed %s", i, sealed, again)
 		}
 	}
-	t.Logf("results: %v", results)
-	if len(results) < 3 {
-		t.Errorf("the family covers only %v; want allow, deny and pending", results)
+	t.Logf("results: %v, refusals %d", results, refusals)
+	if len(results) < 3 || refusals < 2 {
+		t.Errorf("the family covers only %v and %d refusals; want allow, deny, pending and refusals", results, refusals)
 	}
 }
 

@@ -123,6 +123,11 @@ reasons: [if !allow {"release candidates stay out"}]
 			replayed, err := pred.Record.Hash()
 			Expect(err).NotTo(HaveOccurred())
 			Expect(replayed).To(Equal(promo.Status.Decision.DeterminismHash), "the frozen record hashes to the decision's determinism hash")
+
+			out, err := stellactl(ctx, shared.Kubeconfig(), "replay", "promotion", promo.Name, "-n", ns)
+			Expect(err).NotTo(HaveOccurred(), out)
+			Expect(out).To(ContainSubstring("identical, " + string(promo.Status.Decision.Result)))
+			Expect(out).To(ContainSubstring(string(promo.Status.Decision.DeterminismHash)))
 		}
 		Expect(indexes).To(HaveLen(3), "three decisions, three log entries")
 	})
@@ -176,6 +181,9 @@ reasons: [if !allow {"release candidates stay out"}]
 		}
 		out, code := verify(write("good.tar", packetData), "--key", keyPath)
 		Expect(code).To(Equal(0), out)
+		replayed, err := stellactlEnv(ctx, []string{"KUBECONFIG=/nonexistent"}, "replay", filepath.Join(auditor, "good.tar"), "--key", keyPath)
+		Expect(err).NotTo(HaveOccurred(), replayed)
+		Expect(replayed).To(ContainSubstring("identical, allow"))
 		Expect(out).To(ContainSubstring("verified: " + evidence.PredicateDecision))
 		Expect(out).To(ContainSubstring(first.Name + ": allow"))
 

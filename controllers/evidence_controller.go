@@ -23,7 +23,8 @@ import (
 const LabelEvidencePromotion = "stella-ops.org/promotion"
 
 // EvidencePacketReconciler seals evidence: it creates the EvidencePacket of
-// each decided promotion that names one, and seals every packet once:
+// each decided promotion that names one and of each finished rollout
+// (deployment or rollback record), and seals every packet once:
 // signs its statement, logs it in the transparency log and records where
 // the envelope is and the proof that the log holds it.
 type EvidencePacketReconciler struct {
@@ -41,7 +42,11 @@ func (r *EvidencePacketReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			if p.Status.EvidencePacket == "" || p.Status.Decision == nil || p.Status.Decision.StatementDigest == "" {
 				return nil
 			}
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Status.EvidencePacket}}}
+			reqs := []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: p.Status.EvidencePacket}}}
+			if name := rolloutPacketName(p); name != "" {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: p.Namespace, Name: name}})
+			}
+			return reqs
 		})).
 		Complete(r)
 }
@@ -51,7 +56,7 @@ func (r *EvidencePacketReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	packet := &v1alpha1.EvidencePacket{}
 	err := r.Get(ctx, req.NamespacedName, packet)
 	if apierrors.IsNotFound(err) {
-		return ctrl.Result{}, r.createDecisionPacket(ctx, req.NamespacedName)
+		return ctrl.Result{}, errors.Join(r.createDecisionPacket(ctx, req.NamespacedName), r.createRolloutPacket(ctx, req.NamespacedName))
 	}
 	if err != nil || packet.Status.Phase.IsTerminal() {
 		return ctrl.Result{}, err
@@ -121,24 +126,74 @@ func (r *EvidencePacketReconciler) createDecisionPacket(ctx context.Context, key
 		if err != nil {
 			return fmt.Errorf("promotion %s: %w", p.Name, err)
 		}
-		st, err := evidence.ParseStatement(statement)
-		if err != nil {
-			return fmt.Errorf("promotion %s: %w", p.Name, err)
-		}
-		packet := &v1alpha1.EvidencePacket{
-			ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: key.Name, Labels: map[string]string{LabelEvidencePromotion: p.Name}},
-			Spec:       v1alpha1.EvidencePacketSpec{Type: v1alpha1.EvidenceReleaseDecision, Promotion: p.Name, ContentDigest: d.StatementDigest},
-		}
-		for _, s := range st.Subject {
-			packet.Spec.Subjects = append(packet.Spec.Subjects, v1alpha1.ComponentDigest{Name: path.Base(s.Name),
-				Image: v1alpha1.ImageDigestRef(s.Name + "@sha256:" + s.Digest["sha256"])})
-		}
-		if err := r.Create(ctx, packet); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create EvidencePacket %s: %w", key.Name, err)
-		}
-		return nil
+		return r.createPacket(ctx, key, &p, v1alpha1.EvidenceReleaseDecision, statement)
 	}
 	return nil
+}
+
+// createRolloutPacket creates the packet of a finished rollout a promotion
+// names, with the record of its DeployTasks.
+func (r *EvidencePacketReconciler) createRolloutPacket(ctx context.Context, key types.NamespacedName) error {
+	var promos v1alpha1.PromotionList
+	if err := r.List(ctx, &promos, client.InNamespace(key.Namespace), client.MatchingFields{indexRolloutPacket: key.Name}); err != nil {
+		return err
+	}
+	for _, p := range promos.Items {
+		var tasks v1alpha1.DeployTaskList
+		if err := r.List(ctx, &tasks, client.InNamespace(p.Namespace), client.MatchingFields{indexPromotion: p.Name}); err != nil {
+			return err
+		}
+		predicateType, statement, err := evidence.RolloutStatement(&p, tasks.Items)
+		if err != nil {
+			return err
+		}
+		if _, err := r.Sealer.Store.Put(statement); err != nil {
+			return err
+		}
+		kind := v1alpha1.EvidenceDeployment
+		if predicateType == evidence.PredicateRollback {
+			kind = v1alpha1.EvidenceRollback
+		}
+		return r.createPacket(ctx, key, &p, kind, statement)
+	}
+	return nil
+}
+
+// createPacket creates the packet named key about promo, with statement
+// (already in the evidence store) as its content.
+func (r *EvidencePacketReconciler) createPacket(ctx context.Context, key types.NamespacedName, promo *v1alpha1.Promotion, kind v1alpha1.EvidenceType, statement []byte) error {
+	st, err := evidence.ParseStatement(statement)
+	if err != nil {
+		return fmt.Errorf("promotion %s: %w", promo.Name, err)
+	}
+	packet := &v1alpha1.EvidencePacket{
+		ObjectMeta: metav1.ObjectMeta{Namespace: promo.Namespace, Name: key.Name, Labels: map[string]string{LabelEvidencePromotion: promo.Name}},
+		Spec:       v1alpha1.EvidencePacketSpec{Type: kind, Promotion: promo.Name, ContentDigest: evidence.DigestOf(statement)},
+	}
+	for _, s := range st.Subject {
+		packet.Spec.Subjects = append(packet.Spec.Subjects, v1alpha1.ComponentDigest{Name: path.Base(s.Name),
+			Image: v1alpha1.ImageDigestRef(s.Name + "@sha256:" + s.Digest["sha256"])})
+	}
+	if err := r.Create(ctx, packet); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create EvidencePacket %s: %w", key.Name, err)
+	}
+	return nil
+}
+
+// rolloutPacketName is the EvidencePacket of a promotion's finished
+// rollout: a deployment record, or a rollback record when it rolled back;
+// "" while it has none to seal.
+func rolloutPacketName(p *v1alpha1.Promotion) string {
+	if len(p.Status.Targets) == 0 || p.Status.Decision == nil || p.Status.Decision.StatementDigest == "" {
+		return ""
+	}
+	switch p.Status.Phase {
+	case v1alpha1.PromotionSucceeded, v1alpha1.PromotionFailed:
+		return boundedName(p.Name+"-deployment", p.Name+"/deployment")
+	case v1alpha1.PromotionRolledBack:
+		return boundedName(p.Name+"-rollback", p.Name+"/rollback")
+	}
+	return ""
 }
 
 // decisionPacketName is the EvidencePacket of a promotion's decision.

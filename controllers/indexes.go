@@ -39,6 +39,9 @@ const (
 	// indexEvidencePacket holds the EvidencePacket a promotion's status
 	// names.
 	indexEvidencePacket = "status.evidencePacket"
+	// indexRolloutPacket holds the EvidencePacket of a promotion's
+	// finished rollout.
+	indexRolloutPacket = "status.rolloutPacket"
 	// indexDigest holds the digest a scan report is about, or those a
 	// release pins.
 	indexDigest = "spec.image.digest"
@@ -59,6 +62,12 @@ var fieldIndexes = []fieldIndex{
 	{&v1alpha1.Promotion{}, indexRelease, func(o client.Object) []string { return []string{o.(*v1alpha1.Promotion).Spec.Release} }},
 	{&v1alpha1.Promotion{}, indexEvidencePacket, func(o client.Object) []string {
 		if name := o.(*v1alpha1.Promotion).Status.EvidencePacket; name != "" {
+			return []string{name}
+		}
+		return nil
+	}},
+	{&v1alpha1.Promotion{}, indexRolloutPacket, func(o client.Object) []string {
+		if name := rolloutPacketName(o.(*v1alpha1.Promotion)); name != "" {
 			return []string{name}
 		}
 		return nil

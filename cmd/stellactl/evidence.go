@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/tlog"
 )
@@ -71,10 +72,12 @@ func evidenceCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cob
 
 func evidenceExportCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	var out string
+	var rollout bool
 	cmd := &cobra.Command{
-		Use:   "export PROMOTION [-o FILE]",
+		Use:   "export PROMOTION [-o FILE] [--rollout]",
 		Short: "Write the sealed decision of a promotion to a tar file that verifies offline",
-		Long: `Write the sealed evidence of a promotion's decision to a tar archive: the
+		Long: `Write the sealed evidence of a promotion's decision (or, with --rollout, of
+its finished deployment or rollback) to a tar archive: the
 in-toto statement, its DSSE envelope, the log checkpoint and the inclusion proof,
 and the server's public keys. 'stellactl evidence verify' checks it on any
 machine, with no access to the server.
@@ -87,7 +90,7 @@ stellactl auth create-user NAME --role auditor).`,
 			if out == "" {
 				out = args[0] + ".evidence.tar"
 			}
-			packet, err := exportPacket(cmd.Context(), f, args[0])
+			packet, err := exportPacket(cmd.Context(), f, args[0], rollout)
 			if err != nil {
 				return err
 			}
@@ -103,10 +106,13 @@ stellactl auth create-user NAME --role auditor).`,
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default: PROMOTION.evidence.tar)")
+	cmd.Flags().BoolVar(&rollout, "rollout", false, "export the deployment (or rollback) record of the finished rollout instead of the decision")
 	return cmd
 }
 
-func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string) (*evidence.Packet, error) {
+// exportPacket reads a promotion's sealed record from the server: its
+// decision, or with rollout its deployment or rollback record.
+func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, rollout bool) (*evidence.Packet, error) {
 	c, ns, err := clientFor(f)
 	if err != nil {
 		return nil, err
@@ -118,8 +124,24 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string) (*ev
 	if promo.Status.EvidencePacket == "" {
 		return nil, fmt.Errorf("promotion %s has no evidence yet: its decision is not final, or the server keeps no evidence", promotion)
 	}
+	name := promo.Status.EvidencePacket
+	if rollout {
+		var list v1alpha1.EvidencePacketList
+		if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{controllers.LabelEvidencePromotion: promotion}); err != nil {
+			return nil, err
+		}
+		name = ""
+		for _, p := range list.Items {
+			if p.Spec.Type == v1alpha1.EvidenceDeployment || p.Spec.Type == v1alpha1.EvidenceRollback {
+				name = p.Name
+			}
+		}
+		if name == "" {
+			return nil, fmt.Errorf("promotion %s has no rollout record yet: it has not finished deploying (phase %s)", promotion, promo.Status.Phase)
+		}
+	}
 	obj := &v1alpha1.EvidencePacket{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: promo.Status.EvidencePacket}, obj); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
 		return nil, err
 	}
 	if obj.Status.Phase != v1alpha1.EvidenceSealed {

@@ -40,7 +40,7 @@ Exit codes: as for evidence verify, and 7 when the replayed decision differs
 			var err error
 			switch {
 			case len(args) == 2 && args[0] == "promotion":
-				packet, err = exportPacket(cmd.Context(), f, args[1])
+				packet, err = exportPacket(cmd.Context(), f, args[1], false)
 			case len(args) == 1:
 				packet, err = readPacketFile(args[0])
 			default:

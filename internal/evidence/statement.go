@@ -9,6 +9,7 @@ import (
 
 	ita "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/decision"
@@ -131,4 +132,78 @@ func ParseStatement(data []byte) (*Statement, error) {
 			PredicateDecision, PredicateDeployment, PredicateRollback)
 	}
 	return &st, nil
+}
+
+// RolloutPredicate is the predicate of a deployment or rollback record:
+// what each target was asked to run and what its agent reported.
+type RolloutPredicate struct {
+	Namespace   string                  `json:"namespace"`
+	Promotion   string                  `json:"promotion"`
+	Release     string                  `json:"release"`
+	Environment string                  `json:"environment"`
+	Phase       v1alpha1.PromotionPhase `json:"phase"`
+	// Decision is the determinism hash of the decision that allowed the
+	// rollout, and DecisionStatement the statement that seals it.
+	Decision          v1alpha1.Digest `json:"decision"`
+	DecisionStatement v1alpha1.Digest `json:"decisionStatement,omitempty"`
+	// StartedAt and FinishedAt bound the promotion, RFC 3339 in UTC.
+	StartedAt  string        `json:"startedAt,omitempty"`
+	FinishedAt string        `json:"finishedAt,omitempty"`
+	Tasks      []RolloutTask `json:"tasks"`
+}
+
+// RolloutTask is one DeployTask of a rollout and its outcome.
+type RolloutTask struct {
+	Name       string                     `json:"name"`
+	Target     string                     `json:"target"`
+	Action     v1alpha1.DeployAction      `json:"action"`
+	Batch      int32                      `json:"batch"`
+	Release    string                     `json:"release"`
+	Components []v1alpha1.ComponentDigest `json:"components"`
+	Phase      v1alpha1.DeployTaskPhase   `json:"phase"`
+	Message    string                     `json:"message,omitempty"`
+	// Observed is what the agent reported running afterwards.
+	Observed   []v1alpha1.ComponentDigest `json:"observed,omitempty"`
+	FinishedAt string                     `json:"finishedAt,omitempty"`
+}
+
+// RolloutStatement is the canonical statement of a finished rollout of
+// promo with its tasks: a rollback record when the promotion rolled back,
+// a deployment record otherwise. Its subjects are the images the rollout
+// put on targets.
+func RolloutStatement(promo *v1alpha1.Promotion, tasks []v1alpha1.DeployTask) (string, []byte, error) {
+	pred := RolloutPredicate{Namespace: promo.Namespace, Promotion: promo.Name, Release: promo.Spec.Release,
+		Environment: promo.Spec.Environment, Phase: promo.Status.Phase, StartedAt: clock(promo.Status.StartedAt), FinishedAt: clock(promo.Status.FinishedAt)}
+	if d := promo.Status.Decision; d != nil {
+		pred.Decision, pred.DecisionStatement = d.DeterminismHash, d.StatementDigest
+	}
+	predicateType, action := PredicateDeployment, v1alpha1.DeployActionDeploy
+	if promo.Status.Phase == v1alpha1.PromotionRolledBack {
+		predicateType, action = PredicateRollback, v1alpha1.DeployActionRollback
+	}
+	var images []v1alpha1.ReleaseComponent
+	for _, t := range tasks {
+		pred.Tasks = append(pred.Tasks, RolloutTask{Name: t.Name, Target: t.Spec.Target, Action: t.Spec.Action, Batch: t.Spec.Batch,
+			Release: t.Spec.Release, Components: t.Spec.Components, Phase: t.Status.Phase, Message: t.Status.Message,
+			Observed: t.Status.Observed, FinishedAt: clock(t.Status.FinishedAt)})
+		if t.Spec.Action == action {
+			for _, c := range t.Spec.Components {
+				images = append(images, v1alpha1.ReleaseComponent{Name: c.Name, Image: c.Image})
+			}
+		}
+	}
+	slices.SortFunc(pred.Tasks, func(a, b RolloutTask) int { return strings.Compare(a.Name, b.Name) })
+	subjects := ImageSubjects(images)
+	if len(subjects) == 0 {
+		return "", nil, fmt.Errorf("promotion %s: the rollout put no image on any target, so its record has no subject", promo.Name)
+	}
+	st, err := MarshalStatement(predicateType, subjects, pred)
+	return predicateType, st, err
+}
+
+func clock(t *metav1.Time) string {
+	if t == nil {
+		return ""
+	}
+	return decision.Clock(t.Time)
 }

@@ -137,8 +137,17 @@ reasons: [if !allow {"release candidates stay out"}]
 		ns := newNamespace(ctx, admin)
 		Expect(admin.Create(ctx, release(ns, "shop-1", "1.0.0"))).To(Succeed())
 		Expect(admin.Create(ctx, release(ns, "shop-2", "2.0.0"))).To(Succeed())
-		Expect(admin.Create(ctx, environment(ns, "dev"))).To(Succeed())
-		first := reachesPhase(ctx, promote(ctx, admin, ns, "shop-1", "dev"), v1alpha1.PromotionSucceeded)
+		dev := environment(ns, "dev")
+		dev.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "dev"}}
+		Expect(admin.Create(ctx, dev)).To(Succeed())
+		Expect(admin.Create(ctx, &v1alpha1.Target{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-1", Labels: map[string]string{"env": "dev"}},
+			Spec:       v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeDocker, Agent: "host-1"},
+		})).To(Succeed())
+		bindRole(ctx, admin, ns, "agent", "host-1")
+		first := promote(ctx, admin, ns, "shop-1", "dev")
+		report(ctx, shared.UserClient("host-1"), taskOf(ctx, first, "web-1"), v1alpha1.DeployTaskSucceeded, "deployed")
+		first = reachesPhase(ctx, first, v1alpha1.PromotionSucceeded)
 		sealedPacket(ctx, admin, first)
 
 		bindRole(ctx, admin, ns, "viewer", "vic")
@@ -232,10 +241,19 @@ reasons: [if !allow {"release candidates stay out"}]
 			Expect(out).NotTo(ContainSubstring("verified:"), tc.name)
 		}
 
+		rolloutTar := filepath.Join(work, "rollout.tar")
+		out, err = stellactl(ctx, ann, "evidence", "export", first.Name, "-n", ns, "--rollout", "-o", rolloutTar)
+		Expect(err).NotTo(HaveOccurred(), out)
+		out, code = verify(rolloutTar, "--key", keyPath)
+		Expect(code).To(Equal(0), out)
+		Expect(out).To(ContainSubstring("verified: " + evidence.PredicateDeployment))
+
 		oldCP, err := stellactl(ctx, ann, "log", "checkpoint")
 		Expect(err).NotTo(HaveOccurred(), oldCP)
 		oldPath := write("old.cp", []byte(oldCP))
-		sealedPacket(ctx, admin, reachesPhase(ctx, promote(ctx, admin, ns, "shop-2", "dev"), v1alpha1.PromotionSucceeded))
+		second := promote(ctx, admin, ns, "shop-2", "dev")
+		report(ctx, shared.UserClient("host-1"), taskOf(ctx, second, "web-1"), v1alpha1.DeployTaskSucceeded, "deployed")
+		sealedPacket(ctx, admin, reachesPhase(ctx, second, v1alpha1.PromotionSucceeded))
 		out, err = stellactl(ctx, ann, "log", "verify", "--from", oldPath)
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(MatchRegexp(`consistent: the log of \d+ entries extends the log of \d+ entries`))

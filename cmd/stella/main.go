@@ -48,7 +48,7 @@ func rootCommand() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 shows errors and Stella's own messages, 1 and up everything the Kubernetes libraries log")
-	root.AddCommand(serveCommand(), controllersCommand(), installCRDsCommand(), versionCommand())
+	root.AddCommand(serveCommand(), controllersCommand(), installCRDsCommand(), keysCommand(), versionCommand())
 	return root
 }
 
@@ -155,6 +155,36 @@ func installCRDsCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: $KUBECONFIG, then ~/.kube/config)")
 	return cmd
+}
+
+func keysCommand() *cobra.Command {
+	var dataDir, evidenceDir string
+	keys := &cobra.Command{Use: "keys", Short: "Manage the keys that sign evidence"}
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Retire the evidence signing key and make a new one",
+		Long: `Retire the Ed25519 key that signs evidence envelopes, keeping its public key
+under evidence/retired/<key ID>.pub (served at /evidence/v1/keys/<key ID>.pub, so
+packets it sealed still verify), and make a new one. A running server keeps
+signing with the old key until it restarts. The log's checkpoint key does not
+change.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if evidenceDir == "" {
+				evidenceDir = filepath.Join(dataDir, "evidence")
+			}
+			oldID, newID, err := evidence.RotateSigningKey(evidenceDir)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "retired signing key %s; new signing key %s (used from the next start)\n", oldID, newID)
+			return err
+		},
+	}
+	rotate.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "data directory of the server ($STELLA_DATA_DIR)")
+	rotate.Flags().StringVar(&evidenceDir, "evidence-dir", "", "evidence directory (default: evidence in the data directory)")
+	keys.AddCommand(rotate)
+	return keys
 }
 
 func versionCommand() *cobra.Command {

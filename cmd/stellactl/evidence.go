@@ -159,7 +159,7 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, roll
 	}{
 		{blobPath(obj.Spec.ContentDigest), &p.Statement},
 		{blobPath(obj.Status.EnvelopeDigest), &p.Envelope},
-		{evidence.PathSigningKey, &p.SigningKey},
+		{evidence.PathKeys + obj.Status.KeyID + ".pub", &p.SigningKey},
 		{evidence.PathCheckpointKey, &p.CheckpointKey},
 	} {
 		if *part.into, err = get(ctx, part.path); err != nil {

@@ -409,3 +409,43 @@ func BenchmarkVerifyPacket(b *testing.B) {
 		}
 	}
 }
+
+func TestRotatedKeysStillVerifyWhatTheySealed(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := RotateSigningKey(dir); err == nil {
+		t.Fatal("rotating before any key exists succeeded")
+	}
+	s, err := OpenSealer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Seal(statement(t))
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldID, newID, err := RotateSigningKey(dir)
+	if err != nil || oldID != before.KeyID || newID == oldID {
+		t.Fatalf("rotate: %s → %s, %v (sealed with %s)", oldID, newID, err, before.KeyID)
+	}
+	s, err = OpenSealer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, _ := DecisionStatement("shop", "after-rotation", release(), record())
+	after, err := s.Seal(other)
+	if err != nil || after.KeyID != newID {
+		t.Fatalf("sealed with %s after rotating to %s: %v", after.KeyID, newID, err)
+	}
+	keys, err := PublicKeys(dir)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("public keys %v, %v; want the retired and the new one", keys, err)
+	}
+	for _, seal := range []Seal{before, after} {
+		envelope, _ := s.Store.Get(seal.Envelope)
+		if _, keyID, err := Verify(envelope, keys); err != nil || keyID != seal.KeyID {
+			t.Errorf("envelope sealed by %s: %s, %v", seal.KeyID, keyID, err)
+		}
+	}
+}

@@ -20,7 +20,10 @@ const PathPrefix = "/evidence/v1/"
 
 // Paths under PathPrefix.
 const (
-	PathSigningKey    = "keys/" + PublicKeyFile
+	PathSigningKey = "keys/" + PublicKeyFile
+	// PathKeys serves a signing public key, current or retired, as
+	// keys/<key ID>.pub.
+	PathKeys          = "keys/"
 	PathCheckpointKey = "keys/" + CheckpointVerifierFile
 	PathCheckpoint    = "checkpoint"
 	PathBlobs         = "blobs/"
@@ -45,6 +48,26 @@ func (s *Sealer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathPrefix+PathSigningKey, func(w http.ResponseWriter, _ *http.Request) {
 		s.serveFile(w, filepath.Join(s.dir, PublicKeyFile), "application/x-pem-file")
+	})
+	mux.HandleFunc("GET "+PathPrefix+PathKeys+"{keyid}", func(w http.ResponseWriter, r *http.Request) {
+		id, ok := strings.CutSuffix(r.PathValue("keyid"), ".pub")
+		keys, err := PublicKeys(s.dir)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		pub, found := keys[id]
+		if !ok || !found {
+			http.Error(w, fmt.Sprintf("no signing key %q, current or retired", id), http.StatusNotFound)
+			return
+		}
+		data, err := MarshalPublicKey(pub)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(data)
 	})
 	mux.HandleFunc("GET "+PathPrefix+PathCheckpointKey, func(w http.ResponseWriter, _ *http.Request) {
 		s.serveFile(w, filepath.Join(s.dir, CheckpointVerifierFile), "text/plain; charset=utf-8")

@@ -152,3 +152,75 @@ func NoteKeys(name string, key ed25519.PrivateKey) (note.Signer, note.Verifier, 
 	}
 	return signer, verifier, vkey, nil
 }
+
+// RetiredKeysDir holds, in the evidence directory, the public keys of
+// signing keys rotated out, as <key ID>.pub: packets they sealed still
+// verify.
+const RetiredKeysDir = "retired"
+
+// RotateSigningKey retires the signing key of dir, keeping its public key,
+// and makes a new Ed25519 key. A server picks the new key up at its next
+// start. It returns the retired and the new key IDs.
+func RotateSigningKey(dir string) (string, string, error) {
+	path := filepath.Join(dir, SigningKeyFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", "", fmt.Errorf("%s: there is no signing key to rotate (the server makes one at its first start)", path)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	old, err := ParsePrivateKey(data, path)
+	if err != nil {
+		return "", "", err
+	}
+	oldID, err := KeyID(old.Public())
+	if err != nil {
+		return "", "", err
+	}
+	pub, err := MarshalPublicKey(old.Public())
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, RetiredKeysDir), 0o700); err != nil {
+		return "", "", err
+	}
+	// The old public key is kept before the private key goes: a crash in
+	// between leaves both, and rotating again retires it once more.
+	if err := pki.WriteFileAtomic(filepath.Join(dir, RetiredKeysDir, oldID+".pub"), pub, 0o644); err != nil {
+		return "", "", err
+	}
+	if err := os.Remove(path); err != nil {
+		return "", "", err
+	}
+	key, err := LoadOrCreateSigningKey(dir)
+	if err != nil {
+		return "", "", err
+	}
+	newID, err := KeyID(key.Public())
+	return oldID, newID, err
+}
+
+// PublicKeys are the public keys of dir's signing keys, current and
+// retired, by key ID.
+func PublicKeys(dir string) (Keys, error) {
+	keys := Keys{}
+	paths, err := filepath.Glob(filepath.Join(dir, RetiredKeysDir, "*.pub"))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range append(paths, filepath.Join(dir, PublicKeyFile)) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		pub, err := ParsePublicKey(data, p)
+		if err != nil {
+			return nil, err
+		}
+		if err := keys.Add(pub); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}

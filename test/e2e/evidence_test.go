@@ -23,6 +23,7 @@ import (
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/test/framework"
 )
 
 // sealedPacket waits until the EvidencePacket the promotion names is sealed.
@@ -262,5 +263,39 @@ reasons: [if !allow {"release candidates stay out"}]
 		var exit *exec.ExitError
 		Expect(errors.As(err, &exit)).To(BeTrue())
 		Expect(exit.ExitCode()).To(Equal(5))
+	})
+})
+
+var _ = Describe("evidence signing keys", func() {
+	It("rotates: packets sealed with the retired key still export and verify, new ones use the new key", func(ctx SpecContext) {
+		srv := startServer(framework.ServerOptions{})
+		admin := srv.AdminClient()
+		ns := newNamespace(ctx, admin)
+		for _, r := range []*v1alpha1.Release{release(ns, "shop-1", "1.0.0"), release(ns, "shop-2", "2.0.0")} {
+			Expect(admin.Create(ctx, r)).To(Succeed())
+		}
+		Expect(admin.Create(ctx, environment(ns, "dev"))).To(Succeed())
+		first := reachesPhaseOn(ctx, admin, promote(ctx, admin, ns, "shop-1", "dev"), v1alpha1.PromotionSucceeded)
+		before := sealedPacket(ctx, admin, first)
+
+		Expect(srv.Stop()).To(Succeed())
+		out, err := framework.Run(ctx, bin.Stella, nil, "keys", "rotate", "--data-dir", srv.DataDir)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("retired signing key " + before.Status.KeyID))
+		again := startServer(framework.ServerOptions{DataDir: srv.DataDir, Listen: srv.Listen})
+		admin = again.AdminClient()
+		second := reachesPhaseOn(ctx, admin, promote(ctx, admin, ns, "shop-2", "dev"), v1alpha1.PromotionSucceeded)
+		after := sealedPacket(ctx, admin, second)
+		Expect(after.Status.KeyID).NotTo(Equal(before.Status.KeyID))
+
+		work := GinkgoT().TempDir()
+		for _, promo := range []*v1alpha1.Promotion{first, second} {
+			tarPath := filepath.Join(work, promo.Name+".tar")
+			out, err := stellactl(ctx, again.Kubeconfig(), "evidence", "export", promo.Name, "-n", ns, "-o", tarPath)
+			Expect(err).NotTo(HaveOccurred(), out)
+			out, err = stellactlEnv(ctx, []string{"KUBECONFIG=/nonexistent"}, "evidence", "verify", tarPath)
+			Expect(err).NotTo(HaveOccurred(), out)
+			Expect(out).To(ContainSubstring("verified:"))
+		}
 	})
 })

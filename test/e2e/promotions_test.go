@@ -33,12 +33,19 @@ func approve(ctx context.Context, c client.Client, promo *v1alpha1.Promotion, de
 	})).To(Succeed())
 }
 
-// reachesPhase waits until promo is in phase, and returns it fresh.
+// reachesPhase waits until promo is in phase on the shared server, and
+// returns it fresh.
 func reachesPhase(ctx context.Context, promo *v1alpha1.Promotion, phase v1alpha1.PromotionPhase) *v1alpha1.Promotion {
+	GinkgoHelper()
+	return reachesPhaseOn(ctx, shared.AdminClient(), promo, phase)
+}
+
+// reachesPhaseOn waits until promo is in phase as c sees it.
+func reachesPhaseOn(ctx context.Context, c client.Client, promo *v1alpha1.Promotion, phase v1alpha1.PromotionPhase) *v1alpha1.Promotion {
 	GinkgoHelper()
 	got := &v1alpha1.Promotion{}
 	Eventually(func() v1alpha1.PromotionPhase {
-		_ = shared.AdminClient().Get(ctx, client.ObjectKeyFromObject(promo), got)
+		_ = c.Get(ctx, client.ObjectKeyFromObject(promo), got)
 		return got.Status.Phase
 	}).WithContext(ctx).WithTimeout(30*time.Second).Should(Equal(phase), "promotion %s", promo.Name)
 	return got

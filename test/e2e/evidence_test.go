@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/tlog"
 	"github.com/stella-ops/stella/test/framework"
 )
 
@@ -297,5 +299,53 @@ var _ = Describe("evidence signing keys", func() {
 			Expect(err).NotTo(HaveOccurred(), out)
 			Expect(out).To(ContainSubstring("verified:"))
 		}
+	})
+})
+
+var _ = Describe("evidence across a crash", func() {
+	It("after kill -9 in the middle of sealing, every decision is sealed exactly once and the log opens consistent", func(ctx SpecContext) {
+		const n = 60
+		srv := startServer(framework.ServerOptions{})
+		admin := srv.AdminClient()
+		ns := newNamespace(ctx, admin)
+		Expect(admin.Create(ctx, release(ns, "shop-1", "1.0.0"))).To(Succeed())
+		for i := range n {
+			Expect(admin.Create(ctx, environment(ns, fmt.Sprintf("env-%02d", i)))).To(Succeed())
+		}
+		for i := range n {
+			Expect(admin.Create(ctx, promotion(ns, fmt.Sprintf("p-%02d", i), "shop-1", fmt.Sprintf("env-%02d", i)))).To(Succeed())
+		}
+		sealed := func(c client.Client) func() int {
+			return func() int {
+				var list v1alpha1.EvidencePacketList
+				_ = c.List(ctx, &list, client.InNamespace(ns))
+				count := 0
+				for _, p := range list.Items {
+					if p.Status.Phase == v1alpha1.EvidenceSealed {
+						count++
+					}
+				}
+				return count
+			}
+		}
+		Eventually(sealed(admin)).WithContext(ctx).WithPolling(20 * time.Millisecond).WithTimeout(60 * time.Second).Should(BeNumerically(">=", 3))
+		srv.Kill()
+
+		again := startServer(framework.ServerOptions{DataDir: srv.DataDir, Listen: srv.Listen})
+		admin = again.AdminClient()
+		Eventually(sealed(admin)).WithContext(ctx).WithTimeout(90 * time.Second).Should(Equal(n))
+		var list v1alpha1.EvidencePacketList
+		Expect(admin.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		indexes := map[string]string{}
+		for _, p := range list.Items {
+			Expect(indexes).NotTo(HaveKey(p.Status.LogIndex), "packets %s and %s share a log entry", p.Name, indexes[p.Status.LogIndex])
+			indexes[p.Status.LogIndex] = p.Name
+			Expect(p.Status.Verified).To(BeTrue(), p.Name)
+		}
+		Expect(again.Stop()).To(Succeed())
+		entries, err := tlog.Open(filepath.Join(again.DataDir, "evidence", "log"), "reader", nil)
+		Expect(err).NotTo(HaveOccurred())
+		defer entries.Close()
+		Expect(entries.Size()).To(Equal(uint64(n)), "one log entry per decision: none lost, none twice")
 	})
 })

@@ -2,16 +2,23 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/decision"
 	"github.com/stella-ops/stella/internal/evaluation"
 	"github.com/stella-ops/stella/internal/evidence"
@@ -22,14 +29,17 @@ const exitReplayMismatch = 7
 
 func replayCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	var keyFile, checkpointKeyFile string
+	var whatIf bool
 	cmd := &cobra.Command{
-		Use:   "replay FILE | replay promotion NAME",
+		Use:   "replay FILE | replay promotion NAME [--what-if]",
 		Short: "Decide a sealed decision again from its frozen inputs and compare",
 		Long: `Verify an evidence packet (as 'stellactl evidence verify' does), then run the
 gate evaluation again on the frozen inputs its decision recorded, with this
 stellactl's evaluators, and compare the result byte for byte with the sealed
 record: the same inputs must give the same decision and determinism hash.
 'replay promotion NAME' exports the promotion's packet from the server first.
+With --what-if it also decides the same promotion again with today's gates,
+scan reports, approvals and clock on the server, and shows what would change.
 
 Exit codes: as for evidence verify, and 7 when the replayed decision differs
 (the differing lines are printed).`,
@@ -65,12 +75,68 @@ Exit codes: as for evidence verify, and 7 when the replayed decision differs
 			if err != nil {
 				return verificationExit(err)
 			}
-			return replay(streams.Out, st)
+			if err := replay(streams.Out, st); err != nil || !whatIf {
+				return err
+			}
+			return decideToday(cmd.Context(), f, streams.Out, st)
 		},
 	}
+	cmd.Flags().BoolVar(&whatIf, "what-if", false, "also decide the promotion again with today's gates, reports and clock, and show what would change")
 	cmd.Flags().StringVar(&keyFile, "key", "", "PEM public key that must have signed the envelope (default: the one in the packet)")
 	cmd.Flags().StringVar(&checkpointKeyFile, "checkpoint-key", "", "note verifier key of the log (default: the one in the packet)")
 	return cmd
+}
+
+// decideToday evaluates the sealed decision's promotion with what the
+// server holds now, creating nothing, and compares it with the sealed one.
+func decideToday(ctx context.Context, f cmdutil.Factory, out io.Writer, st *evidence.Statement) error {
+	var pred evidence.DecisionPredicate
+	if err := json.Unmarshal(st.Predicate, &pred); err != nil {
+		return err
+	}
+	c, _, err := clientFor(f)
+	if err != nil {
+		return err
+	}
+	in := pred.Record.Inputs
+	promo := &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: pred.Namespace, Name: in.Promotion.Name}, Spec: in.Promotion.Spec}
+	if started, err := time.Parse(time.RFC3339, in.Promotion.StartedAt); err == nil {
+		promo.Status.StartedAt = &metav1.Time{Time: started}
+	}
+	ex, err := (&controllers.PromotionReconciler{Client: controllers.WithClientSideIndexes(c)}).Explain(ctx, promo)
+	if err != nil {
+		return fmt.Errorf("decide %s with today's inputs: %w", promo.Name, err)
+	}
+	then := map[string]v1alpha1.GateEvaluation{}
+	for _, g := range pred.Record.Gates {
+		then[g.Name] = g
+	}
+	fmt.Fprintf(out, "\nwhat if decided now (%s), with today's gates, scan reports and approvals:\n", ex.Decision.Inputs.Clock)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GATE\tTHEN\tNOW\tREASONS NOW")
+	seen := map[string]bool{}
+	for _, g := range ex.Gates {
+		seen[g.Name] = true
+		was := "-"
+		if t, ok := then[g.Name]; ok {
+			was = string(t.Result)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, was, g.Result, strings.Join(g.ReasonCodes, ","))
+	}
+	for _, g := range pred.Record.Gates {
+		if !seen[g.Name] {
+			fmt.Fprintf(tw, "%s\t%s\t-\t(no longer applies)\n", g.Name, g.Result)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	change := "unchanged"
+	if ex.Decision.Result != pred.Record.Result || !slices.Equal(ex.Decision.ReasonCodes, pred.Record.ReasonCodes) {
+		change = "would change"
+	}
+	_, err = fmt.Fprintf(out, "decision: %s %v then, %s %v now (%s)\n", pred.Record.Result, pred.Record.ReasonCodes, ex.Decision.Result, ex.Decision.ReasonCodes, change)
+	return err
 }
 
 func readPacketFile(path string) (*evidence.Packet, error) {

@@ -133,6 +133,18 @@ reasons: [if !allow {"release candidates stay out"}]
 			Expect(out).To(ContainSubstring(string(promo.Status.Decision.DeterminismHash)))
 		}
 		Expect(indexes).To(HaveLen(3), "three decisions, three log entries")
+
+		gate := &v1alpha1.Gate{}
+		Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "no-rc"}, gate)).To(Succeed())
+		gate.Spec.Policy.Source = "allow: true\nreasons: []\n"
+		Expect(admin.Update(ctx, gate)).To(Succeed())
+		Eventually(func() string {
+			out, _ := stellactl(ctx, shared.Kubeconfig(), "replay", "promotion", denied.Name, "-n", ns, "--what-if")
+			return out
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
+			ContainSubstring("identical, deny"),
+			MatchRegexp(`no-rc\s+Fail\s+Pass`),
+			ContainSubstring("deny [policy.denied] then, allow [] now (would change)")))
 	})
 
 	It("exports a packet that verifies offline, names what is wrong with a tampered one, and proves the log only grew", func(ctx SpecContext) {

@@ -65,6 +65,7 @@ func defaultDataDir() string {
 
 func serveCommand() *cobra.Command {
 	o := controlplane.Options{}
+	var s3 func() *evidence.S3Options
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the control plane: embedded etcd, the API server, and the reconcilers",
@@ -79,10 +80,12 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Log = log
+			o.EvidenceS3 = s3()
 			return controlplane.Run(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
+	s3 = evidence.AddS3Flags(f)
 	f.StringVar(&o.DataDir, "data-dir", defaultDataDir(), "directory for certificates, keys, the admin kubeconfig and embedded etcd data ($STELLA_DATA_DIR)")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:6443", "address the API server serves HTTPS on")
 	f.StringSliceVar(&o.EtcdServers, "etcd-servers", nil, "client URLs of an external etcd cluster (default: run etcd embedded in the data directory)")
@@ -96,6 +99,7 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 
 func controllersCommand() *cobra.Command {
 	var kubeconfig, metricsListen, evidenceDir string
+	var s3 func() *evidence.S3Options
 	cmd := &cobra.Command{
 		Use:   "controllers",
 		Short: "Run only the Stella reconcilers against an existing API server",
@@ -116,7 +120,7 @@ leader Lease in the stella-system namespace reconciles.`,
 			if evidenceDir == "" {
 				log.Info("No --evidence-dir: decisions are not sealed into evidence")
 			} else {
-				if o.Evidence, err = evidence.OpenSealer(evidenceDir); err != nil {
+				if o.Evidence, err = evidence.Open(evidenceDir, s3()); err != nil {
 					return fmt.Errorf("--evidence-dir %s: %w", evidenceDir, err)
 				}
 				defer o.Evidence.Close()
@@ -132,6 +136,7 @@ leader Lease in the stella-system namespace reconciles.`,
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: $KUBECONFIG, then ~/.kube/config)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP (default: none)")
 	cmd.Flags().StringVar(&evidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; one replica writes it at a time (default: seal nothing)")
+	s3 = evidence.AddS3Flags(cmd.Flags())
 	return cmd
 }
 

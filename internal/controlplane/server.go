@@ -44,6 +44,9 @@ type Options struct {
 	// EvidenceDir holds the evidence signing keys, the transparency log and
 	// the evidence blobs; empty is the evidence directory of DataDir.
 	EvidenceDir string
+	// EvidenceS3 keeps evidence blobs in an S3-compatible bucket instead of
+	// EvidenceDir; nil keeps them on disk.
+	EvidenceS3 *evidence.S3Options
 	// Controllers runs the Stella reconcilers; without it the process only
 	// serves the API (the reconcilers can run elsewhere with
 	// `stella controllers`).
@@ -93,7 +96,7 @@ func Run(ctx context.Context, o Options) error {
 		if evidenceDir == "" {
 			evidenceDir = dir.evidence()
 		}
-		if sealer, err = evidence.OpenSealer(evidenceDir); err != nil {
+		if sealer, err = evidence.Open(evidenceDir, o.EvidenceS3); err != nil {
 			return fmt.Errorf("open the evidence directory %s: %w", evidenceDir, err)
 		}
 		defer sealer.Close()

@@ -289,7 +289,7 @@ func BenchmarkVerify(b *testing.B) {
 
 func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSealer(dir)
+	s, err := OpenSealer(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
 	}
 	s.Close()
 	// A restart between signing and logging seals again: one entry.
-	s, err = OpenSealer(dir)
+	s, err = OpenSealer(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
 
 // BenchmarkSeal seals distinct decisions into a log on disk.
 func BenchmarkSeal(b *testing.B) {
-	s, err := OpenSealer(b.TempDir())
+	s, err := OpenSealer(b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -385,7 +385,7 @@ func BenchmarkSeal(b *testing.B) {
 // BenchmarkVerifyPacket verifies an exported packet from a log of 10,000
 // entries, as stellactl evidence verify does after reading the file.
 func BenchmarkVerifyPacket(b *testing.B) {
-	s, err := OpenSealer(b.TempDir())
+	s, err := OpenSealer(b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestRotatedKeysStillVerifyWhatTheySealed(t *testing.T) {
 	if _, _, err := RotateSigningKey(dir); err == nil {
 		t.Fatal("rotating before any key exists succeeded")
 	}
-	s, err := OpenSealer(dir)
+	s, err := OpenSealer(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +428,7 @@ func TestRotatedKeysStillVerifyWhatTheySealed(t *testing.T) {
 	if err != nil || oldID != before.KeyID || newID == oldID {
 		t.Fatalf("rotate: %s → %s, %v (sealed with %s)", oldID, newID, err, before.KeyID)
 	}
-	s, err = OpenSealer(dir)
+	s, err = OpenSealer(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

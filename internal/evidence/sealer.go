@@ -46,7 +46,7 @@ type Sealer struct {
 	log      *tlog.Log
 	origin   string
 	verifier note.Verifier
-	Store    *FileStore
+	Store    BlobStore
 }
 
 // Seal is a sealed statement: where it is, who signed it, and the proof
@@ -62,8 +62,9 @@ type Seal struct {
 }
 
 // OpenSealer opens the evidence directory dir, creating its keys, log and
-// blob store on first use.
-func OpenSealer(dir string) (*Sealer, error) {
+// blob store on first use. Blobs go to store, or to the directory when it
+// is nil.
+func OpenSealer(dir string, store BlobStore) (*Sealer, error) {
 	key, err := LoadOrCreateSigningKey(dir)
 	if err != nil {
 		return nil, err
@@ -87,9 +88,10 @@ func OpenSealer(dir string) (*Sealer, error) {
 	if err := pki.WriteFileAtomic(filepath.Join(dir, CheckpointVerifierFile), []byte(vkey+"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	store, err := NewFileStore(filepath.Join(dir, blobDir))
-	if err != nil {
-		return nil, err
+	if store == nil {
+		if store, err = NewFileStore(filepath.Join(dir, blobDir)); err != nil {
+			return nil, err
+		}
 	}
 	l, err := tlog.Open(filepath.Join(dir, logDir), origin, noteSigner)
 	if err != nil {

@@ -19,6 +19,16 @@ const MaxBlobSize = 16 << 20
 // ErrNotFound is a blob the store does not hold.
 var ErrNotFound = errors.New("no such blob")
 
+// BlobStore keeps evidence blobs under their sha256.
+type BlobStore interface {
+	// Put stores data and returns its digest; storing it again is harmless.
+	Put(data []byte) (v1alpha1.Digest, error)
+	// Get reads a blob and checks it still has its digest.
+	Get(d v1alpha1.Digest) ([]byte, error)
+	// URI says where a blob is, for people and for export.
+	URI(d v1alpha1.Digest) string
+}
+
 // FileStore keeps blobs on the filesystem under their sha256, so that
 // etcd objects only refer to them (etcd refuses requests over 1.5 MiB).
 type FileStore struct {
@@ -51,9 +61,8 @@ func (s *FileStore) Put(data []byte) (v1alpha1.Digest, error) {
 
 // Get reads a blob and checks it still has its digest.
 func (s *FileStore) Get(d v1alpha1.Digest) ([]byte, error) {
-	hexDigest, ok := strings.CutPrefix(string(d), "sha256:")
-	if _, err := hex.DecodeString(hexDigest); !ok || err != nil || len(hexDigest) != 2*sha256.Size {
-		return nil, fmt.Errorf("%q is not a digest of the form sha256:<64 hex>", d)
+	if err := checkDigest(d); err != nil {
+		return nil, err
 	}
 	data, err := os.ReadFile(s.path(d))
 	if errors.Is(err, os.ErrNotExist) {
@@ -62,10 +71,22 @@ func (s *FileStore) Get(d v1alpha1.Digest) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if got := DigestOf(data); got != d {
-		return nil, fmt.Errorf("blob %s is damaged: its content has digest %s", d, got)
+	return data, checkContent(d, data)
+}
+
+func checkDigest(d v1alpha1.Digest) error {
+	hexDigest, ok := strings.CutPrefix(string(d), "sha256:")
+	if _, err := hex.DecodeString(hexDigest); !ok || err != nil || len(hexDigest) != 2*sha256.Size {
+		return fmt.Errorf("%q is not a digest of the form sha256:<64 hex>", d)
 	}
-	return data, nil
+	return nil
+}
+
+func checkContent(d v1alpha1.Digest, data []byte) error {
+	if got := DigestOf(data); got != d {
+		return fmt.Errorf("blob %s is damaged: its content has digest %s", d, got)
+	}
+	return nil
 }
 
 // URI says where a blob is, for people and for export.

@@ -229,37 +229,42 @@ proof or checkpoint; 6 signed by a key not trusted.`,
 		Example: "  stellactl evidence verify decision.tar --key stella-signing.pub",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			file, err := os.Open(args[0])
+			packet, err := readPacketFile(args[0])
 			if err != nil {
 				return err
 			}
-			defer file.Close()
-			packet, err := evidence.ReadPacket(file)
-			if err != nil {
-				return verificationExit(err)
-			}
-			key, err := readOptional(keyFile)
+			st, err := verifyPacket(packet, keyFile, checkpointKeyFile)
 			if err != nil {
 				return err
 			}
-			cpKey, err := readOptional(checkpointKeyFile)
-			if err != nil {
-				return err
-			}
-			trust, err := packet.TrustOf(key, cpKey)
-			if err != nil {
-				return verificationExit(err)
-			}
-			st, err := packet.Verify(trust)
-			if err != nil {
-				return verificationExit(err)
-			}
-			return printVerified(streams.Out, packet, st, key == nil)
+			return printVerified(streams.Out, packet, st, keyFile == "")
 		},
 	}
 	cmd.Flags().StringVar(&keyFile, "key", "", "PEM public key that must have signed the envelope (default: the one in the packet)")
 	cmd.Flags().StringVar(&checkpointKeyFile, "checkpoint-key", "", "note verifier key of the log (default: the one in the packet)")
 	return cmd
+}
+
+// verifyPacket verifies a packet with the keys in these files, or with
+// the packet's own where a path is empty.
+func verifyPacket(packet *evidence.Packet, keyFile, checkpointKeyFile string) (*evidence.Statement, error) {
+	key, err := readOptional(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cpKey, err := readOptional(checkpointKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	trust, err := packet.TrustOf(key, cpKey)
+	if err != nil {
+		return nil, verificationExit(err)
+	}
+	st, err := packet.Verify(trust)
+	if err != nil {
+		return nil, verificationExit(err)
+	}
+	return st, nil
 }
 
 func readOptional(path string) ([]byte, error) {

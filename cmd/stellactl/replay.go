@@ -59,21 +59,9 @@ Exit codes: as for evidence verify, and 7 when the replayed decision differs
 			if err != nil {
 				return err
 			}
-			key, err := readOptional(keyFile)
+			st, err := verifyPacket(packet, keyFile, checkpointKeyFile)
 			if err != nil {
 				return err
-			}
-			cpKey, err := readOptional(checkpointKeyFile)
-			if err != nil {
-				return err
-			}
-			trust, err := packet.TrustOf(key, cpKey)
-			if err != nil {
-				return verificationExit(err)
-			}
-			st, err := packet.Verify(trust)
-			if err != nil {
-				return verificationExit(err)
 			}
 			if err := replay(streams.Out, st); err != nil || !whatIf {
 				return err

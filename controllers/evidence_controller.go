@@ -138,25 +138,26 @@ func (r *EvidencePacketReconciler) createRolloutPacket(ctx context.Context, key 
 	if err := r.List(ctx, &promos, client.InNamespace(key.Namespace), client.MatchingFields{indexRolloutPacket: key.Name}); err != nil {
 		return err
 	}
-	for _, p := range promos.Items {
-		var tasks v1alpha1.DeployTaskList
-		if err := r.List(ctx, &tasks, client.InNamespace(p.Namespace), client.MatchingFields{indexPromotion: p.Name}); err != nil {
-			return err
-		}
-		predicateType, statement, err := evidence.RolloutStatement(&p, tasks.Items)
-		if err != nil {
-			return err
-		}
-		if _, err := r.Sealer.Store.Put(statement); err != nil {
-			return err
-		}
-		kind := v1alpha1.EvidenceDeployment
-		if predicateType == evidence.PredicateRollback {
-			kind = v1alpha1.EvidenceRollback
-		}
-		return r.createPacket(ctx, key, &p, kind, statement)
+	if len(promos.Items) == 0 {
+		return nil
 	}
-	return nil
+	p := &promos.Items[0] // the packet's name is derived from the promotion's
+	var tasks v1alpha1.DeployTaskList
+	if err := r.List(ctx, &tasks, client.InNamespace(p.Namespace), client.MatchingFields{indexPromotion: p.Name}); err != nil {
+		return err
+	}
+	predicateType, statement, err := evidence.RolloutStatement(p, tasks.Items)
+	if err != nil {
+		return err
+	}
+	if _, err := r.Sealer.Store.Put(statement); err != nil {
+		return err
+	}
+	kind := v1alpha1.EvidenceDeployment
+	if predicateType == evidence.PredicateRollback {
+		kind = v1alpha1.EvidenceRollback
+	}
+	return r.createPacket(ctx, key, p, kind, statement)
 }
 
 // createPacket creates the packet named key about promo, with statement

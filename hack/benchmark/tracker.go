@@ -148,11 +148,6 @@ func (t *promotionTracker) counts() (created, decided, withTask, done int) {
 	return t.nCreated, t.nDecided, t.nTasked, t.nDone
 }
 
-func (t *promotionTracker) doneCount() int {
-	_, _, _, done := t.counts()
-	return done
-}
-
 // sample records and returns where the promotions stand after elapsed.
 func (t *promotionTracker) sample(elapsed time.Duration) ProgressSample {
 	t.mu.Lock()

@@ -112,22 +112,21 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	stopAPIAndWait := func() {
+	// stopAPIAfter ends a failed start: the API server stops, and what it
+	// says on the way out joins the cause.
+	stopAPIAfter := func(cause error) error {
 		stopAPI()
-		<-api.done
+		return errors.Join(cause, ignoreCanceled(<-api.done))
 	}
 	if err := install.Apply(ctx, api.loopback, install.Options{}); err != nil {
-		stopAPIAndWait()
-		return fmt.Errorf("install the Stella API: %w", err)
+		return stopAPIAfter(fmt.Errorf("install the Stella API: %w", err))
 	}
 	if err := writeAdminKubeconfig(dir.kubeconfig(), o.Listen, certs); err != nil {
-		stopAPIAndWait()
-		return err
+		return stopAPIAfter(err)
 	}
 	managers, err := newManagers(api.loopback, certs, o, sealer)
 	if err != nil {
-		stopAPIAndWait()
-		return fmt.Errorf("create controller managers: %w", err)
+		return stopAPIAfter(fmt.Errorf("create controller managers: %w", err))
 	}
 	mgrCtx, stopManagers := context.WithCancel(ctx)
 	defer stopManagers()

@@ -67,7 +67,7 @@ func (s *Sealer) Handler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/x-pem-file")
-		w.Write(data)
+		_, _ = w.Write(data)
 	})
 	mux.HandleFunc("GET "+PathPrefix+PathCheckpointKey, func(w http.ResponseWriter, _ *http.Request) {
 		s.serveFile(w, filepath.Join(s.dir, CheckpointVerifierFile), "text/plain; charset=utf-8")
@@ -79,7 +79,7 @@ func (s *Sealer) Handler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write(cp)
+		_, _ = w.Write(cp)
 	})
 	mux.HandleFunc("GET "+PathPrefix+PathBlobs+"sha256/{hex}", func(w http.ResponseWriter, r *http.Request) {
 		data, err := s.Store.Get(v1alpha1.Digest("sha256:" + r.PathValue("hex")))
@@ -90,7 +90,7 @@ func (s *Sealer) Handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 		default:
 			w.Header().Set("Content-Type", "application/octet-stream")
-			w.Write(data)
+			_, _ = w.Write(data)
 		}
 	})
 	mux.HandleFunc("GET "+PathPrefix+PathInclusion, func(w http.ResponseWriter, r *http.Request) {
@@ -123,7 +123,7 @@ func (s *Sealer) serveFile(w http.ResponseWriter, path, contentType string) {
 		return
 	}
 	w.Header().Set("Content-Type", contentType)
-	w.Write(data)
+	_, _ = w.Write(data)
 }
 
 func writeProof(w http.ResponseWriter, p Proof, hashes [][]byte, err error) {
@@ -136,7 +136,8 @@ func writeProof(w http.ResponseWriter, p Proof, hashes [][]byte, err error) {
 		p.Hashes[i] = hex.EncodeToString(h)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(p)
+	// A client gone away is nothing to report to.
+	_ = json.NewEncoder(w).Encode(p)
 }
 
 // DecodeHashes reads hex proof hashes.

@@ -116,7 +116,7 @@ func (a *agent) patchStatus(ctx context.Context, mutate func(*v1alpha1.AgentStat
 	obj := &v1alpha1.Agent{}
 	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: a.name}, obj); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("the Agent object %s/%s does not exist: an admin creates it (see config/samples/agent.yaml)", a.namespace, a.name)
+			return fmt.Errorf("the Agent %s/%s does not exist: an admin creates it (see config/samples/agent.yaml)", a.namespace, a.name)
 		}
 		return fmt.Errorf("read Agent %s/%s: %w", a.namespace, a.name, err)
 	}

@@ -94,7 +94,7 @@ func (r *AutoPromotionReconciler) newestCandidate(ctx context.Context, env *v1al
 			reason[rel.Name] = "auto-promotion of a new release"
 		}
 	} else {
-		ups, err := getEnvironments(ctx, r.Client, env.Namespace, env.Spec.PromotesFrom)
+		ups, err := getExisting[v1alpha1.Environment](ctx, r.Client, env.Namespace, env.Spec.PromotesFrom)
 		if err != nil {
 			return nil, "", err
 		}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -200,7 +201,7 @@ func matchesIndexes(obj client.Object, wanted fields.Requirements) (bool, error)
 
 func indexOf(obj runtime.Object, field string) *fieldIndex {
 	for i, ix := range fieldIndexes {
-		if ix.field == field && fmt.Sprintf("%T", ix.obj) == fmt.Sprintf("%T", obj) {
+		if ix.field == field && reflect.TypeOf(ix.obj) == reflect.TypeOf(obj) {
 			return &fieldIndexes[i]
 		}
 	}

@@ -352,16 +352,18 @@ func (r *PromotionReconciler) Explain(ctx context.Context, promo *v1alpha1.Promo
 // been deleted since).
 func (r *PromotionReconciler) environmentsSucceeded(ctx context.Context, ns, release string, names []string) ([]string, error) {
 	var out []string
-	var promos v1alpha1.PromotionList
-	if err := r.List(ctx, &promos, client.InNamespace(ns), client.MatchingFields{indexRelease: release}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
-	}
-	for _, p := range promos.Items {
-		if p.Status.Phase == v1alpha1.PromotionSucceeded && slices.Contains(names, p.Spec.Environment) {
-			out = append(out, p.Spec.Environment)
+	for _, name := range names {
+		var promos v1alpha1.PromotionList
+		if err := r.List(ctx, &promos, client.InNamespace(ns), client.MatchingFields{indexEnvironment: name}, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(promos.Items, func(p v1alpha1.Promotion) bool {
+			return p.Spec.Release == release && p.Status.Phase == v1alpha1.PromotionSucceeded
+		}) {
+			out = append(out, name)
 		}
 	}
-	envs, err := getEnvironments(ctx, r.Client, ns, names)
+	envs, err := getExisting[v1alpha1.Environment](ctx, r.Client, ns, names)
 	if err != nil {
 		return nil, err
 	}
@@ -469,18 +471,22 @@ func joinCodes(codes []string) string {
 	return fmt.Sprint(codes)
 }
 
-// getEnvironments reads the named environments that exist, in name order.
-func getEnvironments(ctx context.Context, c client.Reader, ns string, names []string) ([]v1alpha1.Environment, error) {
+// getExisting reads the named objects of one kind that exist, in name order,
+// each once.
+func getExisting[T any, P interface {
+	*T
+	client.Object
+}](ctx context.Context, c client.Reader, ns string, names []string) ([]T, error) {
 	names = slices.Sorted(slices.Values(names))
-	out := make([]v1alpha1.Environment, 0, len(names))
+	out := make([]T, 0, len(names))
 	for _, name := range slices.Compact(names) {
-		env := &v1alpha1.Environment{}
-		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, env)
+		obj := P(new(T))
+		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj)
 		if client.IgnoreNotFound(err) != nil {
 			return nil, err
 		}
 		if err == nil {
-			out = append(out, *env)
+			out = append(out, *obj)
 		}
 	}
 	return out, nil

@@ -50,7 +50,7 @@ func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promot
 	}
 	// Only the environments the gates name are inputs: freezing every
 	// environment of a namespace would make each decision grow with it.
-	envs, err := getEnvironments(ctx, r.Client, promo.Namespace, slices.Collect(maps.Keys(gateEnvironments(found))))
+	envs, err := getExisting[v1alpha1.Environment](ctx, r.Client, promo.Namespace, slices.Collect(maps.Keys(gateEnvironments(found))))
 	if err != nil {
 		return in, err
 	}
@@ -74,7 +74,13 @@ func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promot
 			in.ScanReports = append(in.ScanReports, decision.ScanReport{Name: s.Name, Spec: s.Spec, Status: s.Status})
 		}
 	}
-	if in.SucceededIn, err = r.environmentsSucceeded(ctx, promo.Namespace, rel.Name, append([]string{env.Name}, env.Spec.PromotesFrom...)); err != nil {
+	// The refusals judge where the release succeeded: for a rollback the
+	// environment itself, otherwise those it promotes from (often none).
+	judged := env.Spec.PromotesFrom
+	if promo.Spec.Rollback {
+		judged = []string{env.Name}
+	}
+	if in.SucceededIn, err = r.environmentsSucceeded(ctx, promo.Namespace, rel.Name, judged); err != nil {
 		return in, err
 	}
 	others, err := r.dependencyReleases(ctx, promo.Namespace, found, envs)
@@ -147,18 +153,7 @@ func (r *PromotionReconciler) dependencyReleases(ctx context.Context, ns string,
 			}
 		}
 	}
-	var out []v1alpha1.Release
-	for _, name := range slices.Sorted(maps.Keys(names)) {
-		rel := &v1alpha1.Release{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, rel)
-		if client.IgnoreNotFound(err) != nil {
-			return nil, err
-		}
-		if err == nil {
-			out = append(out, *rel)
-		}
-	}
-	return out, nil
+	return getExisting[v1alpha1.Release](ctx, r.Client, ns, slices.Collect(maps.Keys(names)))
 }
 
 // uncached reads from the API server itself when the reconciler has a

@@ -24,7 +24,14 @@ const (
 	LabelPromotion   = "stella-ops.org/promotion"
 	LabelTarget      = "stella-ops.org/target"
 	LabelEnvironment = "stella-ops.org/environment"
+	// LabelAgent names the Agent that runs the task: the agent watches
+	// only its own tasks, and the server lets it see no other.
+	LabelAgent = "stella-ops.org/agent"
 )
+
+// FieldTargetAgent selects Targets by the Agent that serves them (a
+// selectable field of the Target CRD).
+const FieldTargetAgent = "spec.agent"
 
 // defaultDeployTimeout applies when an environment sets none.
 const defaultDeployTimeout = 15 * time.Minute
@@ -238,8 +245,11 @@ func (r *PromotionReconciler) createTask(ctx context.Context, promo *v1alpha1.Pr
 		task.Spec.Components = append(task.Spec.Components, v1alpha1.ComponentDigest{Name: c.Name, Image: c.Image})
 	}
 	target := &v1alpha1.Target{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: promo.Namespace, Name: t.Target}, target); err == nil && target.Status.Observed != nil {
-		task.Spec.Previous = target.Status.Observed.DeepCopy()
+	if err := r.Get(ctx, client.ObjectKey{Namespace: promo.Namespace, Name: t.Target}, target); err == nil {
+		task.Labels[LabelAgent] = target.Spec.Agent
+		if target.Status.Observed != nil {
+			task.Spec.Previous = target.Status.Observed.DeepCopy()
+		}
 	}
 	if err := controllerutil.SetControllerReference(promo, task, r.Scheme()); err != nil {
 		return err
@@ -296,7 +306,9 @@ func (r *PromotionReconciler) createRollback(ctx context.Context, promo *v1alpha
 	task := &v1alpha1.DeployTask{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: promo.Namespace, Name: boundedName(deploy.Name+"-rollback", deploy.Name+"/rollback"),
-			Labels: map[string]string{LabelPromotion: promo.Name, LabelTarget: deploy.Spec.Target, LabelEnvironment: env.Name},
+			Labels: map[string]string{
+				LabelPromotion: promo.Name, LabelTarget: deploy.Spec.Target, LabelEnvironment: env.Name, LabelAgent: deploy.Labels[LabelAgent],
+			},
 		},
 		Spec: v1alpha1.DeployTaskSpec{
 			Promotion: promo.Name, Target: deploy.Spec.Target, Release: prev.Release, Version: prev.Version,

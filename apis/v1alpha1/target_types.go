@@ -383,6 +383,7 @@ type VersionSticker struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=tgt,categories=stella
+// +kubebuilder:selectablefield:JSONPath=`.spec.agent`
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.spec.agent`
 // +kubebuilder:printcolumn:name="Release",type=string,JSONPath=`.status.observed.release`

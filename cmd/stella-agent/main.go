@@ -1,6 +1,6 @@
-// Command stella-agent runs next to a deploy target. It reports its Agent's
-// status and heartbeats with a Lease, so the control plane knows it is alive
-// and what it serves.
+// Command stella-agent runs next to a deploy target. It heartbeats for its
+// Agent, deploys the DeployTasks of the Targets it serves, and reports what
+// really runs on them.
 package main
 
 import (
@@ -11,9 +11,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/agents/docker"
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agent"
 	"github.com/stella-ops/stella/internal/logging"
 	"github.com/stella-ops/stella/internal/version"
 )
@@ -40,25 +45,31 @@ func rootCommand() *cobra.Command {
 
 func runCommand() *cobra.Command {
 	var (
-		o          agentOptions
+		o          agent.Options
 		kubeconfig string
-		namespace  string
+		stateDir   string
 		verbosity  int
 	)
 	cmd := &cobra.Command{
 		Use:   "run --name NAME -n NAMESPACE --kubeconfig FILE",
-		Short: "Report the agent's status and heartbeat until stopped",
-		Long: `Report the Agent's status (version, hostname, the Targets it serves) and
-renew its heartbeat Lease (agent-NAME in the Agent's namespace) until stopped.
+		Short: "Deploy the DeployTasks of this agent's Targets and report what runs, until stopped",
+		Long: `Run the agent: renew its heartbeat Lease (agent-NAME in the Agent's
+namespace) and report the Agent's status; deploy every DeployTask of the
+Targets that name this agent through the Docker Engine (DOCKER_HOST, else
+/var/run/docker.sock); and observe what really runs on those Targets every
+--observe-every and on Docker events, reporting drift and health in their
+status.
 
 The Agent object must exist (an admin creates it), and the kubeconfig must
 carry a credential with the stella-agent role in its namespace, for example
 one made with 'stellactl auth create-user NAME --role agent -n NAMESPACE'.
-On SIGTERM the agent reports itself stopped.`,
+Registry credentials come from the Docker config of the user running the
+agent. On SIGTERM the agent finishes nothing half way: a task it was running
+is resumed by its next start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := logging.Setup(verbosity)
-			if o.name == "" || namespace == "" {
+			if o.Name == "" || o.Namespace == "" {
 				return fmt.Errorf("--name and --namespace are required: they name the Agent object this agent reports for")
 			}
 			rules := clientcmd.NewDefaultClientConfigLoadingRules()
@@ -67,18 +78,25 @@ On SIGTERM the agent reports itself stopped.`,
 			if err != nil {
 				return fmt.Errorf("load kubeconfig: %w", err)
 			}
-			a, err := newAgent(cfg, namespace, o, log)
+			engine, err := client.New(client.FromEnv)
 			if err != nil {
-				return err
+				return fmt.Errorf("set up the Docker client: %w", err)
 			}
-			return a.run(cmd.Context())
+			defer engine.Close()
+			dockerDriver := docker.New(engine, stateDir)
+			o.Drivers = map[v1alpha1.TargetType]agents.Driver{v1alpha1.TargetTypeDocker: dockerDriver}
+			o.Changes = dockerDriver.Changes(cmd.Context(), o.Namespace, log)
+			return agent.Run(cmd.Context(), cfg, o, log)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.name, "name", "", "name of the Agent object")
-	f.StringVarP(&namespace, "namespace", "n", "", "namespace of the Agent object")
+	f.StringVar(&o.Name, "name", "", "name of the Agent object")
+	f.StringVarP(&o.Namespace, "namespace", "n", "", "namespace of the Agent object")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig with the agent's credential (default: $KUBECONFIG, then ~/.kube/config)")
-	f.DurationVar(&o.heartbeat, "heartbeat", 10*time.Second, "how often to renew the Lease and report status")
+	f.DurationVar(&o.Heartbeat, "heartbeat", 10*time.Second, "how often to renew the Lease and report status")
+	f.DurationVar(&o.ObserveEvery, "observe-every", 30*time.Second, "how often to observe each Target when nothing happens on it")
+	f.IntVar(&o.Parallel, "parallel", 4, "how many DeployTasks run at once, each on its own Target")
+	f.StringVar(&stateDir, "state-dir", "/var/lib/stella", "where version stickers go when a Target sets no stickerPath: <state-dir>/<target>/stella.version.json")
 	f.IntVarP(&verbosity, "v", "v", 0, "log verbosity")
 	return cmd
 }

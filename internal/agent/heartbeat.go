@@ -1,18 +1,15 @@
-package main
+package agent
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
-	"github.com/go-logr/logr"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -27,38 +24,13 @@ const (
 	reasonStopped      = "Stopped"
 )
 
-type agentOptions struct {
-	name      string
-	heartbeat time.Duration
-}
+// heartbeat renews the Lease and reports the Agent's status every
+// Heartbeat until the manager stops, then reports the agent stopped.
+type heartbeat struct{ a *agent }
 
-type agent struct {
-	agentOptions
-	namespace string
-	hostname  string
-	client    client.Client
-	log       logr.Logger
-}
-
-func newAgent(cfg *rest.Config, namespace string, o agentOptions, log logr.Logger) (*agent, error) {
-	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
-	if err != nil {
-		return nil, err
-	}
-	host, err := os.Hostname()
-	if err != nil {
-		return nil, fmt.Errorf("read the hostname: %w", err)
-	}
-	return &agent{agentOptions: o, namespace: namespace, hostname: host, client: c, log: log.WithValues("agent", namespace+"/"+o.name)}, nil
-}
-
-// run heartbeats until ctx ends, then reports the agent stopped.
-func (a *agent) run(ctx context.Context) error {
-	if err := a.beat(ctx); err != nil {
-		return err
-	}
-	a.log.Info("Agent is reporting", "heartbeat", a.heartbeat)
-	tick := time.NewTicker(a.heartbeat)
+func (h heartbeat) Start(ctx context.Context) error {
+	a := h.a
+	tick := time.NewTicker(a.Heartbeat)
 	defer tick.Stop()
 	for {
 		select {
@@ -114,16 +86,16 @@ func (a *agent) reportStopped(ctx context.Context) error {
 
 func (a *agent) patchStatus(ctx context.Context, mutate func(*v1alpha1.AgentStatus, int64)) error {
 	obj := &v1alpha1.Agent{}
-	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: a.name}, obj); err != nil {
+	if err := a.reader.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: a.Name}, obj); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("the Agent %s/%s does not exist: an admin creates it (see config/samples/agent.yaml)", a.namespace, a.name)
+			return fmt.Errorf("the Agent %s/%s does not exist: an admin creates it (see config/samples/agent.yaml)", a.Namespace, a.Name)
 		}
-		return fmt.Errorf("read Agent %s/%s: %w", a.namespace, a.name, err)
+		return fmt.Errorf("read Agent %s/%s: %w", a.Namespace, a.Name, err)
 	}
 	before := obj.DeepCopy()
 	mutate(&obj.Status, obj.Generation)
 	if err := a.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
-		return fmt.Errorf("report the status of Agent %s/%s: %w", a.namespace, a.name, err)
+		return fmt.Errorf("report the status of Agent %s/%s: %w", a.Namespace, a.Name, err)
 	}
 	return nil
 }
@@ -131,14 +103,12 @@ func (a *agent) patchStatus(ctx context.Context, mutate func(*v1alpha1.AgentStat
 // servedTargets are the Targets that name this agent, sorted.
 func (a *agent) servedTargets(ctx context.Context) ([]string, error) {
 	var list v1alpha1.TargetList
-	if err := a.client.List(ctx, &list, client.InNamespace(a.namespace)); err != nil {
-		return nil, fmt.Errorf("list the Targets of namespace %s: %w", a.namespace, err)
+	if err := a.reader.List(ctx, &list, client.InNamespace(a.Namespace), client.MatchingFields{controllers.FieldTargetAgent: a.Name}); err != nil {
+		return nil, fmt.Errorf("list the Targets of namespace %s: %w", a.Namespace, err)
 	}
-	var names []string
+	names := make([]string, 0, len(list.Items))
 	for _, t := range list.Items {
-		if t.Spec.Agent == a.name {
-			names = append(names, t.Name)
-		}
+		names = append(names, t.Name)
 	}
 	slices.Sort(names)
 	return names, nil
@@ -148,13 +118,13 @@ func (a *agent) servedTargets(ctx context.Context) ([]string, error) {
 // its renew time to tell a silent agent from a live one.
 func (a *agent) renewLease(ctx context.Context, now metav1.MicroTime) error {
 	lease := &coordinationv1.Lease{}
-	key := client.ObjectKey{Namespace: a.namespace, Name: "agent-" + a.name}
-	err := a.client.Get(ctx, key, lease)
+	key := client.ObjectKey{Namespace: a.Namespace, Name: "agent-" + a.Name}
+	err := a.reader.Get(ctx, key, lease)
 	if apierrors.IsNotFound(err) {
 		lease = &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
 			Spec: coordinationv1.LeaseSpec{
-				HolderIdentity: ptr.To(a.name), LeaseDurationSeconds: ptr.To(a.leaseSeconds()),
+				HolderIdentity: ptr.To(a.Name), LeaseDurationSeconds: ptr.To(a.leaseSeconds()),
 				AcquireTime: &now, RenewTime: &now,
 			},
 		}
@@ -162,12 +132,12 @@ func (a *agent) renewLease(ctx context.Context, now metav1.MicroTime) error {
 		if err == nil || !apierrors.IsAlreadyExists(err) {
 			return wrapLease(key, err)
 		}
-		err = a.client.Get(ctx, key, lease)
+		err = a.reader.Get(ctx, key, lease)
 	}
 	if err != nil {
 		return wrapLease(key, err)
 	}
-	lease.Spec.HolderIdentity = ptr.To(a.name)
+	lease.Spec.HolderIdentity = ptr.To(a.Name)
 	lease.Spec.LeaseDurationSeconds = ptr.To(a.leaseSeconds())
 	lease.Spec.RenewTime = &now
 	return wrapLease(key, a.client.Update(ctx, lease))
@@ -175,7 +145,7 @@ func (a *agent) renewLease(ctx context.Context, now metav1.MicroTime) error {
 
 // leaseSeconds lets the Lease survive two missed heartbeats.
 func (a *agent) leaseSeconds() int32 {
-	return max(1, int32(3*a.heartbeat/time.Second))
+	return max(1, int32(3*a.Heartbeat/time.Second))
 }
 
 func wrapLease(key client.ObjectKey, err error) error {

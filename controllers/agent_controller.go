@@ -1,0 +1,126 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+)
+
+// Reasons the server gives when an agent stops reporting.
+const (
+	reasonAgentSilent = "AgentSilent"
+)
+
+// defaultHeartbeatGrace applies when an Agent sets no grace period.
+const defaultHeartbeatGrace = 2 * time.Minute
+
+// AgentReconciler notices agents that went silent: once an agent's Lease
+// was not renewed within its grace period, the Agent is not Ready and what
+// runs on its Targets is Unknown, since nobody observes them any more.
+type AgentReconciler struct {
+	client.Client
+	// APIReader reads the agent's Lease, which the cache does not hold.
+	APIReader client.Reader
+	Recorder  record.EventRecorder
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// SetupWithManager registers the reconciler. Every heartbeat updates the
+// Agent's status and so brings it here, which moves its deadline on.
+func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.Agent{}).Complete(r)
+}
+
+func (r *AgentReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Reconcile checks the agent's last heartbeat and comes back when its grace
+// period ends.
+func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	agent := &v1alpha1.Agent{}
+	if err := r.Get(ctx, req.NamespacedName, agent); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	last, err := r.lastHeartbeat(ctx, agent)
+	if err != nil || last.IsZero() {
+		return ctrl.Result{}, err // never started: nothing to go stale
+	}
+	grace := agent.Spec.HeartbeatGracePeriod.Duration
+	if grace <= 0 {
+		grace = defaultHeartbeatGrace
+	}
+	if left := last.Add(grace).Sub(r.now()); left > 0 {
+		return ctrl.Result{RequeueAfter: left + time.Second}, nil
+	}
+	message := fmt.Sprintf("no heartbeat since %s (grace period %s): what runs on its targets is unknown", last.UTC().Format(time.RFC3339), grace)
+	if err := r.markSilent(ctx, agent, message); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.markTargetsUnknown(ctx, agent, message)
+}
+
+// lastHeartbeat is when the agent last renewed its Lease, or reported a
+// heartbeat in its status when it has no Lease.
+func (r *AgentReconciler) lastHeartbeat(ctx context.Context, agent *v1alpha1.Agent) (time.Time, error) {
+	lease := &coordinationv1.Lease{}
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: agent.Namespace, Name: "agent-" + agent.Name}, lease)
+	switch {
+	case err == nil && lease.Spec.RenewTime != nil:
+		return lease.Spec.RenewTime.Time, nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return time.Time{}, fmt.Errorf("read the Lease of Agent %s: %w", agent.Name, err)
+	case agent.Status.LastHeartbeat != nil:
+		return agent.Status.LastHeartbeat.Time, nil
+	}
+	return time.Time{}, nil
+}
+
+func (r *AgentReconciler) markSilent(ctx context.Context, agent *v1alpha1.Agent, message string) error {
+	ready := meta.FindStatusCondition(agent.Status.Conditions, v1alpha1.ConditionReady)
+	if ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason != reasonAgentSilent {
+		return nil // it said it stopped, which says more than silence
+	}
+	before := agent.DeepCopy()
+	meta.SetStatusCondition(&agent.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonAgentSilent, Message: message, ObservedGeneration: agent.Generation,
+	})
+	if ready == nil || ready.Reason != reasonAgentSilent {
+		r.Recorder.Eventf(agent, "Warning", reasonAgentSilent, "%s", message)
+	}
+	return patchStatus(ctx, r.Client, before, agent)
+}
+
+func (r *AgentReconciler) markTargetsUnknown(ctx context.Context, agent *v1alpha1.Agent, message string) error {
+	var targets v1alpha1.TargetList
+	if err := r.List(ctx, &targets, client.InNamespace(agent.Namespace), client.MatchingFields{FieldTargetAgent: agent.Name}); err != nil {
+		return err
+	}
+	for i := range targets.Items {
+		t := &targets.Items[i]
+		before := t.DeepCopy()
+		t.Status.Drift, t.Status.Health = v1alpha1.DriftUnknown, v1alpha1.HealthUnknown
+		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonAgentSilent,
+			Message: fmt.Sprintf("Agent %s is silent: %s", agent.Name, message), ObservedGeneration: t.Generation,
+		})
+		if err := patchStatus(ctx, r.Client, before, t); err != nil {
+			return fmt.Errorf("mark Target %s unknown: %w", t.Name, err)
+		}
+	}
+	return nil
+}

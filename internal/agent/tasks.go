@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/gates"
+)
+
+// pausedRecheck is how often a paused agent looks whether it may go on.
+const pausedRecheck = 10 * time.Second
+
+// taskRunner runs the DeployTasks of the agent's Targets.
+type taskRunner struct{ *agent }
+
+func (a *agent) setUpTasks(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("deploytask").
+		For(&v1alpha1.DeployTask{}, builder.WithPredicates(predicate.Funcs{
+			// Only new tasks and unfinished ones matter; the agent's own
+			// status writes on a running task wake nothing.
+			UpdateFunc: func(e event.UpdateEvent) bool { return false },
+			CreateFunc: func(e event.CreateEvent) bool {
+				return !e.Object.(*v1alpha1.DeployTask).Status.Phase.IsTerminal()
+			},
+		})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, a.Parallel)}).
+		Complete(taskRunner{a})
+}
+
+// Reconcile runs one task to its end. A task found Running after a
+// restart is applied again: drivers change nothing that already runs, so
+// nothing is deployed twice.
+func (r taskRunner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	task := &v1alpha1.DeployTask{}
+	if err := r.reader.Get(ctx, req.NamespacedName, task); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if task.Status.Phase.IsTerminal() {
+		return ctrl.Result{}, nil
+	}
+	paused, err := r.paused(ctx)
+	if err != nil || paused {
+		return ctrl.Result{RequeueAfter: pausedRecheck}, err
+	}
+	target := &v1alpha1.Target{}
+	if err := r.reader.Get(ctx, client.ObjectKey{Namespace: task.Namespace, Name: task.Spec.Target}, target); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, r.finish(ctx, task, v1alpha1.DeployTaskFailed, fmt.Sprintf("Target %s does not exist", task.Spec.Target), nil)
+		}
+		return ctrl.Result{}, err
+	}
+	if target.Spec.Agent != r.Name {
+		return ctrl.Result{}, nil // another agent's, labelled by mistake
+	}
+	driver := r.Drivers[target.Spec.Type]
+	if driver == nil {
+		return ctrl.Result{}, r.finish(ctx, task, v1alpha1.DeployTaskFailed,
+			fmt.Sprintf("stella-agent %s cannot deploy to %s targets (it deploys to %v); point the Target at an agent that can", r.Name, target.Spec.Type, r.types()), nil)
+	}
+	deadline := task.CreationTimestamp.Add(timeoutOf(task))
+	if !time.Now().Before(deadline) {
+		return ctrl.Result{}, nil // the server times it out
+	}
+
+	lock := r.lock(target.Name)
+	lock.Lock()
+	defer lock.Unlock()
+	if err := r.start(ctx, task); err != nil {
+		return ctrl.Result{}, err
+	}
+	runCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	phase, message := r.run(runCtx, driver, target, task)
+	if ctx.Err() != nil {
+		return ctrl.Result{}, ctx.Err() // stopping: the next start resumes the task
+	}
+	observed := r.observeAfter(ctx, driver, target)
+	return ctrl.Result{}, r.finish(ctx, task, phase, message, observed)
+}
+
+// run applies the task through the driver. A deployment that fails is
+// undone on the spot when the task says what ran before, so the target is
+// never left half way: the task then ends RolledBack.
+func (r taskRunner) run(ctx context.Context, driver agents.Driver, target *v1alpha1.Target, task *v1alpha1.DeployTask) (v1alpha1.DeployTaskPhase, string) {
+	desired := agents.DesiredOf(task)
+	log := r.log.WithValues("deployTask", task.Name, "target", target.Name, "release", desired.Release)
+	if task.Spec.Action == v1alpha1.DeployActionRollback {
+		if err := driver.Rollback(ctx, target, desired); err != nil {
+			log.Error(err, "Rollback failed")
+			return v1alpha1.DeployTaskFailed, "rollback failed: " + err.Error()
+		}
+		return v1alpha1.DeployTaskSucceeded, fmt.Sprintf("release %s runs again", desired.Release)
+	}
+	start := time.Now()
+	err := driver.Apply(ctx, target, desired)
+	if err == nil {
+		log.Info("Deployed", "took", time.Since(start).Round(time.Millisecond))
+		return v1alpha1.DeployTaskSucceeded, fmt.Sprintf("release %s runs", desired.Release)
+	}
+	log.Error(err, "Deploy failed")
+	prev := task.Spec.Previous
+	if prev == nil || len(prev.Components) == 0 {
+		return v1alpha1.DeployTaskFailed, err.Error()
+	}
+	undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Until(deadlineOr(ctx, time.Now().Add(5*time.Minute))))
+	defer cancel()
+	if rbErr := driver.Rollback(undo, target, agents.DesiredFromSticker(prev)); rbErr != nil {
+		return v1alpha1.DeployTaskFailed, errors.Join(err, fmt.Errorf("returning to release %s failed too: %w", prev.Release, rbErr)).Error()
+	}
+	return v1alpha1.DeployTaskRolledBack, fmt.Sprintf("%s; release %s runs as before", err, prev.Release)
+}
+
+// deadlineOr is ctx's deadline, or def when that has passed or is unset:
+// undoing a failed deployment gets time even when the deployment used up
+// its own.
+func deadlineOr(ctx context.Context, def time.Time) time.Time {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) > time.Minute {
+		return d
+	}
+	return def
+}
+
+// start records that the task runs, and how often it was started.
+func (r taskRunner) start(ctx context.Context, task *v1alpha1.DeployTask) error {
+	before := task.DeepCopy()
+	task.Status.Phase = v1alpha1.DeployTaskRunning
+	task.Status.Attempts++
+	if task.Status.StartedAt == nil {
+		task.Status.StartedAt = &metav1.Time{Time: time.Now()}
+	}
+	task.Status.Message = fmt.Sprintf("stella-agent %s on %s is deploying (attempt %d)", r.Name, r.hostname, task.Status.Attempts)
+	task.Status.ObservedGeneration = task.Generation
+	if err := r.client.Status().Patch(ctx, task, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("report DeployTask %s running: %w", task.Name, err)
+	}
+	return nil
+}
+
+// finish records the task's result. The promotion reconciler reads it.
+func (r taskRunner) finish(ctx context.Context, task *v1alpha1.DeployTask, phase v1alpha1.DeployTaskPhase, message string, observed []v1alpha1.ComponentDigest) error {
+	before := task.DeepCopy()
+	task.Status.Phase = phase
+	task.Status.Message = gates.Truncate(message, 1024)
+	task.Status.Observed = observed
+	task.Status.FinishedAt = &metav1.Time{Time: time.Now()}
+	task.Status.ObservedGeneration = task.Generation
+	if err := r.client.Status().Patch(ctx, task, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("report DeployTask %s %s: %w", task.Name, phase, err)
+	}
+	r.events.Eventf(task, eventType(phase), string(phase), "%s", task.Status.Message)
+	return nil
+}
+
+// observeAfter reports the target's state right after a task, so the next
+// promotion knows what runs there; it returns the digests seen running.
+func (r taskRunner) observeAfter(ctx context.Context, driver agents.Driver, target *v1alpha1.Target) []v1alpha1.ComponentDigest {
+	a, err := r.observe(ctx, driver, target)
+	if err != nil {
+		r.log.Error(err, "Observe after the task failed", "target", target.Name)
+		return nil
+	}
+	if a.Running == nil {
+		return nil
+	}
+	return a.Running.Components
+}
+
+func (r taskRunner) paused(ctx context.Context) (bool, error) {
+	self := &v1alpha1.Agent{}
+	if err := r.client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: r.Name}, self); err != nil {
+		return false, err
+	}
+	return self.Spec.Paused, nil
+}
+
+func (r taskRunner) types() []v1alpha1.TargetType {
+	return slices.Sorted(maps.Keys(r.Drivers))
+}
+
+func timeoutOf(task *v1alpha1.DeployTask) time.Duration {
+	if task.Spec.Timeout != nil && task.Spec.Timeout.Duration > 0 {
+		return task.Spec.Timeout.Duration
+	}
+	return 15 * time.Minute
+}
+
+func eventType(phase v1alpha1.DeployTaskPhase) string {
+	if phase == v1alpha1.DeployTaskSucceeded {
+		return "Normal"
+	}
+	return "Warning"
+}

@@ -1,0 +1,231 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/client"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/gexec"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/test/images"
+)
+
+// appImages pushes the test app as v1, v2 and an unhealthy v3 to a registry
+// on 127.0.0.1 and returns their references by digest. Every image and every
+// container made from one is removed when the spec ends.
+func appImages(ctx context.Context, docker *client.Client, repo string) map[string]string {
+	GinkgoHelper()
+	run := "e2e-" + rand.String(8)
+	DeferCleanup(func(ctx SpecContext) { Expect(images.Cleanup(ctx, docker, run)).To(Succeed()) })
+	reg, err := images.StartRegistry()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(reg.Close)
+	program, err := images.Program(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	refs := map[string]string{}
+	for _, app := range []images.App{{Version: "v1"}, {Version: "v2"}, {Version: "v3", Unhealthy: true}} {
+		app.Run = run
+		img, err := app.Image(program)
+		Expect(err).NotTo(HaveOccurred())
+		refs[app.Version], err = reg.Push(repo, app.Version, img)
+		Expect(err).NotTo(HaveOccurred())
+	}
+	return refs
+}
+
+func dockerClient(ctx context.Context) *client.Client {
+	GinkgoHelper()
+	docker, err := client.New(client.FromEnv)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = docker.Ping(ctx, client.PingOptions{})
+	Expect(err).NotTo(HaveOccurred(), "these stories need a Docker engine")
+	DeferCleanup(docker.Close)
+	return docker
+}
+
+// startAgent runs stella-agent for Agent name in ns, serving docker targets,
+// and stops it when the spec ends.
+func startAgent(ctx context.Context, ns, name, stateDir string) *gexec.Session {
+	GinkgoHelper()
+	admin := shared.AdminClient()
+	Expect(admin.Create(ctx, &v1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.AgentSpec{Capabilities: []v1alpha1.TargetType{v1alpha1.TargetTypeDocker, v1alpha1.TargetTypeCompose}},
+	})).To(Succeed())
+	bindRole(ctx, admin, ns, "agent", name)
+	kubeconfig := shared.UserKubeconfig(GinkgoT().TempDir(), name)
+	cmd := exec.Command(bin.StellaAgent, "run", "--name", name, "-n", ns, "--kubeconfig", kubeconfig,
+		"--heartbeat", "1s", "--observe-every", "2s", "--state-dir", stateDir)
+	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { session.Terminate().Wait(30 * time.Second) })
+	return session
+}
+
+func appRelease(ns, name, version, image string) *v1alpha1.Release {
+	return &v1alpha1.Release{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.ReleaseSpec{Version: version, Components: []v1alpha1.ReleaseComponent{
+			{Name: "api", Image: v1alpha1.ImageDigestRef(image)},
+		}},
+	}
+}
+
+// endsIn waits, longer than reachesPhase, for a promotion that deploys
+// real containers.
+func endsIn(ctx context.Context, promo *v1alpha1.Promotion, phase v1alpha1.PromotionPhase) *v1alpha1.Promotion {
+	GinkgoHelper()
+	got := &v1alpha1.Promotion{}
+	Eventually(func(g Gomega) {
+		g.Expect(shared.AdminClient().Get(ctx, ctrlclient.ObjectKeyFromObject(promo), got)).To(Succeed())
+		g.Expect(got.Status.Phase).To(Equal(phase), "promotion %s: %s", promo.Name, conditionMessage(got.Status.Conditions, v1alpha1.ConditionReady))
+	}).WithContext(ctx).WithTimeout(2 * time.Minute).Should(Succeed())
+	return got
+}
+
+// runs says which digest the named container runs, by its labels, and
+// whether it runs.
+func runs(ctx context.Context, docker *client.Client, name string) func() string {
+	return func() string {
+		res, err := docker.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		if err != nil || !res.Container.State.Running {
+			return ""
+		}
+		img, err := docker.ImageInspect(ctx, res.Container.Image)
+		if err != nil || len(img.RepoDigests) == 0 {
+			return ""
+		}
+		d := img.RepoDigests[0]
+		return d[strings.LastIndexByte(d, '@')+1:]
+	}
+}
+
+func digestOf(ref string) string { return ref[strings.LastIndexByte(ref, '@')+1:] }
+
+func target(ctx context.Context, ns, name string) func() v1alpha1.TargetStatus {
+	return func() v1alpha1.TargetStatus {
+		t := &v1alpha1.Target{}
+		_ = shared.AdminClient().Get(ctx, ctrlclient.ObjectKey{Namespace: ns, Name: name}, t)
+		return t.Status
+	}
+}
+
+var _ = Describe("a release deployed by stella-agent to Docker targets", func() {
+	It("runs with its sticker, rolls v2 out container by container, keeps v2 when v3 is unhealthy, and reports and reverts drift", func(ctx SpecContext) {
+		docker := dockerClient(ctx)
+		admin := shared.AdminClient()
+		ns := newNamespace(ctx, admin)
+		refs := appImages(ctx, docker, "shop/api")
+		stateDir := GinkgoT().TempDir()
+		startAgent(ctx, ns, "host-1", stateDir)
+
+		env := environment(ns, "prod")
+		env.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}
+		env.Spec.Strategy = &v1alpha1.DeployStrategy{Type: v1alpha1.StrategyRolling}
+		Expect(admin.Create(ctx, env)).To(Succeed())
+		for name, policy := range map[string]v1alpha1.DriftPolicy{"web-1": v1alpha1.DriftPolicyRevert, "web-2": v1alpha1.DriftPolicyReport} {
+			Expect(admin.Create(ctx, &v1alpha1.Target{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"env": "prod"}},
+				Spec: v1alpha1.TargetSpec{
+					Type: v1alpha1.TargetTypeDocker, Agent: "host-1", DriftPolicy: policy,
+					Components: []v1alpha1.ComponentTemplate{{Name: "api", ContainerName: ns + "-" + name + "-api", Network: "none"}},
+				},
+			})).To(Succeed())
+		}
+		container := func(target string) string { return ns + "-" + target + "-api" }
+		for _, v := range []string{"v1", "v2", "v3"} {
+			Expect(admin.Create(ctx, appRelease(ns, "shop-"+v, strings.TrimPrefix(v, "v")+".0.0", refs[v]))).To(Succeed())
+		}
+
+		By("promoting v1: both targets run it, with the sticker on the host")
+		endsIn(ctx, promote(ctx, admin, ns, "shop-v1", "prod"), v1alpha1.PromotionSucceeded)
+		for _, t := range []string{"web-1", "web-2"} {
+			Expect(runs(ctx, docker, container(t))()).To(Equal(digestOf(refs["v1"])))
+			res, err := docker.ContainerInspect(ctx, container(t), client.ContainerInspectOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res.Container.Config.Labels).To(HaveKeyWithValue(agents.LabelRelease, "shop-v1"))
+			Expect(res.Container.Config.Labels).To(HaveKeyWithValue(agents.LabelComponent, "api"))
+			Expect(res.Container.Config.Labels).To(HaveKeyWithValue(agents.LabelDigest, digestOf(refs["v1"])))
+			Expect(res.Container.Config.Labels).To(HaveKey(agents.LabelPromotion))
+			sticker, err := os.ReadFile(filepath.Join(stateDir, t, agents.StickerFile))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(string(sticker)).To(ContainSubstring(`"release": "shop-v1"`))
+			Expect(string(sticker)).To(ContainSubstring(digestOf(refs["v1"])))
+		}
+		Eventually(target(ctx, ns, "web-1")).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
+			HaveField("Drift", v1alpha1.DriftInSync), HaveField("Health", v1alpha1.HealthHealthy),
+			HaveField("Observed.Release", "shop-v1")))
+
+		By("promoting v2: the containers are replaced one target after the other")
+		v2 := endsIn(ctx, promote(ctx, admin, ns, "shop-v2", "prod"), v1alpha1.PromotionSucceeded)
+		Expect(v2.Status.Targets).To(HaveLen(2))
+		Expect(v2.Status.Targets[0].Batch).NotTo(Equal(v2.Status.Targets[1].Batch), "a rolling strategy deploys one target per batch")
+		for _, t := range []string{"web-1", "web-2"} {
+			Expect(runs(ctx, docker, container(t))()).To(Equal(digestOf(refs["v2"])))
+		}
+		task := taskOf(ctx, v2, "web-1")
+		Expect(task.Spec.Previous.Release).To(Equal("shop-v1"), "the task knows what ran before")
+
+		By("promoting v3, which fails its health check: v2 keeps running and the promotion fails")
+		v3 := endsIn(ctx, promote(ctx, admin, ns, "shop-v3", "prod"), v1alpha1.PromotionFailed)
+		failed := taskOf(ctx, v3, v3.Status.Targets[0].Target)
+		Expect(failed.Status.Phase).To(Equal(v1alpha1.DeployTaskRolledBack))
+		Expect(failed.Status.Message).To(ContainSubstring("health check"))
+		Expect(failed.Status.Message).To(ContainSubstring("release shop-v2 runs as before"))
+		Expect(tasksOf(ctx, v3)).To(HaveLen(1), "the rollout stopped at the first batch")
+		for _, t := range []string{"web-1", "web-2"} {
+			Expect(runs(ctx, docker, container(t))()).To(Equal(digestOf(refs["v2"])))
+		}
+
+		By("swapping web-2's container by hand: it is reported Drifted")
+		swapByHand(ctx, docker, container("web-2"), refs["v1"])
+		Eventually(target(ctx, ns, "web-2")).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
+			HaveField("Drift", v1alpha1.DriftDrifted),
+			HaveField("Conditions", ContainElement(And(HaveField("Type", "Drifted"), HaveField("Message", ContainSubstring(digestOf(refs["v1"]))))))))
+		Eventually(func() []string { return eventReasons(ctx, ns, "web-2") }).WithContext(ctx).WithTimeout(10 * time.Second).Should(ContainElement("Drifted"))
+		Consistently(runs(ctx, docker, container("web-2"))).WithContext(ctx).WithTimeout(3*time.Second).Should(Equal(digestOf(refs["v1"])), "Report leaves the drift in place")
+
+		By("swapping web-1's container by hand: its Revert policy puts v2 back")
+		swapByHand(ctx, docker, container("web-1"), refs["v1"])
+		Eventually(runs(ctx, docker, container("web-1"))).WithContext(ctx).WithTimeout(60 * time.Second).Should(Equal(digestOf(refs["v2"])))
+		Eventually(func() []string { return eventReasons(ctx, ns, "web-1") }).WithContext(ctx).WithTimeout(10 * time.Second).Should(ContainElement("Reverted"))
+		Eventually(target(ctx, ns, "web-1")).WithContext(ctx).WithTimeout(30 * time.Second).Should(HaveField("Drift", v1alpha1.DriftInSync))
+	})
+})
+
+// swapByHand replaces a container with one of another image, as somebody
+// on the host might.
+func swapByHand(ctx context.Context, docker *client.Client, name, image string) {
+	GinkgoHelper()
+	_, err := docker.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+	Expect(err).NotTo(HaveOccurred())
+	created, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name, Image: image})
+	Expect(err).NotTo(HaveOccurred())
+	_, err = docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{})
+	Expect(err).NotTo(HaveOccurred())
+}
+
+// eventReasons are the reasons of the Events about the named Target.
+func eventReasons(ctx context.Context, ns, name string) []string {
+	var list corev1.EventList
+	_ = shared.AdminClient().List(ctx, &list, ctrlclient.InNamespace(ns))
+	var reasons []string
+	for _, e := range list.Items {
+		if e.InvolvedObject.Kind == "Target" && e.InvolvedObject.Name == name {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	return reasons
+}

@@ -1,0 +1,158 @@
+// Package images builds the small container images Stella's tests deploy
+// and serves them from go-containerregistry's registry on 127.0.0.1, which
+// dockerd pulls from without TLS (it treats 127.0.0.0/8 as insecure).
+//
+// Every image carries the label LabelTestRun, and containers inherit their
+// image's labels, so a test removes all it made with Cleanup, also when it
+// fails.
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// LabelTestRun marks images, and through them containers, made by a test run.
+const LabelTestRun = "stella-ops.org/test-run"
+
+// Registry is an in-process OCI registry on 127.0.0.1.
+type Registry struct {
+	// Host is host:port of the registry.
+	Host string
+	srv  *http.Server
+}
+
+// StartRegistry serves an empty registry on a free port of 127.0.0.1.
+func StartRegistry() (*Registry, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return &Registry{Host: ln.Addr().String(), srv: srv}, nil
+}
+
+// Close stops the registry.
+func (r *Registry) Close() error { return r.srv.Close() }
+
+// Push stores img as repo:tag and returns its reference pinned by digest,
+// host/repo@sha256:….
+func (r *Registry) Push(repo, tag string, img v1.Image) (string, error) {
+	ref, err := name.NewTag(r.Host + "/" + repo + ":" + tag)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(ref, img); err != nil {
+		return "", fmt.Errorf("push %s: %w", ref, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	return r.Host + "/" + repo + "@" + digest.String(), nil
+}
+
+// App describes one build of the test program.
+type App struct {
+	// Version is served by the program and set as $VERSION.
+	Version string
+	// Unhealthy makes the program fail its health check.
+	Unhealthy bool
+	// Run labels the image with LabelTestRun.
+	Run string
+}
+
+// Image is a FROM scratch image holding the static test program at /app,
+// with a health check that probes it every 250ms.
+func (a App) Image(program []byte) (v1.Image, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "app", Mode: 0o755, Size: int64(len(program)), Typeflag: tar.TypeReg}); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(program); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	layerBytes := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerBytes)), nil })
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.Entrypoint = []string{"/app"}
+	cf.Config.Env = []string{"VERSION=" + a.Version, "ADDR=127.0.0.1:8080"}
+	if a.Unhealthy {
+		cf.Config.Env = append(cf.Config.Env, "HEALTHY=no")
+	}
+	cf.Config.Labels = map[string]string{LabelTestRun: a.Run}
+	cf.Config.Healthcheck = &v1.HealthConfig{
+		Test: []string{"CMD", "/app", "check"}, Interval: 250 * time.Millisecond, Timeout: 2 * time.Second, Retries: 3,
+	}
+	return mutate.ConfigFile(img, cf)
+}
+
+var (
+	programOnce sync.Once
+	program     []byte
+	programErr  error
+)
+
+// Program builds test/tools/app as a static linux/amd64 binary, once per
+// test process.
+func Program(ctx context.Context) ([]byte, error) {
+	programOnce.Do(func() {
+		var root []byte
+		root, programErr = exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+		if programErr != nil {
+			return
+		}
+		dir, err := os.MkdirTemp("", "stella-test-app-")
+		if err != nil {
+			programErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		out := filepath.Join(dir, "app")
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./test/tools/app")
+		build.Dir = filepath.Dir(string(bytes.TrimSpace(root)))
+		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		if msg, err := build.CombinedOutput(); err != nil {
+			programErr = fmt.Errorf("build the test app: %w\n%s", err, msg)
+			return
+		}
+		program, programErr = os.ReadFile(out)
+	})
+	return program, programErr
+}

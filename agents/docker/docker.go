@@ -68,7 +68,7 @@ func (d *Driver) Observe(ctx context.Context, target *v1alpha1.Target) (agents.O
 		}
 	}
 	for _, component := range names {
-		c, err := d.observe(ctx, containerName(target, templateOf(target, component)), component)
+		c, err := ObserveContainer(ctx, d.docker, containerName(target, templateOf(target, component)), component)
 		if err != nil {
 			return agents.Observed{}, err
 		}
@@ -79,9 +79,10 @@ func (d *Driver) Observe(ctx context.Context, target *v1alpha1.Target) (agents.O
 	return o, nil
 }
 
-// observe reads one container, nil when there is none.
-func (d *Driver) observe(ctx context.Context, containerName, component string) (*agents.ObservedComponent, error) {
-	res, err := d.docker.ContainerInspect(ctx, containerName, client.ContainerInspectOptions{})
+// ObserveContainer reads the container of a component, nil when there is
+// none.
+func ObserveContainer(ctx context.Context, docker *client.Client, containerName, component string) (*agents.ObservedComponent, error) {
+	res, err := docker.ContainerInspect(ctx, containerName, client.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		return nil, nil
 	}
@@ -93,7 +94,7 @@ func (d *Driver) observe(ctx context.Context, containerName, component string) (
 	if ctr.Config != nil {
 		c.Release, c.Promotion = ctr.Config.Labels[agents.LabelRelease], ctr.Config.Labels[agents.LabelPromotion]
 	}
-	img, err := d.docker.ImageInspect(ctx, ctr.Image)
+	img, err := docker.ImageInspect(ctx, ctr.Image)
 	switch {
 	case cerrdefs.IsNotFound(err):
 	case err != nil:
@@ -176,7 +177,7 @@ func (d *Driver) replace(ctx context.Context, c v1alpha1.ComponentDigest, s spec
 	case runsAlready(current.Container, s):
 		return nil
 	}
-	if err := d.pull(ctx, string(c.Image)); err != nil {
+	if err := Pull(ctx, d.docker, d.keychain, string(c.Image)); err != nil {
 		return err
 	}
 	next := s.name + "-next"
@@ -187,7 +188,7 @@ func (d *Driver) replace(ctx context.Context, c v1alpha1.ComponentDigest, s spec
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", next, err)
 	}
-	if err := d.start(ctx, created.ID, s); err != nil {
+	if err := d.start(ctx, created.ID, s.name, s.runningFor); err != nil {
 		// The old container keeps running; the new one goes, even when
 		// the deadline that failed the start has passed.
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -222,16 +223,17 @@ func runsAlready(ctr container.InspectResponse, s spec) bool {
 	return labels[agents.LabelDigest] == s.config.Labels[agents.LabelDigest] && labels[agents.LabelConfig] == s.config.Labels[agents.LabelConfig]
 }
 
-// pull fetches an image by digest unless the host has it.
-func (d *Driver) pull(ctx context.Context, ref string) error {
-	if _, err := d.docker.ImageInspect(ctx, ref); err == nil {
+// Pull fetches an image by digest unless the host has it, with the
+// credentials the keychain has for its registry.
+func Pull(ctx context.Context, docker *client.Client, keychain authn.Keychain, ref string) error {
+	if _, err := docker.ImageInspect(ctx, ref); err == nil {
 		return nil
 	}
-	auth, err := d.registryAuth(ref)
+	auth, err := registryAuth(keychain, ref)
 	if err != nil {
 		return err
 	}
-	resp, err := d.docker.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
+	resp, err := docker.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -243,12 +245,12 @@ func (d *Driver) pull(ctx context.Context, ref string) error {
 
 // registryAuth encodes the credentials the keychain has for ref's registry,
 // as the Engine API wants them; empty for anonymous access.
-func (d *Driver) registryAuth(ref string) (string, error) {
+func registryAuth(keychain authn.Keychain, ref string) (string, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return "", fmt.Errorf("image %s: %w", ref, err)
 	}
-	authenticator, err := d.keychain.Resolve(r.Context())
+	authenticator, err := keychain.Resolve(r.Context())
 	if err != nil {
 		return "", fmt.Errorf("find credentials for %s: %w", r.Context().RegistryStr(), err)
 	}
@@ -269,35 +271,43 @@ func (d *Driver) registryAuth(ref string) (string, error) {
 	return base64.URLEncoding.EncodeToString(data), nil
 }
 
-// start runs a created container and waits until it is healthy: its health
-// check passes, or without one it kept running for the set time.
-func (d *Driver) start(ctx context.Context, id string, s spec) error {
+// start runs a created container and waits until it is healthy.
+func (d *Driver) start(ctx context.Context, id, name string, runningFor time.Duration) error {
 	if _, err := d.docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("start container %s: %w", s.name, err)
+		return fmt.Errorf("start container %s: %w", name, err)
 	}
+	if err := WaitHealthy(ctx, d.docker, id, runningFor); err != nil {
+		return fmt.Errorf("%w; the old container keeps running", err)
+	}
+	return nil
+}
+
+// WaitHealthy waits until a started container is healthy: its health check
+// passes, or, when it has none, it kept running for runningFor.
+func WaitHealthy(ctx context.Context, docker *client.Client, id string, runningFor time.Duration) error {
 	started := time.Now()
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
-		res, err := d.docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		res, err := docker.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 		if err != nil {
-			return fmt.Errorf("inspect the new container of %s: %w", s.name, err)
+			return fmt.Errorf("inspect the new container: %w", err)
 		}
 		state := res.Container.State
 		switch {
 		case state == nil:
 		case !state.Running && !state.Restarting:
-			return fmt.Errorf("the new container exited with code %d before it was healthy; the old one keeps running", state.ExitCode)
+			return fmt.Errorf("the new container exited with code %d before it was healthy", state.ExitCode)
 		case state.Health != nil && state.Health.Status == container.Healthy:
 			return nil
 		case state.Health != nil && state.Health.Status == container.Unhealthy:
-			return fmt.Errorf("the new container failed its health check (%s); the old one keeps running", lastCheck(state.Health))
-		case state.Health == nil && s.runningFor > 0 && time.Since(started) >= s.runningFor:
+			return fmt.Errorf("the new container failed its health check (%s)", lastCheck(state.Health))
+		case state.Health == nil && time.Since(started) >= runningFor:
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the new container of %s was not healthy in time: %w; the old one keeps running", s.name, context.Cause(ctx))
+			return fmt.Errorf("the new container was not healthy in time: %w", context.Cause(ctx))
 		case <-tick.C:
 		}
 	}

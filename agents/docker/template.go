@@ -19,9 +19,9 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// defaultRunningFor is how long a container without a health check must
+// DefaultRunningFor is how long a container without a health check must
 // keep running before it counts as healthy.
-const defaultRunningFor = 10 * time.Second
+const DefaultRunningFor = 10 * time.Second
 
 // spec is everything a component's container is created from.
 type spec struct {
@@ -101,7 +101,7 @@ func specOf(target *v1alpha1.Target, t v1alpha1.ComponentTemplate, c v1alpha1.Co
 			}}
 		}
 	}
-	s.runningFor = defaultRunningFor
+	s.runningFor = DefaultRunningFor
 	if h := t.HealthCheck; h != nil {
 		if h.RunningFor != nil {
 			s.runningFor = h.RunningFor.Duration

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/agents/compose"
 	"github.com/stella-ops/stella/agents/docker"
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/agent"
@@ -56,7 +57,8 @@ func runCommand() *cobra.Command {
 		Long: `Run the agent: renew its heartbeat Lease (agent-NAME in the Agent's
 namespace) and report the Agent's status; deploy every DeployTask of the
 Targets that name this agent through the Docker Engine (DOCKER_HOST, else
-/var/run/docker.sock); and observe what really runs on those Targets every
+/var/run/docker.sock), for compose targets with 'docker compose' or
+'docker-compose', whichever is installed; and observe what really runs on those Targets every
 --observe-every and on Docker events, reporting drift and health in their
 status.
 
@@ -85,6 +87,11 @@ is resumed by its next start.`,
 			defer engine.Close()
 			dockerDriver := docker.New(engine, stateDir)
 			o.Drivers = map[v1alpha1.TargetType]agents.Driver{v1alpha1.TargetTypeDocker: dockerDriver}
+			if composeDriver, err := compose.New(cmd.Context(), engine, stateDir); err != nil {
+				log.Info("Compose targets cannot be served", "reason", err.Error())
+			} else {
+				o.Drivers[v1alpha1.TargetTypeCompose] = composeDriver
+			}
 			o.Changes = dockerDriver.Changes(cmd.Context(), o.Namespace, log)
 			return agent.Run(cmd.Context(), cfg, o, log)
 		},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -229,3 +230,78 @@ func eventReasons(ctx context.Context, ns, name string) []string {
 	}
 	return reasons
 }
+
+var _ = Describe("a release deployed by stella-agent to a Compose target", func() {
+	It("runs pinned with its sticker, moves to v2, comes back to v2 when v3 is unhealthy, and reports drift", func(ctx SpecContext) {
+		docker := dockerClient(ctx)
+		admin := shared.AdminClient()
+		ns := newNamespace(ctx, admin)
+		refs := appImages(ctx, docker, "shop/api")
+		stateDir := GinkgoT().TempDir()
+		startAgent(ctx, ns, "host-1", stateDir)
+
+		registry := refs["v1"][:strings.IndexByte(refs["v1"], '/')]
+		file := filepath.Join(GinkgoT().TempDir(), "compose.yaml")
+		Expect(os.WriteFile(file, []byte("services:\n  api:\n    image: "+registry+"/shop/api:v1\n    network_mode: none\n"), 0o644)).To(Succeed())
+		env := environment(ns, "prod")
+		env.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}
+		Expect(admin.Create(ctx, env)).To(Succeed())
+		project := ns + "-shop"
+		Expect(admin.Create(ctx, &v1alpha1.Target{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop", Labels: map[string]string{"env": "prod"}},
+			Spec: v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeCompose, Agent: "host-1",
+				Compose: &v1alpha1.ComposeTarget{ProjectName: project, File: file}},
+		})).To(Succeed())
+		for _, v := range []string{"v1", "v2", "v3"} {
+			Expect(admin.Create(ctx, appRelease(ns, "shop-"+v, strings.TrimPrefix(v, "v")+".0.0", refs[v]))).To(Succeed())
+		}
+		projectRuns := func() string {
+			list, err := docker.ContainerList(ctx, client.ContainerListOptions{
+				Filters: make(client.Filters).Add("label", "com.docker.compose.project="+project),
+			})
+			if err != nil || len(list.Items) != 1 {
+				return ""
+			}
+			return runs(ctx, docker, list.Items[0].ID)()
+		}
+
+		By("promoting v1: the project runs it pinned, with the lock file and the sticker")
+		endsIn(ctx, promote(ctx, admin, ns, "shop-v1", "prod"), v1alpha1.PromotionSucceeded)
+		Expect(projectRuns()).To(Equal(digestOf(refs["v1"])))
+		lock, err := os.ReadFile(filepath.Join(filepath.Dir(file), "compose.stella.lock.yml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(lock)).To(ContainSubstring(refs["v1"]))
+		sticker, err := os.ReadFile(filepath.Join(stateDir, "shop", agents.StickerFile))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(sticker)).To(ContainSubstring(`"release": "shop-v1"`))
+
+		By("promoting v2")
+		endsIn(ctx, promote(ctx, admin, ns, "shop-v2", "prod"), v1alpha1.PromotionSucceeded)
+		Expect(projectRuns()).To(Equal(digestOf(refs["v2"])))
+
+		By("promoting v3, which fails its health check: the project runs v2 again")
+		v3 := endsIn(ctx, promote(ctx, admin, ns, "shop-v3", "prod"), v1alpha1.PromotionFailed)
+		task := taskOf(ctx, v3, "shop")
+		Expect(task.Status.Phase).To(Equal(v1alpha1.DeployTaskRolledBack))
+		Expect(task.Status.Message).To(ContainSubstring("health check"))
+		Expect(projectRuns()).To(Equal(digestOf(refs["v2"])))
+		Eventually(target(ctx, ns, "shop")).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
+			HaveField("Drift", v1alpha1.DriftInSync), HaveField("Observed.Release", "shop-v2")))
+
+		By("running v1 in the project by hand: the target is reported Drifted")
+		list, err := docker.ContainerList(ctx, client.ContainerListOptions{Filters: make(client.Filters).Add("label", "com.docker.compose.project="+project)})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(list.Items).To(HaveLen(1))
+		_, err = docker.ContainerRemove(ctx, list.Items[0].ID, client.ContainerRemoveOptions{Force: true})
+		Expect(err).NotTo(HaveOccurred())
+		created, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{
+			Image: refs["v1"], Labels: map[string]string{"com.docker.compose.project": project, "com.docker.compose.service": "api"},
+		}, HostConfig: &container.HostConfig{NetworkMode: "none"}})
+		Expect(err).NotTo(HaveOccurred())
+		_, err = docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{})
+		Expect(err).NotTo(HaveOccurred())
+		Eventually(target(ctx, ns, "shop")).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
+			HaveField("Drift", v1alpha1.DriftDrifted),
+			HaveField("Conditions", ContainElement(And(HaveField("Type", "Drifted"), HaveField("Message", ContainSubstring(digestOf(refs["v1"]))))))))
+	})
+})

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -16,6 +17,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/evidence"
 )
 
@@ -62,6 +64,10 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		return nil, err
 	}
 	c := mgr.GetClient()
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
 		&ReleaseReconciler{Client: c},
 		&EnvironmentReconciler{Client: c},
@@ -70,6 +76,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		&ApprovalReconciler{Client: c},
 		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions"), Evidence: o.Evidence},
 		&AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-agents")},
+		&agentauth.Approver{Client: c, Clientset: clientset},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return nil, err

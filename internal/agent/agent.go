@@ -44,6 +44,9 @@ type Options struct {
 	Changes <-chan string
 	// Parallel is how many DeployTasks run at once, each on its own Target.
 	Parallel int
+	// Alongside run next to the agent's work until it stops, such as the
+	// renewal of its certificate.
+	Alongside []manager.RunnableFunc
 }
 
 // Run runs the agent until ctx ends.
@@ -89,6 +92,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	}
 	if err := a.setUpObserver(mgr); err != nil {
 		return err
+	}
+	for _, r := range o.Alongside {
+		if err := mgr.Add(r); err != nil {
+			return err
+		}
 	}
 	if o.Changes != nil {
 		if err := mgr.Add(manager.RunnableFunc(a.forwardChanges)); err != nil {

@@ -48,7 +48,7 @@ func (a *agent) setUpTasks(mgr ctrl.Manager) error {
 // nothing is deployed twice.
 func (r taskRunner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	task := &v1alpha1.DeployTask{}
-	if err := r.reader.Get(ctx, req.NamespacedName, task); err != nil {
+	if err := r.client.Get(ctx, req.NamespacedName, task); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if task.Status.Phase.IsTerminal() {
@@ -59,9 +59,9 @@ func (r taskRunner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 		return ctrl.Result{RequeueAfter: pausedRecheck}, err
 	}
 	target := &v1alpha1.Target{}
-	if err := r.reader.Get(ctx, client.ObjectKey{Namespace: task.Namespace, Name: task.Spec.Target}, target); err != nil {
+	if err := r.client.Get(ctx, client.ObjectKey{Namespace: task.Namespace, Name: task.Spec.Target}, target); err != nil {
 		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, r.finish(ctx, task, v1alpha1.DeployTaskFailed, fmt.Sprintf("Target %s does not exist", task.Spec.Target), nil)
+			return ctrl.Result{}, r.finish(ctx, task, v1alpha1.DeployTaskFailed, fmt.Sprintf("Target %s does not exist or names another agent than %s", task.Spec.Target, r.Name), nil)
 		}
 		return ctrl.Result{}, err
 	}

@@ -9,11 +9,14 @@ import (
 
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apiserver/pkg/authorization/union"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/pkg/controlplane/apiserver/samples/generic/server"
 
 	stellaadmission "github.com/stella-ops/stella/internal/admission"
+	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/pki"
 )
@@ -46,16 +49,20 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	opts := server.NewOptions()
 	admission := opts.Admission.GenericAdmission
 	stellaadmission.RegisterIdentity(admission.Plugins)
+	agentauth.Register(admission.Plugins)
 	// Stamp identities before any policy or webhook sees the object.
-	admission.RecommendedPluginOrder = append([]string{stellaadmission.IdentityPluginName}, admission.RecommendedPluginOrder...)
+	admission.RecommendedPluginOrder = append([]string{stellaadmission.IdentityPluginName, agentauth.PluginName}, admission.RecommendedPluginOrder...)
 	opts.SecureServing.BindAddress = ip
 	opts.SecureServing.BindPort = port
-	opts.SecureServing.ServerCert.CertKey.CertFile = certs.File(pki.ServingCertFile)
+	opts.SecureServing.ServerCert.CertKey.CertFile = certs.File(pki.ServingChainFile)
 	opts.SecureServing.ServerCert.CertKey.KeyFile = certs.File(pki.ServingKeyFile)
 	opts.GenericServerRunOptions.AdvertiseAddress = advertiseIP(ip)
 	opts.Etcd.StorageConfig.Transport.ServerList = etcdServers
 	opts.Etcd.StorageConfig.Prefix = o.EtcdPrefix
 	opts.Authentication.ClientCert.ClientCA = certs.File(pki.CACertFile)
+	// Join tokens are bootstrap tokens: a new agent presents one to ask for
+	// its certificate (stellactl agent join-token).
+	opts.Authentication.BootstrapToken.Enable = true
 	opts.Authorization.Modes = []string{"RBAC"}
 	opts.ServiceAccountSigningKeyFile = certs.File(pki.SAKeyFile)
 	opts.Authentication.ServiceAccounts.Issuers = []string{"https://stella.local"}
@@ -73,6 +80,9 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	config, err := server.NewConfig(completed)
 	if err != nil {
 		return nil, fmt.Errorf("configure API server: %w", err)
+	}
+	if err := confineAgents(config); err != nil {
+		return nil, err
 	}
 	// The generic control plane assumes three API servers and delays every
 	// new CRD by five seconds for them to agree; Stella's replicas share one
@@ -120,6 +130,25 @@ func (s *apiServer) waitReady(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("wait for the API server to be ready: %w", err)
+	}
+	return nil
+}
+
+// confineAgents puts the agent authorizer before RBAC in each server of
+// the chain, so that no role binding can widen what an agent identity
+// reaches.
+func confineAgents(config *server.Config) error {
+	for _, info := range []*genericapiserver.AuthorizationInfo{
+		&config.ControlPlane.Generic.Authorization, &config.APIExtensions.GenericConfig.Authorization, &config.Aggregator.GenericConfig.Authorization,
+	} {
+		chained, err := union.New(
+			union.NamedAuthorizer{AuthorizerName: "StellaAgents", Authorizer: agentauth.Authorizer()},
+			union.NamedAuthorizer{AuthorizerName: "Configured", Authorizer: info.Authorizer},
+		)
+		if err != nil {
+			return err
+		}
+		info.Authorizer = chained
 	}
 	return nil
 }

@@ -7,8 +7,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -32,11 +34,14 @@ const (
 	CACertFile      = "ca.crt"
 	CAKeyFile       = "ca.key"
 	ServingCertFile = "apiserver.crt"
-	ServingKeyFile  = "apiserver.key"
-	AdminCertFile   = "admin.crt"
-	AdminKeyFile    = "admin.key"
-	SAKeyFile       = "sa.key"
-	SAPublicKeyFile = "sa.pub"
+	// ServingChainFile is the serving certificate followed by the CA's, so
+	// that a client holding only the CA's hash can check the server.
+	ServingChainFile = "apiserver-chain.crt"
+	ServingKeyFile   = "apiserver.key"
+	AdminCertFile    = "admin.crt"
+	AdminKeyFile     = "admin.key"
+	SAKeyFile        = "sa.key"
+	SAPublicKeyFile  = "sa.pub"
 )
 
 // AdminUser and AdminGroup are the identity of the admin credential written
@@ -92,12 +97,35 @@ func (d Dir) Ensure(hosts []string) error {
 	if err := d.ensureLeaf(ca, serving); err != nil {
 		return err
 	}
+	if err := d.writeServingChain(); err != nil {
+		return err
+	}
 	admin := leafRequest{
 		certFile: AdminCertFile, keyFile: AdminKeyFile,
 		subject: pkix.Name{CommonName: AdminUser, Organization: []string{AdminGroup}},
 		usage:   x509.ExtKeyUsageClientAuth,
 	}
 	return d.ensureLeaf(ca, admin)
+}
+
+func (d Dir) writeServingChain() error {
+	leaf, err := os.ReadFile(d.File(ServingCertFile))
+	if err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(d.File(CACertFile))
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(d.File(ServingChainFile), append(append(leaf, '\n'), ca...), 0o644)
+}
+
+// CertHash identifies a CA certificate by the sha256 of its public key
+// info, as kubeadm's --discovery-token-ca-cert-hash does:
+// sha256:<64 hex>.
+func CertHash(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // LoadCA reads the CA certificate and key.

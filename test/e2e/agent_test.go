@@ -9,11 +9,14 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/onsi/gomega/gexec"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/agent"
 )
 
 var _ = Describe("stella-agent", func() {
@@ -75,5 +78,89 @@ var _ = Describe("stella-agent", func() {
 		out, err := exec.CommandContext(ctx, bin.StellaAgent, "run", "--name", "ghost", "-n", ns, "--kubeconfig", kubeconfig).CombinedOutput()
 		Expect(err).To(HaveOccurred())
 		Expect(string(out)).To(ContainSubstring("Agent " + ns + "/ghost does not exist"))
+	})
+})
+
+var _ = Describe("an agent's own identity", func() {
+	It("is had with a one-time join token, renews itself, and reaches only its own Agent, Targets and DeployTasks", func(ctx SpecContext) {
+		admin := shared.AdminClient()
+		ns := newNamespace(ctx, admin)
+		other := newNamespace(ctx, admin)
+		identities := map[string]*agent.Identity{}
+		for _, name := range []string{"host-a", "host-b"} {
+			args := joinArgs(ctx, ns, name)
+			o := agent.JoinOptions{Server: args[1], CAHash: args[3], Token: args[5], CertTTL: time.Hour}
+			dir := GinkgoT().TempDir()
+			Expect(agent.Join(ctx, dir, ns, name, o)).To(Succeed())
+			err := agent.Join(ctx, GinkgoT().TempDir(), ns, name, o)
+			Expect(err).To(HaveOccurred(), "a join token works once")
+			id, err := agent.LoadIdentity(dir, ns, name, time.Hour)
+			Expect(err).NotTo(HaveOccurred())
+			identities[name] = id
+		}
+		for _, name := range []string{"a", "b"} {
+			Expect(admin.Create(ctx, &v1alpha1.Target{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-" + name},
+				Spec:       v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeDocker, Agent: "host-" + name},
+			})).To(Succeed())
+			Expect(admin.Create(ctx, &v1alpha1.DeployTask{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "task-" + name, Labels: map[string]string{controllers.LabelAgent: "host-" + name}},
+				Spec: v1alpha1.DeployTaskSpec{Promotion: "p", Target: "web-" + name, Release: "shop-1",
+					Components: []v1alpha1.ComponentDigest{{Name: "api", Image: v1alpha1.ImageDigestRef("127.0.0.1:5000/shop/api@" + digest("api"))}}},
+			})).To(Succeed())
+		}
+
+		cfg, err := identities["host-a"].RESTConfig()
+		Expect(err).NotTo(HaveOccurred())
+		a, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		forbidden := func(err error) { GinkgoHelper(); Expect(apierrors.IsForbidden(err)).To(BeTrue(), "want Forbidden, got %v", err) }
+
+		By("reading its own objects in the shapes that name it")
+		var tasks v1alpha1.DeployTaskList
+		Expect(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{controllers.LabelAgent: "host-a"})).To(Succeed())
+		Expect(tasks.Items).To(ConsistOf(HaveField("Name", "task-a")))
+		var targets v1alpha1.TargetList
+		Expect(a.List(ctx, &targets, client.InNamespace(ns), client.MatchingFields{controllers.FieldTargetAgent: "host-a"})).To(Succeed())
+		Expect(targets.Items).To(ConsistOf(HaveField("Name", "web-a")))
+		Expect(a.Get(ctx, client.ObjectKey{Namespace: ns, Name: "host-a"}, &v1alpha1.Agent{})).To(Succeed())
+
+		By("writing the status of its own task and target")
+		own := &tasks.Items[0]
+		before := own.DeepCopy()
+		own.Status.Phase = v1alpha1.DeployTaskRunning
+		Expect(a.Status().Patch(ctx, own, client.MergeFrom(before))).To(Succeed())
+		ownTarget := &targets.Items[0]
+		beforeTarget := ownTarget.DeepCopy()
+		ownTarget.Status.Drift = v1alpha1.DriftInSync
+		Expect(a.Status().Patch(ctx, ownTarget, client.MergeFrom(beforeTarget))).To(Succeed())
+
+		By("neither reading nor writing agent B's")
+		forbidden(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{controllers.LabelAgent: "host-b"}))
+		forbidden(a.List(ctx, &tasks, client.InNamespace(ns)))
+		forbidden(a.Get(ctx, client.ObjectKey{Namespace: ns, Name: "task-b"}, &v1alpha1.DeployTask{}))
+		forbidden(a.List(ctx, &targets, client.InNamespace(ns), client.MatchingFields{controllers.FieldTargetAgent: "host-b"}))
+		forbidden(a.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-b"}, &v1alpha1.Target{}))
+		forbidden(a.Get(ctx, client.ObjectKey{Namespace: ns, Name: "host-b"}, &v1alpha1.Agent{}))
+		theirs := &v1alpha1.DeployTask{}
+		Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "task-b"}, theirs)).To(Succeed())
+		beforeTheirs := theirs.DeepCopy()
+		theirs.Status.Phase = v1alpha1.DeployTaskSucceeded
+		forbidden(a.Status().Patch(ctx, theirs, client.MergeFrom(beforeTheirs)))
+		theirTarget := &v1alpha1.Target{}
+		Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-b"}, theirTarget)).To(Succeed())
+		beforeTheirTarget := theirTarget.DeepCopy()
+		theirTarget.Status.Drift = v1alpha1.DriftDrifted
+		forbidden(a.Status().Patch(ctx, theirTarget, client.MergeFrom(beforeTheirTarget)))
+		forbidden(a.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-host-b"}}))
+		forbidden(a.List(ctx, &tasks, client.InNamespace(other), client.MatchingLabels{controllers.LabelAgent: "host-a"}))
+		Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "task-b"}, theirs)).To(Succeed())
+		Expect(theirs.Status.Phase).To(BeEmpty(), "B's task is untouched")
+
+		By("renewing its certificate and going on with the new one")
+		serial := identities["host-a"].Serial()
+		Expect(identities["host-a"].RenewNow(ctx)).To(Succeed())
+		Expect(identities["host-a"].Serial()).NotTo(Equal(serial))
+		Expect(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{controllers.LabelAgent: "host-a"})).To(Succeed())
 	})
 })

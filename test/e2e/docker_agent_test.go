@@ -56,23 +56,34 @@ func dockerClient(ctx context.Context) *client.Client {
 	return docker
 }
 
-// startAgent runs stella-agent for Agent name in ns, serving docker targets,
-// and stops it when the spec ends.
+// startAgent lets Agent name of ns join with a join token and runs it,
+// serving docker and compose targets, until the spec ends.
 func startAgent(ctx context.Context, ns, name, stateDir string) *gexec.Session {
 	GinkgoHelper()
-	admin := shared.AdminClient()
-	Expect(admin.Create(ctx, &v1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       v1alpha1.AgentSpec{Capabilities: []v1alpha1.TargetType{v1alpha1.TargetTypeDocker, v1alpha1.TargetTypeCompose}},
-	})).To(Succeed())
-	bindRole(ctx, admin, ns, "agent", name)
-	kubeconfig := shared.UserKubeconfig(GinkgoT().TempDir(), name)
-	cmd := exec.Command(bin.StellaAgent, "run", "--name", name, "-n", ns, "--kubeconfig", kubeconfig,
-		"--heartbeat", "1s", "--observe-every", "2s", "--state-dir", stateDir)
+	join := joinArgs(ctx, ns, name)
+	cmd := exec.Command(bin.StellaAgent, append([]string{"run", "--name", name, "-n", ns,
+		"--heartbeat", "1s", "--observe-every", "2s", "--state-dir", stateDir}, join...)...)
 	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { session.Terminate().Wait(30 * time.Second) })
 	return session
+}
+
+// joinArgs runs stellactl agent join-token as the admin and returns the
+// --server, --ca-cert-hash and --join-token arguments it prints.
+func joinArgs(ctx context.Context, ns, name string) []string {
+	GinkgoHelper()
+	out, err := stellactl(ctx, shared.Kubeconfig(), "agent", "join-token", name, "-n", ns, "--ttl", "10m")
+	Expect(err).NotTo(HaveOccurred(), out)
+	fields := strings.Fields(out)
+	var args []string
+	for i, f := range fields {
+		if (f == "--server" || f == "--ca-cert-hash" || f == "--join-token") && i+1 < len(fields) {
+			args = append(args, f, fields[i+1])
+		}
+	}
+	Expect(args).To(HaveLen(6), "join-token printed:\n%s", out)
+	return args
 }
 
 func appRelease(ns, name, version, image string) *v1alpha1.Release {

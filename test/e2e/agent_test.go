@@ -114,7 +114,10 @@ var _ = Describe("an agent's own identity", func() {
 		Expect(err).NotTo(HaveOccurred())
 		a, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
 		Expect(err).NotTo(HaveOccurred())
-		forbidden := func(err error) { GinkgoHelper(); Expect(apierrors.IsForbidden(err)).To(BeTrue(), "want Forbidden, got %v", err) }
+		forbidden := func(err error) {
+			GinkgoHelper()
+			Expect(apierrors.IsForbidden(err)).To(BeTrue(), "want Forbidden, got %v", err)
+		}
 
 		By("reading its own objects in the shapes that name it")
 		var tasks v1alpha1.DeployTaskList

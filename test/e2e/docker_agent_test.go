@@ -60,7 +60,13 @@ func dockerClient(ctx context.Context) *client.Client {
 // serving docker and compose targets, until the spec ends.
 func startAgent(ctx context.Context, ns, name, stateDir string) *gexec.Session {
 	GinkgoHelper()
-	join := joinArgs(ctx, ns, name)
+	return runAgent(ns, name, stateDir, joinArgs(ctx, ns, name)...)
+}
+
+// runAgent runs stella-agent with the identity it keeps in stateDir, or
+// joins with the given arguments, until the spec ends.
+func runAgent(ns, name, stateDir string, join ...string) *gexec.Session {
+	GinkgoHelper()
 	cmd := exec.Command(bin.StellaAgent, append([]string{"run", "--name", name, "-n", ns,
 		"--heartbeat", "1s", "--observe-every", "2s", "--state-dir", stateDir}, join...)...)
 	session, err := gexec.Start(cmd, GinkgoWriter, GinkgoWriter)
@@ -314,5 +320,86 @@ var _ = Describe("a release deployed by stella-agent to a Compose target", func(
 		Eventually(target(ctx, ns, "shop")).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
 			HaveField("Drift", v1alpha1.DriftDrifted),
 			HaveField("Conditions", ContainElement(And(HaveField("Type", "Drifted"), HaveField("Message", ContainSubstring(digestOf(refs["v1"]))))))))
+	})
+})
+
+var _ = Describe("stella-agent faults", func() {
+	It("resumes a deployment it was killed in without deploying twice, and leaves a finished one alone", func(ctx SpecContext) {
+		docker := dockerClient(ctx)
+		admin := shared.AdminClient()
+		ns := newNamespace(ctx, admin)
+		refs := appImages(ctx, docker, "shop/api")
+		stateDir := GinkgoT().TempDir()
+		first := startAgent(ctx, ns, "host-1", stateDir)
+
+		env := environment(ns, "prod")
+		env.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}
+		Expect(admin.Create(ctx, env)).To(Succeed())
+		name := ns + "-web-api"
+		// A slow health check keeps the deployment going long enough to
+		// kill the agent in the middle of it.
+		Expect(admin.Create(ctx, &v1alpha1.Target{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web", Labels: map[string]string{"env": "prod"}},
+			Spec: v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeDocker, Agent: "host-1", Components: []v1alpha1.ComponentTemplate{{
+				Name: "api", ContainerName: name, Network: "none",
+				HealthCheck: &v1alpha1.HealthCheck{Command: []string{"/app", "check"}, Interval: &metav1.Duration{Duration: 4 * time.Second}},
+			}}},
+		})).To(Succeed())
+		Expect(admin.Create(ctx, appRelease(ns, "shop-v1", "1.0.0", refs["v1"]))).To(Succeed())
+		promo := promote(ctx, admin, ns, "shop-v1", "prod")
+
+		task := taskOf(ctx, promo, "web")
+		Eventually(func() v1alpha1.DeployTaskPhase {
+			_ = admin.Get(ctx, ctrlclient.ObjectKeyFromObject(task), task)
+			return task.Status.Phase
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal(v1alpha1.DeployTaskRunning))
+		first.Kill().Wait(10 * time.Second)
+
+		runAgent(ns, "host-1", stateDir)
+		endsIn(ctx, promo, v1alpha1.PromotionSucceeded)
+		Expect(admin.Get(ctx, ctrlclient.ObjectKeyFromObject(task), task)).To(Succeed())
+		Expect(task.Status.Phase).To(Equal(v1alpha1.DeployTaskSucceeded))
+		Expect(task.Status.Attempts).To(BeEquivalentTo(2), "the restarted agent took the task up again")
+		Expect(tasksOf(ctx, promo)).To(HaveLen(1))
+		list, err := docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", agents.LabelNamespace+"="+ns)})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(list.Items).To(HaveLen(1), "one container, no half-made one left")
+		Expect(list.Items[0].Names).To(ConsistOf("/" + name))
+		deployed := list.Items[0].ID
+
+		By("restarting the agent once more: the finished task is not run again")
+		runAgent(ns, "host-1", stateDir)
+		Consistently(func() string {
+			res, err := docker.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+			if err != nil {
+				return ""
+			}
+			return res.Container.ID
+		}).WithContext(ctx).WithTimeout(5 * time.Second).Should(Equal(deployed))
+		Expect(admin.Get(ctx, ctrlclient.ObjectKeyFromObject(task), task)).To(Succeed())
+		Expect(task.Status.Attempts).To(BeEquivalentTo(2))
+	})
+
+	It("turns the Targets of a silent agent Unknown after its grace period", func(ctx SpecContext) {
+		admin := shared.AdminClient()
+		ns := newNamespace(ctx, admin)
+		args := joinArgs(ctx, ns, "host-1")
+		agentObj := &v1alpha1.Agent{}
+		Expect(admin.Get(ctx, ctrlclient.ObjectKey{Namespace: ns, Name: "host-1"}, agentObj)).To(Succeed())
+		agentObj.Spec.HeartbeatGracePeriod = metav1.Duration{Duration: 3 * time.Second}
+		Expect(admin.Update(ctx, agentObj)).To(Succeed())
+		Expect(admin.Create(ctx, &v1alpha1.Target{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+			Spec:       v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeDocker, Agent: "host-1"},
+		})).To(Succeed())
+		session := runAgent(ns, "host-1", GinkgoT().TempDir(), args...)
+		Eventually(target(ctx, ns, "web")).WithContext(ctx).WithTimeout(30 * time.Second).Should(HaveField("Drift", v1alpha1.DriftInSync))
+
+		session.Kill().Wait(10 * time.Second)
+		Eventually(target(ctx, ns, "web")).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
+			HaveField("Drift", v1alpha1.DriftUnknown), HaveField("Health", v1alpha1.HealthUnknown),
+			HaveField("Conditions", ContainElement(And(HaveField("Type", v1alpha1.ConditionReady), HaveField("Reason", "AgentSilent"))))))
+		Expect(admin.Get(ctx, ctrlclient.ObjectKey{Namespace: ns, Name: "host-1"}, agentObj)).To(Succeed())
+		Expect(conditionReason(agentObj.Status.Conditions, v1alpha1.ConditionReady)).To(Equal("AgentSilent"))
 	})
 })

@@ -82,10 +82,14 @@ func main() {
 	// controller-runtime complains about it once it is 30 s old.
 	log.SetLogger(logr.Discard())
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == promotionsMode {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == promotionsMode:
 		o := parsePromotionFlags(os.Args[2:])
 		err = runWithSignals(o.timeout, func(ctx context.Context) error { return runPromotions(ctx, o) })
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == deploysMode:
+		o := parseDeployFlags(os.Args[2:])
+		err = runWithSignals(overallTimeout, func(ctx context.Context) error { return runDeploys(ctx, o) })
+	default:
 		o := parseFlags()
 		err = runWithSignals(overallTimeout, func(ctx context.Context) error { return run(ctx, o) })
 	}

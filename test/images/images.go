@@ -10,6 +10,7 @@ package images
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -80,10 +81,12 @@ type App struct {
 	Unhealthy bool
 	// Run labels the image with LabelTestRun.
 	Run string
+	// CheckEvery is the health check's interval; 250ms when zero.
+	CheckEvery time.Duration
 }
 
 // Image is a FROM scratch image holding the static test program at /app,
-// with a health check that probes it every 250ms.
+// with a health check that probes it every CheckEvery.
 func (a App) Image(program []byte) (v1.Image, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -118,7 +121,7 @@ func (a App) Image(program []byte) (v1.Image, error) {
 	}
 	cf.Config.Labels = map[string]string{LabelTestRun: a.Run}
 	cf.Config.Healthcheck = &v1.HealthConfig{
-		Test: []string{"CMD", "/app", "check"}, Interval: 250 * time.Millisecond, Timeout: 2 * time.Second, Retries: 3,
+		Test: []string{"CMD", "/app", "check"}, Interval: cmp.Or(a.CheckEvery, 250*time.Millisecond), Timeout: 2 * time.Second, Retries: 3,
 	}
 	return mutate.ConfigFile(img, cf)
 }

@@ -419,4 +419,3 @@ func (b *deployBench) waitPhase(ctx context.Context, promo *v1alpha1.Promotion, 
 	}
 	return fmt.Errorf("promotion %s not %s within %s", promo.Name, phase, deployTimeout)
 }
-

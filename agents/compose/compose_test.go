@@ -11,9 +11,9 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/agents/agentstest"
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/test/images"
 )
@@ -35,72 +35,25 @@ type fixture struct {
 
 func setUp(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	engine, err := client.New(client.FromEnv)
+	engine, refs, run := images.SetUp(t, "shop/api")
+	driver, err := New(context.Background(), engine, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := engine.Ping(ctx, client.PingOptions{}); err != nil {
-		t.Fatalf("these tests need a Docker engine (DOCKER_HOST or /var/run/docker.sock): %v", err)
-	}
-	run := "compose-" + rand.String(8)
-	t.Cleanup(func() {
-		if err := images.Cleanup(context.Background(), engine, run); err != nil {
-			t.Errorf("clean up: %v", err)
-		}
-	})
-	reg, err := images.StartRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	program, err := images.Program(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	driver, err := New(ctx, engine, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{docker: engine, driver: driver, ref: map[string]string{}}
-	for _, app := range []images.App{{Version: "v1"}, {Version: "v2"}, {Version: "v3", Unhealthy: true}} {
-		app.Run = run
-		img, err := app.Image(program)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.ref[app.Version], err = reg.Push("shop/api", app.Version, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := &fixture{docker: engine, driver: driver, ref: refs}
+	registry := refs["v1"][:strings.IndexByte(refs["v1"], '/')]
 	dir := t.TempDir()
 	file := filepath.Join(dir, "compose.yaml")
 	if err := os.WriteFile(file, []byte(composeFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("REGISTRY", reg.Host)
+	t.Setenv("REGISTRY", registry)
 	f.target = &v1alpha1.Target{
 		ObjectMeta: metav1.ObjectMeta{Namespace: run, Name: "shop"},
 		Spec: v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeCompose, Agent: "host-1",
 			Compose: &v1alpha1.ComposeTarget{ProjectName: run, File: file}},
 	}
 	return f
-}
-
-func (f *fixture) release(version string) agents.Desired {
-	return agents.Desired{
-		Release: "shop-" + version, Version: version, Promotion: "shop-" + version + "-to-prod",
-		Components: []v1alpha1.ComponentDigest{{Name: "api", Image: v1alpha1.ImageDigestRef(f.ref[version])}},
-	}
-}
-
-func (f *fixture) assess(t *testing.T) agents.Assessment {
-	t.Helper()
-	o, err := f.driver.Observe(context.Background(), f.target)
-	if err != nil {
-		t.Fatalf("observe: %v", err)
-	}
-	return agents.Assess(o)
 }
 
 // running is the one running container of the project.
@@ -115,19 +68,17 @@ func (f *fixture) running(t *testing.T) (id, digest string) {
 	return list.Items[0].ID, list.Items[0].Labels[agents.LabelDigest]
 }
 
-func digestOf(ref string) string { return ref[strings.LastIndexByte(ref, '@')+1:] }
-
 func TestComposeDeploysPinnedRecoversAndSeesDrift(t *testing.T) {
 	f := setUp(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	t.Logf("compose CLI: %s", f.driver.CLI())
 
-	if err := f.driver.Apply(ctx, f.target, f.release("v1")); err != nil {
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v1")); err != nil {
 		t.Fatalf("apply v1: %v", err)
 	}
 	v1ID, digest := f.running(t)
-	if digest != digestOf(f.ref["v1"]) {
+	if digest != agentstest.DigestOf(f.ref["v1"]) {
 		t.Fatalf("after v1 the project runs %s", digest)
 	}
 	lock, err := os.ReadFile(filepath.Join(filepath.Dir(f.target.Spec.Compose.File), LockFile))
@@ -137,31 +88,31 @@ func TestComposeDeploysPinnedRecoversAndSeesDrift(t *testing.T) {
 	if !strings.Contains(string(lock), f.ref["v1"]) || strings.HasPrefix(string(lock), "name:") || strings.Contains(string(lock), "\nname:") {
 		t.Fatalf("the lock file does not pin v1 or names the project:\n%s", lock)
 	}
-	if a := f.assess(t); a.Drift != v1alpha1.DriftInSync || a.Health != v1alpha1.HealthHealthy {
+	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Health != v1alpha1.HealthHealthy {
 		t.Fatalf("after v1: %+v", a)
 	}
-	if err := f.driver.Apply(ctx, f.target, f.release("v1")); err != nil {
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v1")); err != nil {
 		t.Fatalf("apply v1 again: %v", err)
 	}
 	if id, _ := f.running(t); id != v1ID {
 		t.Fatalf("applying v1 again recreated the container")
 	}
 
-	if err := f.driver.Apply(ctx, f.target, f.release("v2")); err != nil {
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v2")); err != nil {
 		t.Fatalf("apply v2: %v", err)
 	}
-	if _, digest := f.running(t); digest != digestOf(f.ref["v2"]) {
+	if _, digest := f.running(t); digest != agentstest.DigestOf(f.ref["v2"]) {
 		t.Fatalf("after v2 the project runs %s", digest)
 	}
 
-	err = f.driver.Apply(ctx, f.target, f.release("v3"))
+	err = f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v3"))
 	if err == nil || !strings.Contains(err.Error(), "health check") {
 		t.Fatalf("apply of unhealthy v3: %v, want a health check failure", err)
 	}
-	if err := f.driver.Rollback(ctx, f.target, f.release("v2")); err != nil {
+	if err := f.driver.Rollback(ctx, f.target, agentstest.Release(f.ref, "v2")); err != nil {
 		t.Fatalf("roll back to v2: %v", err)
 	}
-	if a := f.assess(t); a.Drift != v1alpha1.DriftInSync || a.Running.Release != "shop-v2" || a.Health != v1alpha1.HealthHealthy {
+	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Running.Release != "shop-v2" || a.Health != v1alpha1.HealthHealthy {
 		t.Fatalf("after rolling back: %+v", a)
 	}
 
@@ -179,7 +130,7 @@ func TestComposeDeploysPinnedRecoversAndSeesDrift(t *testing.T) {
 	if _, err := f.docker.ContainerStart(ctx, byHand.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if a := f.assess(t); a.Drift != v1alpha1.DriftDrifted || !strings.Contains(a.Message, digestOf(f.ref["v1"])) {
+	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftDrifted || !strings.Contains(a.Message, agentstest.DigestOf(f.ref["v1"])) {
 		t.Fatalf("after the swap: %+v, want Drifted naming the v1 digest", a)
 	}
 }
@@ -188,7 +139,7 @@ func TestComposeRefusesBadInputAndLeavesWhatRuns(t *testing.T) {
 	f := setUp(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := f.driver.Apply(ctx, f.target, f.release("v1")); err != nil {
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v1")); err != nil {
 		t.Fatalf("apply v1: %v", err)
 	}
 	v1ID, _ := f.running(t)
@@ -203,7 +154,7 @@ func TestComposeRefusesBadInputAndLeavesWhatRuns(t *testing.T) {
 	if err := os.WriteFile(extra.Spec.Compose.File, []byte(composeFile+"  cache:\n    image: redis:7\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	missing := f.release("v2")
+	missing := agentstest.Release(f.ref, "v2")
 	missing.Components[0].Image = v1alpha1.ImageDigestRef(f.ref["v2"][:strings.LastIndexByte(f.ref["v2"], '@')] + "@sha256:" + strings.Repeat("0", 64))
 	for _, tc := range []struct {
 		name   string
@@ -211,8 +162,8 @@ func TestComposeRefusesBadInputAndLeavesWhatRuns(t *testing.T) {
 		want   agents.Desired
 		errHas string
 	}{
-		{"a compose file that does not parse", broken, f.release("v2"), "load compose file " + broken.Spec.Compose.File},
-		{"a service that is not in the release", extra, f.release("v2"), "service cache of"},
+		{"a compose file that does not parse", broken, agentstest.Release(f.ref, "v2"), "load compose file " + broken.Spec.Compose.File},
+		{"a service that is not in the release", extra, agentstest.Release(f.ref, "v2"), "service cache of"},
 		{"a digest the registry does not have", f.target, missing, "pull "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -220,7 +171,7 @@ func TestComposeRefusesBadInputAndLeavesWhatRuns(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.errHas)
 			}
-			if id, digest := f.running(t); id != v1ID || digest != digestOf(f.ref["v1"]) {
+			if id, digest := f.running(t); id != v1ID || digest != agentstest.DigestOf(f.ref["v1"]) {
 				t.Fatalf("the v1 container was touched")
 			}
 		})

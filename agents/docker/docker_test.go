@@ -9,9 +9,9 @@ import (
 
 	"github.com/moby/moby/client"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/agents/agentstest"
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/test/images"
 )
@@ -27,40 +27,8 @@ type fixture struct {
 
 func setUp(t *testing.T) *fixture {
 	t.Helper()
-	ctx := context.Background()
-	docker, err := client.New(client.FromEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := docker.Ping(ctx, client.PingOptions{}); err != nil {
-		t.Fatalf("these tests need a Docker engine (DOCKER_HOST or /var/run/docker.sock): %v", err)
-	}
-	run := "driver-" + rand.String(8)
-	t.Cleanup(func() {
-		if err := images.Cleanup(context.Background(), docker, run); err != nil {
-			t.Errorf("clean up: %v", err)
-		}
-	})
-	reg, err := images.StartRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	program, err := images.Program(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{docker: docker, driver: New(docker, t.TempDir()), ref: map[string]string{}}
-	for _, app := range []images.App{{Version: "v1"}, {Version: "v2"}, {Version: "v3", Unhealthy: true}} {
-		app.Run = run
-		img, err := app.Image(program)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.ref[app.Version], err = reg.Push("shop/api", app.Version, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	docker, refs, run := images.SetUp(t, "shop/api")
+	f := &fixture{docker: docker, driver: New(docker, t.TempDir()), ref: refs}
 	f.target = &v1alpha1.Target{
 		ObjectMeta: metav1.ObjectMeta{Namespace: run, Name: "web"},
 		Spec: v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeDocker, Agent: "host-1", Components: []v1alpha1.ComponentTemplate{{
@@ -68,13 +36,6 @@ func setUp(t *testing.T) *fixture {
 		}}},
 	}
 	return f
-}
-
-func (f *fixture) release(version string) agents.Desired {
-	return agents.Desired{
-		Release: "shop-" + version, Version: version, Promotion: "shop-" + version + "-to-prod",
-		Components: []v1alpha1.ComponentDigest{{Name: "api", Image: v1alpha1.ImageDigestRef(f.ref[version])}},
-	}
 }
 
 func (f *fixture) inspect(t *testing.T, name string) (id, digest string, running bool) {
@@ -86,66 +47,55 @@ func (f *fixture) inspect(t *testing.T, name string) (id, digest string, running
 	return res.Container.ID, res.Container.Config.Labels[agents.LabelDigest], res.Container.State.Running
 }
 
-func (f *fixture) assess(t *testing.T) agents.Assessment {
-	t.Helper()
-	o, err := f.driver.Observe(context.Background(), f.target)
-	if err != nil {
-		t.Fatalf("observe: %v", err)
-	}
-	return agents.Assess(o)
-}
-
-func digestOf(ref string) string { return ref[strings.LastIndexByte(ref, '@')+1:] }
-
 func TestDriverDeploysReplacesKeepsTheOldOnFailureAndSeesDrift(t *testing.T) {
 	f := setUp(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	if err := f.driver.Apply(ctx, f.target, f.release("v1")); err != nil {
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v1")); err != nil {
 		t.Fatalf("apply v1: %v", err)
 	}
 	v1ID, digest, running := f.inspect(t, "web-api")
-	if digest != digestOf(f.ref["v1"]) || !running {
-		t.Fatalf("after v1: container runs %s (running %v), want %s", digest, running, digestOf(f.ref["v1"]))
+	if digest != agentstest.DigestOf(f.ref["v1"]) || !running {
+		t.Fatalf("after v1: container runs %s (running %v), want %s", digest, running, agentstest.DigestOf(f.ref["v1"]))
 	}
 	sticker, err := agents.ReadSticker(agents.StickerPath(f.target, f.driver.stateDir))
 	if err != nil || sticker == nil || sticker.Release != "shop-v1" || sticker.Components[0].Image != v1alpha1.ImageDigestRef(f.ref["v1"]) {
 		t.Fatalf("sticker after v1: %+v, %v", sticker, err)
 	}
-	if a := f.assess(t); a.Drift != v1alpha1.DriftInSync || a.Health != v1alpha1.HealthHealthy {
+	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Health != v1alpha1.HealthHealthy {
 		t.Fatalf("after v1: %+v", a)
 	}
 
-	if err := f.driver.Apply(ctx, f.target, f.release("v1")); err != nil {
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v1")); err != nil {
 		t.Fatalf("apply v1 again: %v", err)
 	}
 	if id, _, _ := f.inspect(t, "web-api"); id != v1ID {
 		t.Fatalf("applying v1 again replaced the container")
 	}
 
-	if err := f.driver.Apply(ctx, f.target, f.release("v2")); err != nil {
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v2")); err != nil {
 		t.Fatalf("apply v2: %v", err)
 	}
 	v2ID, digest, _ := f.inspect(t, "web-api")
-	if v2ID == v1ID || digest != digestOf(f.ref["v2"]) {
+	if v2ID == v1ID || digest != agentstest.DigestOf(f.ref["v2"]) {
 		t.Fatalf("after v2: container %s runs %s", v2ID, digest)
 	}
 	if _, err := f.docker.ContainerInspect(ctx, v1ID, client.ContainerInspectOptions{}); err == nil {
 		t.Fatalf("the v1 container was not removed")
 	}
 
-	err = f.driver.Apply(ctx, f.target, f.release("v3"))
+	err = f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v3"))
 	if err == nil || !strings.Contains(err.Error(), "health check") || !strings.Contains(err.Error(), "component api") {
 		t.Fatalf("apply of unhealthy v3: %v, want a health check failure of component api", err)
 	}
-	if id, digest, running := f.inspect(t, "web-api"); id != v2ID || !running || digest != digestOf(f.ref["v2"]) {
+	if id, digest, running := f.inspect(t, "web-api"); id != v2ID || !running || digest != agentstest.DigestOf(f.ref["v2"]) {
 		t.Fatalf("after the failed v3: %s runs %s (running %v), want the v2 container", id, digest, running)
 	}
 	if _, err := f.docker.ContainerInspect(ctx, "web-api-next", client.ContainerInspectOptions{}); err == nil {
 		t.Fatalf("the failed v3 container was left behind")
 	}
-	if a := f.assess(t); a.Drift != v1alpha1.DriftInSync || a.Running.Release != "shop-v2" {
+	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Running.Release != "shop-v2" {
 		t.Fatalf("after the failed v3: %+v, want shop-v2 in sync", a)
 	}
 
@@ -160,15 +110,15 @@ func TestDriverDeploysReplacesKeepsTheOldOnFailureAndSeesDrift(t *testing.T) {
 	if _, err := f.docker.ContainerStart(ctx, byHand.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	a := f.assess(t)
-	if a.Drift != v1alpha1.DriftDrifted || !strings.Contains(a.Message, "component api runs "+digestOf(f.ref["v1"])) {
+	a := agentstest.Assess(t, f.driver, f.target)
+	if a.Drift != v1alpha1.DriftDrifted || !strings.Contains(a.Message, "component api runs "+agentstest.DigestOf(f.ref["v1"])) {
 		t.Fatalf("after the swap: %+v, want Drifted naming the v1 digest", a)
 	}
 
-	if err := f.driver.Rollback(ctx, f.target, f.release("v2")); err != nil {
+	if err := f.driver.Rollback(ctx, f.target, agentstest.Release(f.ref, "v2")); err != nil {
 		t.Fatalf("revert to v2: %v", err)
 	}
-	if a := f.assess(t); a.Drift != v1alpha1.DriftInSync || a.Running.Components[0].Image != v1alpha1.ImageDigestRef(f.ref["v2"]) {
+	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Running.Components[0].Image != v1alpha1.ImageDigestRef(f.ref["v2"]) {
 		t.Fatalf("after reverting: %+v", a)
 	}
 }
@@ -177,14 +127,14 @@ func TestDriverRefusesBadInputAndLeavesWhatRuns(t *testing.T) {
 	f := setUp(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := f.driver.Apply(ctx, f.target, f.release("v1")); err != nil {
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v1")); err != nil {
 		t.Fatalf("apply v1: %v", err)
 	}
 	v1ID, _, _ := f.inspect(t, "web-api")
 
 	badPort := f.target.DeepCopy()
 	badPort.Spec.Components[0].Ports = []string{"127.0.0.1:http:80"}
-	unknown := f.release("v2")
+	unknown := agentstest.Release(f.ref, "v2")
 	unknown.Components[0].Image = v1alpha1.ImageDigestRef(f.ref["v2"][:strings.LastIndexByte(f.ref["v2"], '@')] + "@sha256:" + strings.Repeat("0", 64))
 	down := New(mustClient(t, "unix://"+filepath.Join(t.TempDir(), "no-docker.sock")), t.TempDir())
 
@@ -195,9 +145,9 @@ func TestDriverRefusesBadInputAndLeavesWhatRuns(t *testing.T) {
 		want   agents.Desired
 		errHas string
 	}{
-		{"an invalid template", f.driver, badPort, f.release("v2"), "spec.components[api].ports[0]"},
+		{"an invalid template", f.driver, badPort, agentstest.Release(f.ref, "v2"), "spec.components[api].ports[0]"},
 		{"a digest the registry does not have", f.driver, f.target, unknown, "pull " + string(unknown.Components[0].Image)},
-		{"a Docker daemon that is down", down, f.target, f.release("v2"), "reach the Docker daemon"},
+		{"a Docker daemon that is down", down, f.target, agentstest.Release(f.ref, "v2"), "reach the Docker daemon"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.driver.Apply(ctx, tc.target, tc.want)

@@ -33,17 +33,30 @@ func appImages(ctx context.Context, docker *client.Client, repo string) map[stri
 	reg, err := images.StartRegistry()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(reg.Close)
-	program, err := images.Program(ctx)
+	refs, err := reg.PushVersions(ctx, repo, run)
 	Expect(err).NotTo(HaveOccurred())
-	refs := map[string]string{}
-	for _, app := range []images.App{{Version: "v1"}, {Version: "v2"}, {Version: "v3", Unhealthy: true}} {
-		app.Run = run
-		img, err := app.Image(program)
-		Expect(err).NotTo(HaveOccurred())
-		refs[app.Version], err = reg.Push(repo, app.Version, img)
-		Expect(err).NotTo(HaveOccurred())
-	}
 	return refs
+}
+
+// hostStory is how every story of an agent on the local Docker engine
+// starts: a Docker client, a namespace, the test app's images, and a
+// directory for the agent's state.
+func hostStory(ctx context.Context) (docker *client.Client, admin ctrlclient.Client, ns string, refs map[string]string, stateDir string) {
+	GinkgoHelper()
+	docker = dockerClient(ctx)
+	admin = shared.AdminClient()
+	ns = newNamespace(ctx, admin)
+	return docker, admin, ns, appImages(ctx, docker, "shop/api"), GinkgoT().TempDir()
+}
+
+// prodEnvironment creates the Environment prod, selecting the Targets
+// labelled env=prod.
+func prodEnvironment(ctx context.Context, ns string, strategy v1alpha1.StrategyType) {
+	GinkgoHelper()
+	env := environment(ns, "prod")
+	env.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}
+	env.Spec.Strategy = &v1alpha1.DeployStrategy{Type: strategy}
+	Expect(shared.AdminClient().Create(ctx, env)).To(Succeed())
 }
 
 func dockerClient(ctx context.Context) *client.Client {
@@ -142,17 +155,10 @@ func target(ctx context.Context, ns, name string) func() v1alpha1.TargetStatus {
 
 var _ = Describe("a release deployed by stella-agent to Docker targets", func() {
 	It("runs with its sticker, rolls v2 out container by container, keeps v2 when v3 is unhealthy, and reports and reverts drift", func(ctx SpecContext) {
-		docker := dockerClient(ctx)
-		admin := shared.AdminClient()
-		ns := newNamespace(ctx, admin)
-		refs := appImages(ctx, docker, "shop/api")
-		stateDir := GinkgoT().TempDir()
+		docker, admin, ns, refs, stateDir := hostStory(ctx)
 		startAgent(ctx, ns, "host-1", stateDir)
 
-		env := environment(ns, "prod")
-		env.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}
-		env.Spec.Strategy = &v1alpha1.DeployStrategy{Type: v1alpha1.StrategyRolling}
-		Expect(admin.Create(ctx, env)).To(Succeed())
+		prodEnvironment(ctx, ns, v1alpha1.StrategyRolling)
 		for name, policy := range map[string]v1alpha1.DriftPolicy{"web-1": v1alpha1.DriftPolicyRevert, "web-2": v1alpha1.DriftPolicyReport} {
 			Expect(admin.Create(ctx, &v1alpha1.Target{
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"env": "prod"}},
@@ -250,19 +256,13 @@ func eventReasons(ctx context.Context, ns, name string) []string {
 
 var _ = Describe("a release deployed by stella-agent to a Compose target", func() {
 	It("runs pinned with its sticker, moves to v2, comes back to v2 when v3 is unhealthy, and reports drift", func(ctx SpecContext) {
-		docker := dockerClient(ctx)
-		admin := shared.AdminClient()
-		ns := newNamespace(ctx, admin)
-		refs := appImages(ctx, docker, "shop/api")
-		stateDir := GinkgoT().TempDir()
+		docker, admin, ns, refs, stateDir := hostStory(ctx)
 		startAgent(ctx, ns, "host-1", stateDir)
 
 		registry := refs["v1"][:strings.IndexByte(refs["v1"], '/')]
 		file := filepath.Join(GinkgoT().TempDir(), "compose.yaml")
 		Expect(os.WriteFile(file, []byte("services:\n  api:\n    image: "+registry+"/shop/api:v1\n    network_mode: none\n"), 0o644)).To(Succeed())
-		env := environment(ns, "prod")
-		env.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}
-		Expect(admin.Create(ctx, env)).To(Succeed())
+		prodEnvironment(ctx, ns, v1alpha1.StrategyAllAtOnce)
 		project := ns + "-shop"
 		Expect(admin.Create(ctx, &v1alpha1.Target{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop", Labels: map[string]string{"env": "prod"}},
@@ -325,16 +325,10 @@ var _ = Describe("a release deployed by stella-agent to a Compose target", func(
 
 var _ = Describe("stella-agent faults", func() {
 	It("resumes a deployment it was killed in without deploying twice, and leaves a finished one alone", func(ctx SpecContext) {
-		docker := dockerClient(ctx)
-		admin := shared.AdminClient()
-		ns := newNamespace(ctx, admin)
-		refs := appImages(ctx, docker, "shop/api")
-		stateDir := GinkgoT().TempDir()
+		docker, admin, ns, refs, stateDir := hostStory(ctx)
 		first := startAgent(ctx, ns, "host-1", stateDir)
 
-		env := environment(ns, "prod")
-		env.Spec.TargetSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}
-		Expect(admin.Create(ctx, env)).To(Succeed())
+		prodEnvironment(ctx, ns, v1alpha1.StrategyAllAtOnce)
 		name := ns + "-web-api"
 		// A slow health check keeps the deployment going long enough to
 		// kill the agent in the middle of it.

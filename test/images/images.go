@@ -159,3 +159,28 @@ func Program(ctx context.Context) ([]byte, error) {
 	})
 	return program, programErr
 }
+
+// Versions are the builds of the test app that the stories deploy: v1 and v2
+// healthy, v3 failing its health check.
+var Versions = []App{{Version: "v1"}, {Version: "v2"}, {Version: "v3", Unhealthy: true}}
+
+// PushVersions pushes Versions, labelled with run, to repo and returns
+// their references by digest, by version.
+func (r *Registry) PushVersions(ctx context.Context, repo, run string) (map[string]string, error) {
+	program, err := Program(ctx)
+	if err != nil {
+		return nil, err
+	}
+	refs := map[string]string{}
+	for _, app := range Versions {
+		app.Run = run
+		img, err := app.Image(program)
+		if err != nil {
+			return nil, err
+		}
+		if refs[app.Version], err = r.Push(repo, app.Version, img); err != nil {
+			return nil, err
+		}
+	}
+	return refs, nil
+}

@@ -189,12 +189,15 @@ func (d *Driver) replace(ctx context.Context, c v1alpha1.ComponentDigest, s spec
 		return fmt.Errorf("create container %s: %w", next, err)
 	}
 	if err := d.start(ctx, created.ID, s.name, s.runningFor); err != nil {
-		// The old container keeps running; the new one goes, even when
-		// the deadline that failed the start has passed.
+		// The new container goes, even when the deadline that failed the
+		// start has passed; the old one, if any, was not touched.
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if rmErr := d.remove(cleanup, created.ID); rmErr != nil {
 			return errors.Join(err, rmErr)
+		}
+		if current.Container.ID != "" {
+			return fmt.Errorf("%w; the old container keeps running", err)
 		}
 		return err
 	}
@@ -276,10 +279,7 @@ func (d *Driver) start(ctx context.Context, id, name string, runningFor time.Dur
 	if _, err := d.docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("start container %s: %w", name, err)
 	}
-	if err := WaitHealthy(ctx, d.docker, id, runningFor); err != nil {
-		return fmt.Errorf("%w; the old container keeps running", err)
-	}
-	return nil
+	return WaitHealthy(ctx, d.docker, id, runningFor)
 }
 
 // WaitHealthy waits until a started container is healthy: its health check

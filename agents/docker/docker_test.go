@@ -134,6 +134,8 @@ func TestDriverRefusesBadInputAndLeavesWhatRuns(t *testing.T) {
 
 	badPort := f.target.DeepCopy()
 	badPort.Spec.Components[0].Ports = []string{"127.0.0.1:http:80"}
+	secrets := f.target.DeepCopy()
+	secrets.Spec.Components[0].EnvFrom = []v1alpha1.LocalObjectReference{{Name: "api-secrets"}}
 	unknown := agentstest.Release(f.ref, "v2")
 	unknown.Components[0].Image = v1alpha1.ImageDigestRef(f.ref["v2"][:strings.LastIndexByte(f.ref["v2"], '@')] + "@sha256:" + strings.Repeat("0", 64))
 	down := New(mustClient(t, "unix://"+filepath.Join(t.TempDir(), "no-docker.sock")), t.TempDir())
@@ -146,6 +148,7 @@ func TestDriverRefusesBadInputAndLeavesWhatRuns(t *testing.T) {
 		errHas string
 	}{
 		{"an invalid template", f.driver, badPort, agentstest.Release(f.ref, "v2"), "spec.components[api].ports[0]"},
+		{"a template that needs Secrets", f.driver, secrets, agentstest.Release(f.ref, "v2"), "spec.components[api].envFrom"},
 		{"a digest the registry does not have", f.driver, f.target, unknown, "pull " + string(unknown.Components[0].Image)},
 		{"a Docker daemon that is down", down, f.target, agentstest.Release(f.ref, "v2"), "reach the Docker daemon"},
 	} {

@@ -69,6 +69,11 @@ func specOf(target *v1alpha1.Target, t v1alpha1.ComponentTemplate, c v1alpha1.Co
 		},
 		host: &container.HostConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}},
 	}
+	if len(t.EnvFrom) > 0 {
+		// Refused rather than ignored: a container started without the
+		// variables its Secrets hold would run misconfigured.
+		return spec{}, fmt.Errorf("%s.envFrom: stella-agent cannot read Secrets yet; set the variables under env instead", field)
+	}
 	for _, e := range t.Env {
 		s.config.Env = append(s.config.Env, e.Name+"="+e.Value)
 	}

@@ -181,7 +181,10 @@ func (b *deployBench) noteHealthy(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-stream.Err:
+		case err := <-stream.Err:
+			if ctx.Err() == nil {
+				progress("Docker event stream broke: %v", err)
+			}
 			return
 		case m := <-stream.Messages:
 			if !strings.HasPrefix(string(m.Action), string(events.ActionHealthStatus)) || !strings.HasSuffix(string(m.Action), "healthy") || strings.HasSuffix(string(m.Action), "unhealthy") {
@@ -318,7 +321,7 @@ func (b *deployBench) waitTargets(ctx context.Context, env string, n int) error 
 			return err
 		}
 	}
-	return fmt.Errorf("Environment %s does not count its %d Targets", env, n)
+	return fmt.Errorf("the Environment %s does not count its %d Targets", env, n)
 }
 
 // promote creates a release of a fresh image and promotes it into env.

@@ -6,7 +6,8 @@ package main
 // Target, the time from the DeployTask's creation to the container being
 // healthy (Docker's health_status event), and subtracts what Docker alone
 // takes to pull, create and start a container of another fresh image of
-// the same size and become healthy, measured in the same run. Then it rolls
+// the same size next to the previous one, as a start-first replacement
+// does, and become healthy, measured in the same run. Then it rolls
 // one release out to 20 Targets on the host at once.
 
 import (
@@ -19,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -39,6 +41,9 @@ const (
 	deploysNamespace = "bench-deploys"
 	goalOverheadP50  = 100 * time.Millisecond
 	deployTimeout    = 2 * time.Minute
+	// settleBetweenDeploys lets the agent finish observing the previous
+	// deployment before the next is timed.
+	settleBetweenDeploys = time.Second
 )
 
 type deployOptions struct {
@@ -111,18 +116,26 @@ func runDeploys(ctx context.Context, o deployOptions) error {
 		return err
 	}
 	go b.noteHealthy(ctx)
-	if err := b.startAgent(ctx, work); err != nil {
+	stopAgent, err := b.startAgent(ctx, work)
+	if err != nil {
 		return err
 	}
+	// The agent goes before the server, whose shutdown would otherwise wait
+	// for the agent's watches.
+	defer stopAgent()
 
-	progress("Docker alone: pull, create, start, healthy (%d fresh images)", o.deploys)
+	progress("Docker alone: pull, create, start next to the previous container, healthy (%d fresh images)", o.deploys)
 	var baseline []time.Duration
+	var previous string
 	for i := range o.deploys {
-		d, err := b.dockerAlone(ctx, i)
+		id, d, err := b.dockerAlone(ctx, i, previous)
 		if err != nil {
 			return fmt.Errorf("docker alone: %w", err)
 		}
-		baseline = append(baseline, d)
+		baseline, previous = append(baseline, d), id
+	}
+	if _, err := b.docker.ContainerRemove(ctx, previous, dockerclient.ContainerRemoveOptions{Force: true}); err != nil {
+		return err
 	}
 	progress("through Stella: DeployTask created to container healthy (%d fresh images)", o.deploys)
 	if err := b.createEnvironment(ctx, "single", 1); err != nil {
@@ -130,6 +143,11 @@ func runDeploys(ctx context.Context, o deployOptions) error {
 	}
 	var through []time.Duration
 	for i := range o.deploys {
+		// As Docker alone does, each deployment starts on a quiet host: the
+		// previous one's clean-up and observation are over.
+		if err := sleep(ctx, settleBetweenDeploys); err != nil {
+			return err
+		}
 		d, err := b.deployOnce(ctx, i)
 		if err != nil {
 			return fmt.Errorf("deployment %d: %w", i, err)
@@ -227,43 +245,50 @@ func (b *deployBench) healthyAt(ctx context.Context, names ...string) (time.Time
 	return time.Time{}, fmt.Errorf("containers %v not healthy within %s", names, deployTimeout)
 }
 
-// dockerAlone pulls a fresh image and runs a container of it until it is
-// healthy, with the Engine API directly.
-func (b *deployBench) dockerAlone(ctx context.Context, i int) (time.Duration, error) {
+// dockerAlone does by hand what a start-first replacement does, with the
+// Engine API directly: pull a fresh image, create and start its container
+// while the previous one still runs, and wait until the new one is
+// healthy; then the previous one goes. Only the first part is timed.
+func (b *deployBench) dockerAlone(ctx context.Context, i int, previous string) (id string, took time.Duration, err error) {
 	ref, err := b.image(fmt.Sprintf("alone-%d", i), 0)
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	start := time.Now()
 	pull, err := b.docker.ImagePull(ctx, ref, dockerclient.ImagePullOptions{})
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	if err := pull.Wait(ctx); err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	name := fmt.Sprintf("%s-alone-%d", b.run, i)
 	created, err := b.docker.ContainerCreate(ctx, dockerclient.ContainerCreateOptions{Name: name,
 		Config: &container.Config{Image: ref}, HostConfig: &container.HostConfig{NetworkMode: "none"}})
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	if _, err := b.docker.ContainerStart(ctx, created.ID, dockerclient.ContainerStartOptions{}); err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	healthy, err := b.healthyAt(ctx, name)
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
-	_, err = b.docker.ContainerRemove(ctx, created.ID, dockerclient.ContainerRemoveOptions{Force: true})
-	return healthy.Sub(start), err
+	if previous != "" {
+		if _, err := b.docker.ContainerRemove(ctx, previous, dockerclient.ContainerRemoveOptions{Force: true}); err != nil {
+			return "", 0, err
+		}
+	}
+	return created.ID, healthy.Sub(start), sleep(ctx, settleBetweenDeploys)
 }
 
-// startAgent joins an agent with a join token and runs it.
-func (b *deployBench) startAgent(ctx context.Context, work string) error {
+// startAgent joins an agent with a join token and runs it until the
+// returned function is called.
+func (b *deployBench) startAgent(ctx context.Context, work string) (stop func(), err error) {
 	out, err := exec.CommandContext(ctx, b.o.stellactl, "--kubeconfig", b.kubeconfig(), "agent", "join-token", "bench-host", "-n", deploysNamespace).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("join-token: %w: %s", err, out)
+		return nil, fmt.Errorf("join-token: %w: %s", err, out)
 	}
 	fields := strings.Fields(string(out))
 	args := []string{"run", "--name", "bench-host", "-n", deploysNamespace, "--state-dir", filepath.Join(work, "agent"), "--parallel", fmt.Sprint(b.o.parallel)}
@@ -274,18 +299,18 @@ func (b *deployBench) startAgent(ctx context.Context, work string) error {
 	}
 	logFile, err := os.Create(filepath.Join(work, "agent.log"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(b.o.agent, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	go func() {
-		<-ctx.Done()
-		_ = cmd.Process.Kill()
-	}()
-	return nil
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logFile.Close()
+	}, nil
 }
 
 func (b *deployBench) createEnvironment(ctx context.Context, name string, targets int) error {

@@ -81,17 +81,22 @@ func (r taskRunner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	lock := r.lock(target.Name)
 	lock.Lock()
 	defer lock.Unlock()
-	if err := r.start(ctx, task); err != nil {
-		return ctrl.Result{}, err
-	}
+	// Reporting Running goes on while the driver works, so that the round
+	// trip does not delay the deployment; the result waits for it.
+	running := task.DeepCopy()
+	started := make(chan error, 1)
+	go func() { started <- r.start(ctx, running) }()
 	runCtx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	phase, message := r.run(runCtx, driver, target, task)
+	if err := <-started; err != nil {
+		return ctrl.Result{}, err // the task is applied again, which changes nothing that runs
+	}
 	if ctx.Err() != nil {
 		return ctrl.Result{}, ctx.Err() // stopping: the next start resumes the task
 	}
 	observed := r.observeAfter(ctx, driver, target)
-	return ctrl.Result{}, r.finish(ctx, task, phase, message, observed)
+	return ctrl.Result{}, r.finish(ctx, running, phase, message, observed)
 }
 
 // run applies the task through the driver. A deployment that fails is

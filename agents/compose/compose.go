@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
@@ -128,7 +127,7 @@ func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired age
 	if err := d.waitHealthy(ctx, target, project); err != nil {
 		return err
 	}
-	return agents.WriteSticker(agents.StickerPath(target, d.stateDir), target, desired.Sticker(time.Now()))
+	return docker.Succeeded(ctx, d.docker, target, agents.StickerPath(target, d.stateDir), desired)
 }
 
 // Rollback brings the project up pinned to a release it ran before.

@@ -155,7 +155,7 @@ func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired age
 			return fmt.Errorf("component %s: %w", desired.Components[i].Name, err)
 		}
 	}
-	return agents.WriteSticker(agents.StickerPath(target, d.stateDir), target, desired.Sticker(time.Now()))
+	return Succeeded(ctx, d.docker, target, agents.StickerPath(target, d.stateDir), desired)
 }
 
 // Rollback applies a release the target ran before. Its images are still

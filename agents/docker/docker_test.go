@@ -172,3 +172,33 @@ func mustClient(t *testing.T, host string) *client.Client {
 	}
 	return c
 }
+
+func TestDriverKeepsThePreviousReleasesImagesOnly(t *testing.T) {
+	f := setUp(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	present := func(version string) bool {
+		_, err := f.docker.ImageInspect(ctx, f.ref[version])
+		return err == nil
+	}
+	for _, v := range []string{"v1", "v2"} {
+		if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, v)); err != nil {
+			t.Fatalf("apply %s: %v", v, err)
+		}
+	}
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v3")); err == nil {
+		t.Fatalf("the unhealthy v3 was applied")
+	}
+	if err := f.driver.Rollback(ctx, f.target, agentstest.Release(f.ref, "v2")); err != nil {
+		t.Fatalf("roll back to v2: %v", err)
+	}
+	if !present("v1") || !present("v2") {
+		t.Fatalf("after v2 and a failed v3, v1 present %v, v2 present %v: want both", present("v1"), present("v2"))
+	}
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "v4")); err != nil {
+		t.Fatalf("apply v4: %v", err)
+	}
+	if present("v1") || !present("v2") || !present("v4") {
+		t.Fatalf("after v4: v1 present %v, v2 %v, v4 %v; want v2 and v4 only", present("v1"), present("v2"), present("v4"))
+	}
+}

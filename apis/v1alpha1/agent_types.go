@@ -55,6 +55,14 @@ type AgentStatus struct {
 	// +optional
 	LastHeartbeat *metav1.Time `json:"lastHeartbeat,omitempty"`
 
+	// capabilities are the target types the running agent can deploy to, as
+	// it reported them: a type of spec.capabilities missing here has no
+	// driver on the host (for compose, no compose CLI is installed).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5
+	Capabilities []TargetType `json:"capabilities,omitempty"`
+
 	// servedTargets names the Targets that point at this agent.
 	// +optional
 	// +listType=set

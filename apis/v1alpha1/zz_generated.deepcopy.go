@@ -104,6 +104,11 @@ func (in *AgentStatus) DeepCopyInto(out *AgentStatus) {
 		in, out := &in.LastHeartbeat, &out.LastHeartbeat
 		*out = (*in).DeepCopy()
 	}
+	if in.Capabilities != nil {
+		in, out := &in.Capabilities, &out.Capabilities
+		*out = make([]TargetType, len(*in))
+		copy(*out, *in)
+	}
 	if in.ServedTargets != nil {
 		in, out := &in.ServedTargets, &out.ServedTargets
 		*out = make([]string, len(*in))

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -58,23 +59,34 @@ func (a *agent) beat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return a.patchStatus(ctx, func(st *v1alpha1.AgentStatus, generation int64) {
+	return a.patchStatus(ctx, func(obj *v1alpha1.Agent) {
+		st := &obj.Status
 		st.Version = version.String()
 		st.Hostname = a.hostname
 		st.LastHeartbeat = &metav1.Time{Time: now.Time}
 		st.ServedTargets = targets
+		st.Capabilities = slices.Sorted(maps.Keys(a.Drivers))
+		message := fmt.Sprintf("stella-agent %s on %s serves %d target(s) and deploys to %v", version.String(), a.hostname, len(targets), st.Capabilities)
+		var missing []v1alpha1.TargetType
+		for _, c := range obj.Spec.Capabilities {
+			if a.Drivers[c] == nil {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) > 0 {
+			message += fmt.Sprintf("; it cannot deploy to %v, which spec.capabilities names (see the agent's log)", missing)
+		}
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: reasonHeartbeating,
-			Message: fmt.Sprintf("stella-agent %s on %s serves %d target(s)", version.String(), a.hostname, len(targets)), ObservedGeneration: generation,
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: reasonHeartbeating, Message: message, ObservedGeneration: obj.Generation,
 		})
 	})
 }
 
 func (a *agent) reportStopped(ctx context.Context) error {
-	err := a.patchStatus(ctx, func(st *v1alpha1.AgentStatus, generation int64) {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+	err := a.patchStatus(ctx, func(obj *v1alpha1.Agent) {
+		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{
 			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonStopped,
-			Message: fmt.Sprintf("stella-agent on %s was stopped", a.hostname), ObservedGeneration: generation,
+			Message: fmt.Sprintf("stella-agent on %s was stopped", a.hostname), ObservedGeneration: obj.Generation,
 		})
 	})
 	if err != nil {
@@ -84,7 +96,7 @@ func (a *agent) reportStopped(ctx context.Context) error {
 	return nil
 }
 
-func (a *agent) patchStatus(ctx context.Context, mutate func(*v1alpha1.AgentStatus, int64)) error {
+func (a *agent) patchStatus(ctx context.Context, mutate func(*v1alpha1.Agent)) error {
 	obj := &v1alpha1.Agent{}
 	if err := a.reader.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: a.Name}, obj); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -93,7 +105,7 @@ func (a *agent) patchStatus(ctx context.Context, mutate func(*v1alpha1.AgentStat
 		return fmt.Errorf("read Agent %s/%s: %w", a.Namespace, a.Name, err)
 	}
 	before := obj.DeepCopy()
-	mutate(&obj.Status, obj.Generation)
+	mutate(obj)
 	if err := a.client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil {
 		return fmt.Errorf("report the status of Agent %s/%s: %w", a.Namespace, a.Name, err)
 	}

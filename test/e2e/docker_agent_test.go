@@ -157,6 +157,12 @@ var _ = Describe("a release deployed by stella-agent to Docker targets", func() 
 	It("runs with its sticker, rolls v2 out container by container, keeps v2 when v3 is unhealthy, and reports and reverts drift", func(ctx SpecContext) {
 		docker, admin, ns, refs, stateDir := hostStory(ctx)
 		startAgent(ctx, ns, "host-1", stateDir)
+		Eventually(func() []v1alpha1.TargetType {
+			a := &v1alpha1.Agent{}
+			_ = admin.Get(ctx, ctrlclient.ObjectKey{Namespace: ns, Name: "host-1"}, a)
+			return a.Status.Capabilities
+		}).WithContext(ctx).WithTimeout(30*time.Second).Should(Equal([]v1alpha1.TargetType{v1alpha1.TargetTypeCompose, v1alpha1.TargetTypeDocker}),
+			"the agent reports the drivers it has")
 
 		prodEnvironment(ctx, ns, v1alpha1.StrategyRolling)
 		for name, policy := range map[string]v1alpha1.DriftPolicy{"web-1": v1alpha1.DriftPolicyRevert, "web-2": v1alpha1.DriftPolicyReport} {

@@ -160,9 +160,9 @@ func Program(ctx context.Context) ([]byte, error) {
 	return program, programErr
 }
 
-// Versions are the builds of the test app that the stories deploy: v1 and v2
-// healthy, v3 failing its health check.
-var Versions = []App{{Version: "v1"}, {Version: "v2"}, {Version: "v3", Unhealthy: true}}
+// Versions are the builds of the test app that the stories deploy: v1, v2
+// and v4 healthy, v3 failing its health check.
+var Versions = []App{{Version: "v1"}, {Version: "v2"}, {Version: "v3", Unhealthy: true}, {Version: "v4"}}
 
 // PushVersions pushes Versions, labelled with run, to repo and returns
 // their references by digest, by version.

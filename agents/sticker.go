@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/pki"
 )
 
 // StickerFile is the name of the version sticker on a target host.
@@ -61,23 +62,7 @@ func WriteSticker(path string, target *v1alpha1.Target, s v1alpha1.VersionSticke
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write the version sticker: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+StickerFile+"-*")
-	if err != nil {
-		return fmt.Errorf("write the version sticker: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write the version sticker %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write the version sticker %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := pki.WriteFileAtomic(path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write the version sticker %s: %w", path, err)
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -24,6 +23,7 @@ import (
 	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/agents/docker"
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/pki"
 )
 
 // LockFile is the pinned project written next to the Target's compose file.
@@ -188,11 +188,7 @@ func writeLock(target *v1alpha1.Target, project *types.Project) (string, error) 
 		return "", fmt.Errorf("write %s: %w", LockFile, err)
 	}
 	path := filepath.Join(filepath.Dir(target.Spec.Compose.File), LockFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := pki.WriteFileAtomic(path, data, 0o644); err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	return path, nil

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -65,7 +66,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 				&v1alpha1.Agent{}:      {Field: fields.OneTermEqualSelector("metadata.name", o.Name)},
 			},
 		},
-		GracefulShutdownTimeout: ptrTo(30 * time.Second),
+		GracefulShutdownTimeout: ptr.To(30 * time.Second),
 	})
 	if err != nil {
 		return fmt.Errorf("set up the agent: %w", err)
@@ -144,5 +145,3 @@ func (a *agent) lock(target string) *sync.Mutex {
 	m, _ := a.busy.LoadOrStore(target, &sync.Mutex{})
 	return m.(*sync.Mutex)
 }
-
-func ptrTo[T any](v T) *T { return &v }

@@ -2,22 +2,11 @@ package docker
 
 import (
 	"context"
-	"encoding/base64"
-	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/moby/client"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -218,17 +207,11 @@ func TestDriverPullsWithTheDockerConfigsCredentials(t *testing.T) {
 	f := setUp(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	private := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if user, pass, ok := r.BasicAuth(); !ok || user != "ci" || pass != "secret" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
+	private, err := images.StartPrivateRegistry("ci", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer private.Close()
-	host := strings.TrimPrefix(private.URL, "http://")
 	program, err := images.Program(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -237,18 +220,9 @@ func TestDriverPullsWithTheDockerConfigsCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := name.NewTag(host + "/shop/api:private")
-	if err != nil {
+	if f.ref["private"], err = private.Push("shop/api", "private", img); err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "ci", Password: "secret"})); err != nil {
-		t.Fatal(err)
-	}
-	digest, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.ref["private"] = host + "/shop/api@" + digest.String()
 
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	err = f.driver.Apply(ctx, f.target, agentstest.Release(f.ref, "private"))
@@ -256,8 +230,7 @@ func TestDriverPullsWithTheDockerConfigsCredentials(t *testing.T) {
 		t.Fatalf("without credentials: %v, want a failed pull", err)
 	}
 	dir := t.TempDir()
-	auth := base64.StdEncoding.EncodeToString([]byte("ci:secret"))
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, host, auth)), 0o600); err != nil {
+	if err := images.WriteDockerConfig(dir, private.Host, private.Auth); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("DOCKER_CONFIG", dir)

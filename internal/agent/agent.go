@@ -112,7 +112,8 @@ type agent struct {
 	Options
 	hostname string
 	client   client.Client
-	// reader reads around the cache, where a stale object would mislead.
+	// reader reads from the server directly: the heartbeat uses it, since
+	// the first beat comes before the cache has started.
 	reader client.Reader
 	events record.EventRecorder
 	log    logr.Logger

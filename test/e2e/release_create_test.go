@@ -1,17 +1,12 @@
 package e2e
 
 import (
-	"encoding/base64"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	. "github.com/onsi/ginkgo/v2"
@@ -20,23 +15,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/test/images"
 )
+
+// registryAuth is what the private registry of these stories wants.
+var registryAuth = &authn.Basic{Username: "ci", Password: "secret"}
 
 // privateRegistry serves a registry on 127.0.0.1 that wants basic auth
 // ci:secret, and returns its host:port.
 func privateRegistry() string {
 	GinkgoHelper()
-	reg := registry.New()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if user, pass, ok := r.BasicAuth(); !ok || user != "ci" || pass != "secret" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	DeferCleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	reg, err := images.StartPrivateRegistry(registryAuth.Username, registryAuth.Password)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(reg.Close)
+	return reg.Host
 }
 
 // push puts a random image at ref and returns its digest.
@@ -46,7 +38,7 @@ func push(ref string) string {
 	Expect(err).NotTo(HaveOccurred())
 	parsed, err := name.ParseReference(ref)
 	Expect(err).NotTo(HaveOccurred())
-	Expect(remote.Write(parsed, img, remote.WithAuth(&authn.Basic{Username: "ci", Password: "secret"}))).To(Succeed())
+	Expect(remote.Write(parsed, img, remote.WithAuth(registryAuth))).To(Succeed())
 	d, err := img.Digest()
 	Expect(err).NotTo(HaveOccurred())
 	return d.String()
@@ -57,8 +49,7 @@ func push(ref string) string {
 func dockerConfig(host string) []string {
 	GinkgoHelper()
 	dir := GinkgoT().TempDir()
-	auth := base64.StdEncoding.EncodeToString([]byte("ci:secret"))
-	Expect(os.WriteFile(filepath.Join(dir, "config.json"), []byte(fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, host, auth)), 0o600)).To(Succeed())
+	Expect(images.WriteDockerConfig(dir, host, registryAuth)).To(Succeed())
 	return []string{"DOCKER_CONFIG=" + dir}
 }
 

@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -23,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -39,18 +42,53 @@ const LabelTestRun = "stella-ops.org/test-run"
 type Registry struct {
 	// Host is host:port of the registry.
 	Host string
+	// Auth is the credential the registry wants; nil when it wants none.
+	Auth *authn.Basic
 	srv  *http.Server
 }
 
 // StartRegistry serves an empty registry on a free port of 127.0.0.1.
 func StartRegistry() (*Registry, error) {
+	return start(nil)
+}
+
+// StartPrivateRegistry serves an empty registry that wants basic auth
+// user:password.
+func StartPrivateRegistry(user, password string) (*Registry, error) {
+	return start(&authn.Basic{Username: user, Password: password})
+}
+
+func start(auth *authn.Basic) (*Registry, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
+	handler := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	if auth != nil {
+		open := handler
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if user, pass, ok := r.BasicAuth(); !ok || user != auth.Username || pass != auth.Password {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			open.ServeHTTP(w, r)
+		})
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return &Registry{Host: ln.Addr().String(), srv: srv}, nil
+	return &Registry{Host: ln.Addr().String(), Auth: auth, srv: srv}, nil
+}
+
+// WriteDockerConfig writes dir/config.json holding auth for the registry
+// at host, for a process run with DOCKER_CONFIG=dir.
+func WriteDockerConfig(dir, host string, auth *authn.Basic) error {
+	token := base64.StdEncoding.EncodeToString([]byte(auth.Username + ":" + auth.Password))
+	data, err := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"auth": token}}})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600)
 }
 
 // Close stops the registry.
@@ -63,7 +101,11 @@ func (r *Registry) Push(repo, tag string, img v1.Image) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := remote.Write(ref, img); err != nil {
+	opts := []remote.Option{}
+	if r.Auth != nil {
+		opts = append(opts, remote.WithAuth(r.Auth))
+	}
+	if err := remote.Write(ref, img, opts...); err != nil {
 		return "", fmt.Errorf("push %s: %w", ref, err)
 	}
 	digest, err := img.Digest()

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agentauth"
 )
 
 // Reasons the server gives when an agent stops reporting.
@@ -29,9 +30,7 @@ const defaultHeartbeatGrace = 2 * time.Minute
 // runs on its Targets is Unknown, since nobody observes them any more.
 type AgentReconciler struct {
 	client.Client
-	// APIReader reads the agent's Lease, which the cache does not hold.
-	APIReader client.Reader
-	Recorder  record.EventRecorder
+	Recorder record.EventRecorder
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -78,7 +77,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 // heartbeat in its status when it has no Lease.
 func (r *AgentReconciler) lastHeartbeat(ctx context.Context, agent *v1alpha1.Agent) (time.Time, error) {
 	lease := &coordinationv1.Lease{}
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: agent.Namespace, Name: "agent-" + agent.Name}, lease)
+	err := r.Get(ctx, client.ObjectKey{Namespace: agent.Namespace, Name: agentauth.LeaseName(agent.Name)}, lease)
 	switch {
 	case err == nil && lease.Spec.RenewTime != nil:
 		return lease.Spec.RenewTime.Time, nil

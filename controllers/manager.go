@@ -75,7 +75,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		&AutoPromotionReconciler{Client: c},
 		&ApprovalReconciler{Client: c},
 		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions"), Evidence: o.Evidence},
-		&AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-agents")},
+		&AgentReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("stella-agents")},
 		&agentauth.Approver{Client: c, Clientset: clientset},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {

@@ -59,16 +59,16 @@ func TestStickerRoundTrip(t *testing.T) {
 	target := &v1alpha1.Target{}
 	target.Namespace, target.Name = "shop", "web-1"
 	path := StickerPath(target, t.TempDir())
-	if s, err := ReadSticker(path); s != nil || err != nil {
+	if s, err := ReadSticker(t.Context(), LocalHost{}, path); s != nil || err != nil {
 		t.Fatalf("a missing sticker reads as %v, %v; want nothing", s, err)
 	}
 	d := Desired{Release: "shop-2", Version: "2.0.0", Promotion: "p", Components: []v1alpha1.ComponentDigest{
 		{Name: "api", Image: v1alpha1.ImageDigestRef("reg.example/shop/api@sha256:" + strings.Repeat("a", 64))},
 	}}
-	if err := WriteSticker(path, target, d.Sticker(timeOf(t))); err != nil {
+	if err := WriteSticker(t.Context(), LocalHost{}, path, target, d.Sticker(timeOf(t))); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadSticker(path)
+	got, err := ReadSticker(t.Context(), LocalHost{}, path)
 	if err != nil {
 		t.Fatal(err)
 	}

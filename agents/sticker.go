@@ -1,18 +1,15 @@
 package agents
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/internal/pki"
 )
 
 // StickerFile is the name of the version sticker on a target host.
@@ -47,7 +44,7 @@ func StickerPath(target *v1alpha1.Target, stateDir string) string {
 
 // WriteSticker records s as deployed to target, atomically: a reader sees
 // the old sticker or the new one, never a part.
-func WriteSticker(path string, target *v1alpha1.Target, s v1alpha1.VersionSticker) error {
+func WriteSticker(ctx context.Context, host Host, path string, target *v1alpha1.Target, s v1alpha1.VersionSticker) error {
 	f := stickerFile{Target: target.Namespace + "/" + target.Name, Release: s.Release, Version: s.Version, Promotion: s.Promotion}
 	if s.DeployedAt != nil {
 		f.DeployedAt = s.DeployedAt.UTC()
@@ -59,24 +56,18 @@ func WriteSticker(path string, target *v1alpha1.Target, s v1alpha1.VersionSticke
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("write the version sticker: %w", err)
-	}
-	if err := pki.WriteFileAtomic(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write the version sticker %s: %w", path, err)
+	if err := host.WriteFile(ctx, path, append(data, '\n')); err != nil {
+		return fmt.Errorf("write the version sticker %s on %s: %w", path, host.Name(), err)
 	}
 	return nil
 }
 
 // ReadSticker returns the sticker at path, or nil when Stella deployed
 // nothing there yet.
-func ReadSticker(path string) (*v1alpha1.VersionSticker, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read the version sticker: %w", err)
+func ReadSticker(ctx context.Context, host Host, path string) (*v1alpha1.VersionSticker, error) {
+	data, err := ReadOptional(ctx, host, path)
+	if err != nil || data == nil {
+		return nil, err
 	}
 	var f stickerFile
 	if err := json.Unmarshal(data, &f); err != nil {

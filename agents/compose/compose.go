@@ -5,17 +5,15 @@
 package compose
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/moby/client"
@@ -23,7 +21,6 @@ import (
 	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/agents/docker"
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/internal/pki"
 )
 
 // LockFile is the pinned project written next to the Target's compose file.
@@ -37,7 +34,10 @@ const (
 
 // Driver deploys compose projects on the Docker Engine its client talks to.
 type Driver struct {
-	docker   *client.Client
+	docker *client.Client
+	// host is the machine of that engine, where the compose file, the
+	// compose CLI and the stickers are.
+	host     agents.Host
 	keychain authn.Keychain
 	stateDir string
 	// cli is the compose command: docker compose, or docker-compose.
@@ -46,26 +46,28 @@ type Driver struct {
 
 var _ agents.Driver = &Driver{}
 
-// New returns a driver using whichever compose CLI is installed; it is an
-// error when none is.
-func New(ctx context.Context, engine *client.Client, stateDir string) (*Driver, error) {
-	cmd, err := findCLI(ctx)
+// New returns a driver using whichever compose CLI is installed on host; it
+// is an error when none is.
+func New(ctx context.Context, engine *client.Client, host agents.Host, stateDir string) (*Driver, error) {
+	cmd, err := findCLI(ctx, host)
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{docker: engine, keychain: authn.DefaultKeychain, stateDir: stateDir, cli: cmd}, nil
+	return &Driver{docker: engine, host: host, keychain: authn.DefaultKeychain, stateDir: stateDir, cli: cmd}, nil
 }
 
 // findCLI prefers the compose plugin of the docker CLI and falls back to the
 // standalone docker-compose.
-func findCLI(ctx context.Context) ([]string, error) {
-	if err := exec.CommandContext(ctx, "docker", "compose", "version").Run(); err == nil {
-		return []string{"docker", "compose"}, nil
+func findCLI(ctx context.Context, host agents.Host) ([]string, error) {
+	for _, cli := range [][]string{{"docker", "compose"}, {"docker-compose"}} {
+		if _, err := host.Run(ctx, "", append(cli, "version")...); err == nil {
+			return cli, nil
+		}
 	}
-	if path, err := exec.LookPath("docker-compose"); err == nil {
-		return []string{path}, nil
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
-	return nil, errors.New("neither 'docker compose' nor 'docker-compose' is installed: install one to deploy compose targets")
+	return nil, fmt.Errorf("neither 'docker compose' nor 'docker-compose' is installed on %s: install one to deploy compose targets", host.Name())
 }
 
 // CLI is the compose command the driver runs.
@@ -73,7 +75,7 @@ func (d *Driver) CLI() string { return strings.Join(d.cli, " ") }
 
 // Observe reads the containers of the target's project, by service.
 func (d *Driver) Observe(ctx context.Context, target *v1alpha1.Target) (agents.Observed, error) {
-	deployed, err := agents.ReadSticker(agents.StickerPath(target, d.stateDir))
+	deployed, err := agents.ReadSticker(ctx, d.host, agents.StickerPath(target, d.stateDir))
 	if err != nil {
 		return agents.Observed{}, err
 	}
@@ -112,7 +114,7 @@ func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired age
 	if err != nil {
 		return err
 	}
-	lock, err := writeLock(target, project)
+	lock, err := d.writeLock(ctx, target, project)
 	if err != nil {
 		return err
 	}
@@ -127,7 +129,7 @@ func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired age
 	if err := d.waitHealthy(ctx, target, project); err != nil {
 		return err
 	}
-	return docker.Succeeded(ctx, d.docker, target, agents.StickerPath(target, d.stateDir), desired)
+	return docker.Succeeded(ctx, d.docker, d.host, target, agents.StickerPath(target, d.stateDir), desired)
 }
 
 // Rollback brings the project up pinned to a release it ran before.
@@ -141,14 +143,9 @@ func (d *Driver) Rollback(ctx context.Context, target *v1alpha1.Target, previous
 // runs unpinned.
 func (d *Driver) pinned(ctx context.Context, target *v1alpha1.Target, desired agents.Desired) (*types.Project, error) {
 	file := target.Spec.Compose.File
-	opts, err := cli.NewProjectOptions([]string{file},
-		cli.WithWorkingDirectory(filepath.Dir(file)), cli.WithName(target.Spec.Compose.ProjectName), cli.WithOsEnv, cli.WithDotEnv)
+	project, err := d.load(ctx, file, target.Spec.Compose.ProjectName)
 	if err != nil {
-		return nil, fmt.Errorf("load compose file %s (Target spec.compose.file): %w", file, err)
-	}
-	project, err := opts.LoadProject(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load compose file %s (Target spec.compose.file): %w", file, err)
+		return nil, fmt.Errorf("load compose file %s on %s (Target spec.compose.file): %w", file, d.host.Name(), err)
 	}
 	images := map[string]v1alpha1.ImageDigestRef{}
 	for _, c := range desired.Components {
@@ -177,10 +174,51 @@ func (d *Driver) pinned(ctx context.Context, target *v1alpha1.Target, desired ag
 	})
 }
 
+// load reads a compose file from the host and interpolates it as the compose
+// CLI would there: with the environment of that host, overridden by the
+// .env file next to the compose file.
+func (d *Driver) load(ctx context.Context, file, projectName string) (*types.Project, error) {
+	content, err := d.host.ReadFile(ctx, file)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(file)
+	env, err := d.environment(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	details := types.ConfigDetails{WorkingDir: dir, ConfigFiles: []types.ConfigFile{{Filename: file, Content: content}}, Environment: env}
+	return loader.LoadWithContext(ctx, details, func(o *loader.Options) { o.SetProjectName(projectName, true) })
+}
+
+// environment is the host's environment with the .env file in dir applied.
+func (d *Driver) environment(ctx context.Context, dir string) (types.Mapping, error) {
+	out, err := d.host.Run(ctx, dir, "env", "-0")
+	if err != nil {
+		return nil, fmt.Errorf("read the environment: %w: %s", err, lastLines(string(out), 3))
+	}
+	env := types.Mapping{}
+	for _, kv := range strings.Split(string(out), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			env[k] = v
+		}
+	}
+	dotEnv, err := agents.ReadOptional(ctx, d.host, filepath.Join(dir, ".env"))
+	if err != nil || dotEnv == nil {
+		return env, err
+	}
+	vars, err := dotenv.UnmarshalBytesWithLookup(dotEnv, env.Resolve)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, ".env"), err)
+	}
+	maps.Copy(env, vars)
+	return env, nil
+}
+
 // writeLock writes the pinned project next to the compose file. The
 // project's name is left out, because docker-compose 1.x refuses a
 // top-level name; the CLI gets it with -p instead.
-func writeLock(target *v1alpha1.Target, project *types.Project) (string, error) {
+func (d *Driver) writeLock(ctx context.Context, target *v1alpha1.Target, project *types.Project) (string, error) {
 	unnamed := *project
 	unnamed.Name = ""
 	data, err := unnamed.MarshalYAML()
@@ -188,21 +226,17 @@ func writeLock(target *v1alpha1.Target, project *types.Project) (string, error) 
 		return "", fmt.Errorf("write %s: %w", LockFile, err)
 	}
 	path := filepath.Join(filepath.Dir(target.Spec.Compose.File), LockFile)
-	if err := pki.WriteFileAtomic(path, data, 0o644); err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
+	if err := d.host.WriteFile(ctx, path, data); err != nil {
+		return "", fmt.Errorf("write %s on %s: %w", path, d.host.Name(), err)
 	}
 	return path, nil
 }
 
 // run runs the compose CLI on the lock file, with its output in the error.
 func (d *Driver) run(ctx context.Context, target *v1alpha1.Target, lock string, args ...string) error {
-	argv := append(append(slices.Clone(d.cli[1:]), "-p", target.Spec.Compose.ProjectName, "-f", lock), args...)
-	cmd := exec.CommandContext(ctx, d.cli[0], argv...)
-	cmd.Dir = filepath.Dir(lock)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", d.CLI(), strings.Join(args, " "), err, lastLines(out.String(), 5))
+	argv := append(append(slices.Clone(d.cli), "-p", target.Spec.Compose.ProjectName, "-f", lock), args...)
+	if out, err := d.host.Run(ctx, filepath.Dir(lock), argv...); err != nil {
+		return fmt.Errorf("%s %s on %s: %w: %s", d.CLI(), strings.Join(args, " "), d.host.Name(), err, lastLines(string(out), 5))
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ type fixture struct {
 func setUp(t *testing.T) *fixture {
 	t.Helper()
 	engine, refs, run := images.SetUp(t, "shop/api")
-	driver, err := New(context.Background(), engine, t.TempDir())
+	driver, err := New(context.Background(), engine, agents.LocalHost{}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

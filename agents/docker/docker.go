@@ -34,6 +34,8 @@ const pollInterval = 100 * time.Millisecond
 // Driver deploys to the Docker Engine its client talks to.
 type Driver struct {
 	docker *client.Client
+	// host is the machine of that engine, where the stickers are kept.
+	host agents.Host
 	// keychain finds registry credentials, by default in the Docker config
 	// of the user running the agent.
 	keychain authn.Keychain
@@ -42,16 +44,16 @@ type Driver struct {
 
 var _ agents.Driver = &Driver{}
 
-// New returns a driver over a Docker client, keeping version stickers under
-// stateDir unless a Target says where.
-func New(docker *client.Client, stateDir string) *Driver {
-	return &Driver{docker: docker, keychain: authn.DefaultKeychain, stateDir: stateDir}
+// New returns a driver over a Docker client, keeping version stickers on
+// host under stateDir unless a Target says where.
+func New(docker *client.Client, host agents.Host, stateDir string) *Driver {
+	return &Driver{docker: docker, host: host, keychain: authn.DefaultKeychain, stateDir: stateDir}
 }
 
 // Observe inspects the container of every component the target was last
 // deployed with, and of every component its template names.
 func (d *Driver) Observe(ctx context.Context, target *v1alpha1.Target) (agents.Observed, error) {
-	deployed, err := agents.ReadSticker(agents.StickerPath(target, d.stateDir))
+	deployed, err := agents.ReadSticker(ctx, d.host, agents.StickerPath(target, d.stateDir))
 	if err != nil {
 		return agents.Observed{}, err
 	}
@@ -155,7 +157,7 @@ func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired age
 			return fmt.Errorf("component %s: %w", desired.Components[i].Name, err)
 		}
 	}
-	return Succeeded(ctx, d.docker, target, agents.StickerPath(target, d.stateDir), desired)
+	return Succeeded(ctx, d.docker, d.host, target, agents.StickerPath(target, d.stateDir), desired)
 }
 
 // Rollback applies a release the target ran before. Its images are still

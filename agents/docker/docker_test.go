@@ -28,7 +28,7 @@ type fixture struct {
 func setUp(t *testing.T) *fixture {
 	t.Helper()
 	docker, refs, run := images.SetUp(t, "shop/api")
-	f := &fixture{docker: docker, driver: New(docker, t.TempDir()), ref: refs}
+	f := &fixture{docker: docker, driver: New(docker, agents.LocalHost{}, t.TempDir()), ref: refs}
 	f.target = &v1alpha1.Target{
 		ObjectMeta: metav1.ObjectMeta{Namespace: run, Name: "web"},
 		Spec: v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeDocker, Agent: "host-1", Components: []v1alpha1.ComponentTemplate{{
@@ -59,7 +59,7 @@ func TestDriverDeploysReplacesKeepsTheOldOnFailureAndSeesDrift(t *testing.T) {
 	if digest != agentstest.DigestOf(f.ref["v1"]) || !running {
 		t.Fatalf("after v1: container runs %s (running %v), want %s", digest, running, agentstest.DigestOf(f.ref["v1"]))
 	}
-	sticker, err := agents.ReadSticker(agents.StickerPath(f.target, f.driver.stateDir))
+	sticker, err := agents.ReadSticker(t.Context(), agents.LocalHost{}, agents.StickerPath(f.target, f.driver.stateDir))
 	if err != nil || sticker == nil || sticker.Release != "shop-v1" || sticker.Components[0].Image != v1alpha1.ImageDigestRef(f.ref["v1"]) {
 		t.Fatalf("sticker after v1: %+v, %v", sticker, err)
 	}
@@ -138,7 +138,7 @@ func TestDriverRefusesBadInputAndLeavesWhatRuns(t *testing.T) {
 	secrets.Spec.Components[0].EnvFrom = []v1alpha1.LocalObjectReference{{Name: "api-secrets"}}
 	unknown := agentstest.Release(f.ref, "v2")
 	unknown.Components[0].Image = v1alpha1.ImageDigestRef(f.ref["v2"][:strings.LastIndexByte(f.ref["v2"], '@')] + "@sha256:" + strings.Repeat("0", 64))
-	down := New(mustClient(t, "unix://"+filepath.Join(t.TempDir(), "no-docker.sock")), t.TempDir())
+	down := New(mustClient(t, "unix://"+filepath.Join(t.TempDir(), "no-docker.sock")), agents.LocalHost{}, t.TempDir())
 
 	for _, tc := range []struct {
 		name   string

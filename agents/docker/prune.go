@@ -3,10 +3,7 @@ package docker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -16,7 +13,6 @@ import (
 
 	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/internal/pki"
 )
 
 // retainedFile lists, next to the sticker, the images a target keeps: those
@@ -27,8 +23,8 @@ const retainedFile = "stella.images.json"
 // new release, removes the images of the releases before the previous one:
 // the previous release's stay for a rollback. An image some container still
 // uses, or that is gone already, is left alone.
-func Succeeded(ctx context.Context, docker *client.Client, target *v1alpha1.Target, stickerPath string, desired agents.Desired) error {
-	previous, err := agents.ReadSticker(stickerPath)
+func Succeeded(ctx context.Context, docker *client.Client, host agents.Host, target *v1alpha1.Target, stickerPath string, desired agents.Desired) error {
+	previous, err := agents.ReadSticker(ctx, host, stickerPath)
 	if err != nil {
 		return err
 	}
@@ -36,7 +32,7 @@ func Succeeded(ctx context.Context, docker *client.Client, target *v1alpha1.Targ
 	if previous != nil && slices.Equal(keep, refsOf(previous.Components)) {
 		// The same release again (a retry, a rollback to it, a revert): no
 		// newer release succeeded, so the older images stay.
-		return agents.WriteSticker(stickerPath, target, desired.Sticker(time.Now()))
+		return agents.WriteSticker(ctx, host, stickerPath, target, desired.Sticker(time.Now()))
 	}
 	if previous != nil {
 		keep = append(keep, refsOf(previous.Components)...)
@@ -44,7 +40,7 @@ func Succeeded(ctx context.Context, docker *client.Client, target *v1alpha1.Targ
 	slices.Sort(keep)
 	keep = slices.Compact(keep)
 	path := filepath.Join(filepath.Dir(stickerPath), retainedFile)
-	before, err := readRetained(path)
+	before, err := readRetained(ctx, host, path)
 	if err != nil {
 		return err
 	}
@@ -60,13 +56,10 @@ func Succeeded(ctx context.Context, docker *client.Client, target *v1alpha1.Targ
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	if err := pki.WriteFileAtomic(path, data, 0o644); err != nil {
+	if err := host.WriteFile(ctx, path, data); err != nil {
 		return fmt.Errorf("record the images of Target %s: %w", target.Name, err)
 	}
-	return agents.WriteSticker(stickerPath, target, desired.Sticker(time.Now()))
+	return agents.WriteSticker(ctx, host, stickerPath, target, desired.Sticker(time.Now()))
 }
 
 func refsOf(components []v1alpha1.ComponentDigest) []string {
@@ -77,12 +70,9 @@ func refsOf(components []v1alpha1.ComponentDigest) []string {
 	return refs
 }
 
-func readRetained(path string) ([]string, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+func readRetained(ctx context.Context, host agents.Host, path string) ([]string, error) {
+	data, err := agents.ReadOptional(ctx, host, path)
+	if err != nil || data == nil {
 		return nil, err
 	}
 	var refs []string

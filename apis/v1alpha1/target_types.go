@@ -64,13 +64,15 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.type == 'nomad' ? has(self.nomad) : !has(self.nomad)",message="nomad is required when type is nomad, and not allowed otherwise"
 // +kubebuilder:validation:XValidation:rule="self.type == 'ssh' ? has(self.ssh) : !has(self.ssh)",message="ssh is required when type is ssh, and not allowed otherwise"
 // +kubebuilder:validation:XValidation:rule="self.type in ['docker', 'compose'] ? has(self.agent) : true",message="agent is required for docker and compose targets"
+// +kubebuilder:validation:XValidation:rule="self.type == 'ssh' ? !has(self.agent) : true",message="agent must be empty for ssh targets: the server deploys to them over SSH"
 type TargetSpec struct {
 	// type of runtime: docker, compose, ecs, nomad or ssh.
 	// +required
 	Type TargetType `json:"type"`
 
 	// agent names the Agent that deploys to this target. Required for docker
-	// and compose; ecs, nomad and ssh targets may be served by the server.
+	// and compose; must be empty for ssh, whose targets the server deploys
+	// to over SSH.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Agent string `json:"agent,omitempty"`
@@ -283,7 +285,12 @@ type NomadTarget struct {
 	TokenSecretRef *SecretKeyReference `json:"tokenSecretRef,omitempty"`
 }
 
-// SSHTarget deploys over SSH without an agent.
+// SSHTarget deploys over SSH without an agent: the server reaches the host's
+// Docker socket and runs its docker or compose CLI over SSH. The version
+// sticker is written on the host, at spec.stickerPath or
+// /var/lib/stella/<target>/stella.version.json.
+// +kubebuilder:validation:XValidation:rule="self.driver == 'compose' ? has(self.compose) : !has(self.compose)",message="compose is required when driver is compose, and not allowed otherwise"
+// +kubebuilder:validation:XValidation:rule="has(self.hostKey) || self.trustOnFirstUse",message="pin the host's key in hostKey (ssh-keyscan -p PORT HOST prints it), or set trustOnFirstUse to pin the first key seen"
 type SSHTarget struct {
 	// host name or address.
 	// +required
@@ -295,20 +302,25 @@ type SSHTarget struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port,omitempty"`
-	// user to log in as.
+	// user to log in as; it must be able to use the Docker socket
+	// /var/run/docker.sock (root, or a member of the docker group), and
+	// sshd must allow stream forwarding (AllowStreamLocalForwarding, on by
+	// default).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	User string `json:"user"`
-	// hostKey pins the server's public host key, in authorized_keys format.
+	// hostKey pins the server's public host key, in authorized_keys format
+	// ("ssh-ed25519 AAAA…"); a host that presents another key is refused.
 	// +optional
 	// +kubebuilder:validation:MaxLength=8192
 	HostKey string `json:"hostKey,omitempty"`
-	// trustOnFirstUse accepts and records the first host key seen when hostKey
-	// is empty. Off by default.
+	// trustOnFirstUse accepts the first host key seen when hostKey is empty
+	// and writes it into hostKey, which pins it from then on. Off by default.
 	// +optional
 	TrustOnFirstUse bool `json:"trustOnFirstUse,omitempty"`
-	// privateKeySecretRef names the Secret key holding the private key.
+	// privateKeySecretRef names the Secret key holding the unencrypted
+	// private key (OpenSSH or PEM format) to log in with.
 	// +required
 	PrivateKeySecretRef SecretKeyReference `json:"privateKeySecretRef"`
 	// driver runs on the remote host: docker or compose.

@@ -94,9 +94,9 @@ is resumed by its next start.`,
 				return fmt.Errorf("set up the Docker client: %w", err)
 			}
 			defer engine.Close()
-			dockerDriver := docker.New(engine, stateDir)
+			dockerDriver := docker.New(engine, agents.LocalHost{}, stateDir)
 			o.Drivers = map[v1alpha1.TargetType]agents.Driver{v1alpha1.TargetTypeDocker: dockerDriver}
-			if composeDriver, err := compose.New(cmd.Context(), engine, stateDir); err != nil {
+			if composeDriver, err := compose.New(cmd.Context(), engine, agents.LocalHost{}, stateDir); err != nil {
 				log.Info("Compose targets cannot be served", "reason", err.Error())
 			} else {
 				o.Drivers[v1alpha1.TargetTypeCompose] = composeDriver

@@ -10,13 +10,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/agent"
 	"github.com/stella-ops/stella/internal/controlplane"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/install"
@@ -94,12 +97,21 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 	f.StringVar(&o.EvidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs (default: evidence in the data directory)")
 	f.StringVar(&o.MetricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
 	f.BoolVar(&o.Profiling, "profiling", false, "serve Go profiles of the whole process at /debug/pprof on the API server (admins only)")
+	addDeployerFlags(f, &o.Deployer)
 	return cmd
+}
+
+// addDeployerFlags sets how the reconcilers deploy to the Targets that name
+// no agent, such as SSH targets.
+func addDeployerFlags(f *pflag.FlagSet, o *agent.ServerOptions) {
+	f.DurationVar(&o.ObserveEvery, "observe-every", 30*time.Second, "how often to observe each Target that names no agent (SSH targets)")
+	f.IntVar(&o.Parallel, "deploy-parallel", 4, "how many DeployTasks to Targets that name no agent run at once, each on its own Target")
 }
 
 func controllersCommand() *cobra.Command {
 	var kubeconfig, metricsListen, evidenceDir string
 	var s3 func() *evidence.S3Options
+	var deployer agent.ServerOptions
 	cmd := &cobra.Command{
 		Use:   "controllers",
 		Short: "Run only the Stella reconcilers against an existing API server",
@@ -129,6 +141,9 @@ leader Lease in the stella-system namespace reconciles.`,
 			if err != nil {
 				return err
 			}
+			if err := agent.AddToServer(mgr, deployer, log); err != nil {
+				return err
+			}
 			log.Info("Starting Stella controllers", "server", cfg.Host, "version", version.String())
 			return mgr.Start(cmd.Context())
 		},
@@ -137,6 +152,7 @@ leader Lease in the stella-system namespace reconciles.`,
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP (default: none)")
 	cmd.Flags().StringVar(&evidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; one replica writes it at a time (default: seal nothing)")
 	s3 = evidence.AddS3Flags(cmd.Flags())
+	addDeployerFlags(cmd.Flags(), &deployer)
 	return cmd
 }
 

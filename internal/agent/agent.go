@@ -108,6 +108,34 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	return mgr.Start(ctx)
 }
 
+// ServerOptions configure the deploying the server does itself.
+type ServerOptions struct {
+	// ObserveEvery is how often each Target is observed.
+	ObserveEvery time.Duration
+	// Parallel is how many DeployTasks run at once, each on its own Target.
+	Parallel int
+}
+
+// AddToServer makes the server's manager deploy to the Targets that name no
+// agent, such as SSH targets, and report what runs on them, as an agent
+// does for its own; only the replica that leads runs them.
+func AddToServer(mgr ctrl.Manager, o ServerOptions, log logr.Logger) error {
+	host, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("read the hostname: %w", err)
+	}
+	a := &agent{
+		Options:  Options{Drivers: serverDrivers(mgr), ObserveEvery: o.ObserveEvery, Parallel: o.Parallel},
+		hostname: host, client: mgr.GetClient(), reader: mgr.GetAPIReader(),
+		events: mgr.GetEventRecorderFor("stella-deployer"), log: log.WithName("deployer"),
+		observeNow: make(chan event.TypedGenericEvent[*v1alpha1.Target], 64),
+	}
+	if err := a.setUpTasks(mgr); err != nil {
+		return err
+	}
+	return a.setUpObserver(mgr)
+}
+
 type agent struct {
 	Options
 	hostname string
@@ -142,7 +170,27 @@ func (a *agent) forwardChanges(ctx context.Context) error {
 }
 
 // lock is the Target's lock.
-func (a *agent) lock(target string) *sync.Mutex {
-	m, _ := a.busy.LoadOrStore(target, &sync.Mutex{})
+func (a *agent) lock(target *v1alpha1.Target) *sync.Mutex {
+	m, _ := a.busy.LoadOrStore(client.ObjectKeyFromObject(target), &sync.Mutex{})
 	return m.(*sync.Mutex)
+}
+
+// server says whether this runs inside the server, for the Targets that
+// name no agent.
+func (a *agent) server() bool { return a.Name == "" }
+
+// controllerName keeps the server's controllers apart from its others.
+func (a *agent) controllerName(kind string) string {
+	if a.server() {
+		return "deployer-" + kind
+	}
+	return kind
+}
+
+// who names what deploys, for people.
+func (a *agent) who() string {
+	if a.server() {
+		return "the stella server"
+	}
+	return "stella-agent " + a.Name
 }

@@ -37,8 +37,10 @@ type targetObserver struct{ *agent }
 
 func (a *agent) setUpObserver(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("target").
-		For(&v1alpha1.Target{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Named(a.controllerName("target")).
+		For(&v1alpha1.Target{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}, predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.(*v1alpha1.Target).Spec.Agent == a.Name
+		}))).
 		WatchesRawSource(source.Channel(a.observeNow, &handler.TypedEnqueueRequestForObject[*v1alpha1.Target]{})).
 		Complete(targetObserver{a})
 }
@@ -54,7 +56,7 @@ func (r targetObserver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.R
 	if target.Spec.Agent != r.Name || driver == nil {
 		return ctrl.Result{}, nil
 	}
-	lock := r.lock(target.Name)
+	lock := r.lock(target)
 	if !lock.TryLock() {
 		// A task is changing what runs; it observes when it is done.
 		return ctrl.Result{RequeueAfter: r.ObserveEvery}, nil
@@ -125,7 +127,7 @@ func (a *agent) reportUnobserved(ctx context.Context, target *v1alpha1.Target, c
 	target.Status.Drift, target.Status.Health = v1alpha1.DriftUnknown, v1alpha1.HealthUnknown
 	meta.SetStatusCondition(&target.Status.Conditions, metav1.Condition{
 		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonUnobserved,
-		Message: fmt.Sprintf("stella-agent %s cannot observe the target: %v", a.Name, cause), ObservedGeneration: target.Generation,
+		Message: fmt.Sprintf("%s cannot observe the target: %v", a.who(), cause), ObservedGeneration: target.Generation,
 	})
 	if err := a.client.Status().Patch(ctx, target, client.MergeFrom(before)); err != nil {
 		return fmt.Errorf("report the status of Target %s: %w", target.Name, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/gates"
 )
 
@@ -30,13 +31,13 @@ type taskRunner struct{ *agent }
 
 func (a *agent) setUpTasks(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("deploytask").
+		Named(a.controllerName("deploytask")).
 		For(&v1alpha1.DeployTask{}, builder.WithPredicates(predicate.Funcs{
 			// Only new tasks and unfinished ones matter; the agent's own
 			// status writes on a running task wake nothing.
 			UpdateFunc: func(e event.UpdateEvent) bool { return false },
 			CreateFunc: func(e event.CreateEvent) bool {
-				return !e.Object.(*v1alpha1.DeployTask).Status.Phase.IsTerminal()
+				return !e.Object.(*v1alpha1.DeployTask).Status.Phase.IsTerminal() && e.Object.GetLabels()[controllers.LabelAgent] == a.Name
 			},
 		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, a.Parallel)}).
@@ -61,7 +62,7 @@ func (r taskRunner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	target := &v1alpha1.Target{}
 	if err := r.client.Get(ctx, client.ObjectKey{Namespace: task.Namespace, Name: task.Spec.Target}, target); err != nil {
 		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, r.finish(ctx, task, v1alpha1.DeployTaskFailed, fmt.Sprintf("Target %s does not exist or names another agent than %s", task.Spec.Target, r.Name), nil)
+			return ctrl.Result{}, r.finish(ctx, task, v1alpha1.DeployTaskFailed, fmt.Sprintf("Target %s does not exist or is not served by %s", task.Spec.Target, r.who()), nil)
 		}
 		return ctrl.Result{}, err
 	}
@@ -71,14 +72,14 @@ func (r taskRunner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	driver := r.Drivers[target.Spec.Type]
 	if driver == nil {
 		return ctrl.Result{}, r.finish(ctx, task, v1alpha1.DeployTaskFailed,
-			fmt.Sprintf("stella-agent %s cannot deploy to %s targets (it deploys to %v); point the Target at an agent that can", r.Name, target.Spec.Type, r.types()), nil)
+			fmt.Sprintf("%s cannot deploy to %s targets (it deploys to %v); point the Target at an agent that can", r.who(), target.Spec.Type, r.types()), nil)
 	}
 	deadline := task.CreationTimestamp.Add(timeoutOf(task))
 	if !time.Now().Before(deadline) {
 		return ctrl.Result{}, nil // the server times it out
 	}
 
-	lock := r.lock(target.Name)
+	lock := r.lock(target)
 	lock.Lock()
 	defer lock.Unlock()
 	// Reporting Running goes on while the driver works, so that the round
@@ -149,7 +150,7 @@ func (r taskRunner) start(ctx context.Context, task *v1alpha1.DeployTask) error 
 	if task.Status.StartedAt == nil {
 		task.Status.StartedAt = &metav1.Time{Time: time.Now()}
 	}
-	task.Status.Message = fmt.Sprintf("stella-agent %s on %s is deploying (attempt %d)", r.Name, r.hostname, task.Status.Attempts)
+	task.Status.Message = fmt.Sprintf("%s on %s is deploying (attempt %d)", r.who(), r.hostname, task.Status.Attempts)
 	task.Status.ObservedGeneration = task.Generation
 	if err := r.client.Status().Patch(ctx, task, client.MergeFrom(before)); err != nil {
 		return fmt.Errorf("report DeployTask %s running: %w", task.Name, err)
@@ -186,7 +187,11 @@ func (r taskRunner) observeAfter(ctx context.Context, driver agents.Driver, targ
 	return a.Running.Components
 }
 
+// paused says whether the Agent is paused; the server has no Agent to pause.
 func (r taskRunner) paused(ctx context.Context) (bool, error) {
+	if r.server() {
+		return false, nil
+	}
 	self := &v1alpha1.Agent{}
 	if err := r.client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: r.Name}, self); err != nil {
 		return false, err

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/agent"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/install"
 	"github.com/stella-ops/stella/internal/pki"
@@ -51,6 +52,9 @@ type Options struct {
 	// serves the API (the reconcilers can run elsewhere with
 	// `stella controllers`).
 	Controllers bool
+	// Deployer configures the deploying the reconcilers do themselves, to
+	// the Targets that name no agent (SSH targets).
+	Deployer agent.ServerOptions
 	// Log receives Stella's own messages.
 	Log logr.Logger
 }
@@ -186,6 +190,9 @@ func newManagers(cfg *rest.Config, certs pki.Dir, o Options, sealer *evidence.Se
 	}
 	stella, err := controllers.NewManager(cfg, controllers.Options{MetricsAddr: o.MetricsListen, Evidence: sealer})
 	if err != nil {
+		return nil, err
+	}
+	if err := agent.AddToServer(stella, o.Deployer, o.Log); err != nil {
 		return nil, err
 	}
 	return []manager.Manager{kube, stella}, nil

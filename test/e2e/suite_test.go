@@ -32,7 +32,9 @@ var _ = BeforeSuite(func() {
 	var err error
 	bin, err = framework.Build()
 	Expect(err).NotTo(HaveOccurred())
-	shared, err = framework.StartServer(bin, framework.ServerOptions{})
+	// Targets the server deploys to itself (SSH) are observed often, so
+	// that the stories see drift quickly.
+	shared, err = framework.StartServer(bin, framework.ServerOptions{Args: []string{"--observe-every", "2s"}})
 	Expect(err).NotTo(HaveOccurred())
 })
 

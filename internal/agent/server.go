@@ -1,0 +1,48 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/agents/ssh"
+	"github.com/stella-ops/stella/apis/v1alpha1"
+)
+
+// serverDrivers are the drivers the server runs itself: those that reach
+// their target over the network with credentials kept in Secrets.
+func serverDrivers(mgr ctrl.Manager) map[v1alpha1.TargetType]agents.Driver {
+	return map[v1alpha1.TargetType]agents.Driver{
+		v1alpha1.TargetTypeSSH: ssh.New(secretReader(mgr.GetAPIReader()), hostKeyRecorder(mgr.GetClient())),
+	}
+}
+
+// secretReader reads Secrets from the server directly: they are not cached,
+// so that the server does not hold every Secret in memory.
+func secretReader(reader client.Reader) ssh.SecretReader {
+	return func(ctx context.Context, namespace string, ref v1alpha1.SecretKeyReference) ([]byte, error) {
+		secret := &corev1.Secret{}
+		if err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, secret); err != nil {
+			return nil, fmt.Errorf("read Secret %s/%s: %w", namespace, ref.Name, err)
+		}
+		value, ok := secret.Data[ref.Key]
+		if !ok {
+			return nil, fmt.Errorf("Secret %s/%s has no key %q", namespace, ref.Name, ref.Key)
+		}
+		return value, nil
+	}
+}
+
+// hostKeyRecorder writes the host key seen on first use into the Target's
+// spec.ssh.hostKey, only if no key was pinned there meanwhile.
+func hostKeyRecorder(c client.Client) ssh.HostKeyRecorder {
+	return func(ctx context.Context, target *v1alpha1.Target, hostKey string) error {
+		pinned := target.DeepCopy()
+		pinned.Spec.SSH.HostKey = hostKey
+		return c.Patch(ctx, pinned, client.MergeFromWithOptions(target, client.MergeFromWithOptimisticLock{}))
+	}
+}

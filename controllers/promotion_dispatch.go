@@ -25,7 +25,8 @@ const (
 	LabelTarget      = "stella-ops.org/target"
 	LabelEnvironment = "stella-ops.org/environment"
 	// LabelAgent names the Agent that runs the task: the agent watches
-	// only its own tasks, and the server lets it see no other.
+	// only its own tasks, and the server lets it see no other. Tasks for
+	// Targets that name no agent, which the server runs, have none.
 	LabelAgent = "stella-ops.org/agent"
 )
 
@@ -246,7 +247,9 @@ func (r *PromotionReconciler) createTask(ctx context.Context, promo *v1alpha1.Pr
 	}
 	target := &v1alpha1.Target{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: promo.Namespace, Name: t.Target}, target); err == nil {
-		task.Labels[LabelAgent] = target.Spec.Agent
+		if target.Spec.Agent != "" {
+			task.Labels[LabelAgent] = target.Spec.Agent
+		}
 		if target.Status.Observed != nil {
 			task.Spec.Previous = target.Status.Observed.DeepCopy()
 		}
@@ -307,7 +310,7 @@ func (r *PromotionReconciler) createRollback(ctx context.Context, promo *v1alpha
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: promo.Namespace, Name: boundedName(deploy.Name+"-rollback", deploy.Name+"/rollback"),
 			Labels: map[string]string{
-				LabelPromotion: promo.Name, LabelTarget: deploy.Spec.Target, LabelEnvironment: env.Name, LabelAgent: deploy.Labels[LabelAgent],
+				LabelPromotion: promo.Name, LabelTarget: deploy.Spec.Target, LabelEnvironment: env.Name,
 			},
 		},
 		Spec: v1alpha1.DeployTaskSpec{
@@ -315,6 +318,9 @@ func (r *PromotionReconciler) createRollback(ctx context.Context, promo *v1alpha
 			Components: prev.Components, Action: v1alpha1.DeployActionRollback, Batch: deploy.Spec.Batch,
 			Timeout: &metav1.Duration{Duration: deployTimeout(env)},
 		},
+	}
+	if agent, ok := deploy.Labels[LabelAgent]; ok {
+		task.Labels[LabelAgent] = agent
 	}
 	if err := controllerutil.SetControllerReference(promo, task, r.Scheme()); err != nil {
 		return err

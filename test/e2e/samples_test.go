@@ -3,10 +3,14 @@ package e2e
 import (
 	"path/filepath"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/test/framework"
 )
 
@@ -26,5 +30,14 @@ var _ = Describe("the sample manifests", func() {
 			kinds[strings.SplitN(line, "/", 2)[0]] = true
 		}
 		Expect(kinds).To(HaveLen(12), "got %v", kinds)
+
+		// The SSH sample's key Secret is left out on purpose: the server
+		// reads the key before it dials, so it reports the missing Secret
+		// and never reaches legacy.example.com.
+		Eventually(func() string {
+			t := &v1alpha1.Target{}
+			_ = shared.AdminClient().Get(ctx, client.ObjectKey{Namespace: ns, Name: "legacy-box"}, t)
+			return conditionMessage(t.Status.Conditions, v1alpha1.ConditionReady)
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(ContainSubstring("spec.ssh.privateKeySecretRef"))
 	})
 })

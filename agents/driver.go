@@ -43,6 +43,10 @@ type Driver interface {
 	Rollback(ctx context.Context, target *v1alpha1.Target, previous Desired) error
 }
 
+// SecretReader returns one key of a Secret in a namespace: how drivers that
+// the server runs get their credentials.
+type SecretReader func(ctx context.Context, namespace string, ref v1alpha1.SecretKeyReference) ([]byte, error)
+
 // Desired is a release to run on a target.
 type Desired struct {
 	Release   string

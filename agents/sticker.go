@@ -42,9 +42,9 @@ func StickerPath(target *v1alpha1.Target, stateDir string) string {
 	return filepath.Join(stateDir, target.Name, StickerFile)
 }
 
-// WriteSticker records s as deployed to target, atomically: a reader sees
-// the old sticker or the new one, never a part.
-func WriteSticker(ctx context.Context, host Host, path string, target *v1alpha1.Target, s v1alpha1.VersionSticker) error {
+// MarshalSticker is the content of stella.version.json recording s as
+// deployed to target.
+func MarshalSticker(target *v1alpha1.Target, s v1alpha1.VersionSticker) ([]byte, error) {
 	f := stickerFile{Target: target.Namespace + "/" + target.Name, Release: s.Release, Version: s.Version, Promotion: s.Promotion}
 	if s.DeployedAt != nil {
 		f.DeployedAt = s.DeployedAt.UTC()
@@ -54,9 +54,35 @@ func WriteSticker(ctx context.Context, host Host, path string, target *v1alpha1.
 	}
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
+// UnmarshalSticker reads the content of a stella.version.json.
+func UnmarshalSticker(data []byte) (*v1alpha1.VersionSticker, error) {
+	var f stickerFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, err
+	}
+	s := &v1alpha1.VersionSticker{Release: f.Release, Version: f.Version, Promotion: f.Promotion}
+	if !f.DeployedAt.IsZero() {
+		s.DeployedAt = &metav1.Time{Time: f.DeployedAt}
+	}
+	for _, c := range f.Components {
+		s.Components = append(s.Components, v1alpha1.ComponentDigest{Name: c.Name, Image: v1alpha1.ImageDigestRef(c.Image)})
+	}
+	return s, nil
+}
+
+// WriteSticker records s as deployed to target, atomically: a reader sees
+// the old sticker or the new one, never a part.
+func WriteSticker(ctx context.Context, host Host, path string, target *v1alpha1.Target, s v1alpha1.VersionSticker) error {
+	data, err := MarshalSticker(target, s)
+	if err != nil {
 		return err
 	}
-	if err := host.WriteFile(ctx, path, append(data, '\n')); err != nil {
+	if err := host.WriteFile(ctx, path, data); err != nil {
 		return fmt.Errorf("write the version sticker %s on %s: %w", path, host.Name(), err)
 	}
 	return nil
@@ -69,16 +95,9 @@ func ReadSticker(ctx context.Context, host Host, path string) (*v1alpha1.Version
 	if err != nil || data == nil {
 		return nil, err
 	}
-	var f stickerFile
-	if err := json.Unmarshal(data, &f); err != nil {
+	s, err := UnmarshalSticker(data)
+	if err != nil {
 		return nil, fmt.Errorf("read the version sticker %s: %w (remove the file to let the next deployment write it again)", path, err)
-	}
-	s := &v1alpha1.VersionSticker{Release: f.Release, Version: f.Version, Promotion: f.Promotion}
-	if !f.DeployedAt.IsZero() {
-		s.DeployedAt = &metav1.Time{Time: f.DeployedAt}
-	}
-	for _, c := range f.Components {
-		s.Components = append(s.Components, v1alpha1.ComponentDigest{Name: c.Name, Image: v1alpha1.ImageDigestRef(c.Image)})
 	}
 	return s, nil
 }

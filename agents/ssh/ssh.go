@@ -32,16 +32,13 @@ const (
 	DialTimeout = 15 * time.Second
 )
 
-// SecretReader returns one key of a Secret in a namespace.
-type SecretReader func(ctx context.Context, namespace string, ref v1alpha1.SecretKeyReference) ([]byte, error)
-
 // HostKeyRecorder pins the host key a Target that trusts on first use saw
 // first, in authorized_keys format, so that every later connection checks it.
 type HostKeyRecorder func(ctx context.Context, target *v1alpha1.Target, hostKey string) error
 
 // Driver deploys to SSH targets with the Docker or Compose driver.
 type Driver struct {
-	secrets       SecretReader
+	secrets       agents.SecretReader
 	recordHostKey HostKeyRecorder
 }
 
@@ -49,7 +46,7 @@ var _ agents.Driver = &Driver{}
 
 // New returns a driver that reads private keys with secrets and pins
 // first-use host keys with recordHostKey.
-func New(secrets SecretReader, recordHostKey HostKeyRecorder) *Driver {
+func New(secrets agents.SecretReader, recordHostKey HostKeyRecorder) *Driver {
 	return &Driver{secrets: secrets, recordHostKey: recordHostKey}
 }
 

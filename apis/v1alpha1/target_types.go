@@ -260,14 +260,20 @@ type ECSTarget struct {
 	Endpoint string `json:"endpoint,omitempty"`
 }
 
-// NomadTarget deploys a Nomad job.
+// NomadTarget deploys an existing Nomad service job, from the server: each
+// release registers a new version of the job with every docker task named
+// after a release component running that component's digest, and the
+// version sticker in the job's Meta (stella-ops.org/sticker). Nomad rolls
+// it out as the job's update block says; healthy canaries are promoted, a
+// failed deployment fails the DeployTask, and a rollback reverts the job to
+// the version that carried the previous sticker.
 type NomadTarget struct {
 	// address of the Nomad API, such as https://nomad.example.com:4646.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	Address string `json:"address"`
-	// job ID.
+	// job ID. The job must exist: register it once with nomad job run.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
@@ -280,7 +286,8 @@ type NomadTarget struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	Region string `json:"region,omitempty"`
-	// tokenSecretRef names the Secret key that holds the ACL token.
+	// tokenSecretRef names the Secret key that holds the ACL token; it needs
+	// read-job, submit-job and list-jobs on the job's namespace.
 	// +optional
 	TokenSecretRef *SecretKeyReference `json:"tokenSecretRef,omitempty"`
 }

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/agents/nomad"
 	"github.com/stella-ops/stella/agents/ssh"
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
@@ -16,14 +17,16 @@ import (
 // serverDrivers are the drivers the server runs itself: those that reach
 // their target over the network with credentials kept in Secrets.
 func serverDrivers(mgr ctrl.Manager) map[v1alpha1.TargetType]agents.Driver {
+	secrets := secretReader(mgr.GetAPIReader())
 	return map[v1alpha1.TargetType]agents.Driver{
-		v1alpha1.TargetTypeSSH: ssh.New(secretReader(mgr.GetAPIReader()), hostKeyRecorder(mgr.GetClient())),
+		v1alpha1.TargetTypeSSH:   ssh.New(secrets, hostKeyRecorder(mgr.GetClient())),
+		v1alpha1.TargetTypeNomad: nomad.New(secrets),
 	}
 }
 
 // secretReader reads Secrets from the server directly: they are not cached,
 // so that the server does not hold every Secret in memory.
-func secretReader(reader client.Reader) ssh.SecretReader {
+func secretReader(reader client.Reader) agents.SecretReader {
 	return func(ctx context.Context, namespace string, ref v1alpha1.SecretKeyReference) ([]byte, error) {
 		secret := &corev1.Secret{}
 		if err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, secret); err != nil {

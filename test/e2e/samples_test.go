@@ -31,13 +31,15 @@ var _ = Describe("the sample manifests", func() {
 		}
 		Expect(kinds).To(HaveLen(12), "got %v", kinds)
 
-		// The SSH sample's key Secret is left out on purpose: the server
-		// reads the key before it dials, so it reports the missing Secret
-		// and never reaches legacy.example.com.
-		Eventually(func() string {
-			t := &v1alpha1.Target{}
-			_ = shared.AdminClient().Get(ctx, client.ObjectKey{Namespace: ns, Name: "legacy-box"}, t)
-			return conditionMessage(t.Status.Conditions, v1alpha1.ConditionReady)
-		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(ContainSubstring("spec.ssh.privateKeySecretRef"))
+		// The SSH and Nomad samples' Secrets are left out on purpose: the
+		// server reads credentials before it dials, so it reports the
+		// missing Secret and never reaches the example hosts.
+		for name, field := range map[string]string{"legacy-box": "spec.ssh.privateKeySecretRef", "prod-nomad": "spec.nomad.tokenSecretRef"} {
+			Eventually(func() string {
+				t := &v1alpha1.Target{}
+				_ = shared.AdminClient().Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, t)
+				return conditionMessage(t.Status.Conditions, v1alpha1.ConditionReady)
+			}).WithContext(ctx).WithTimeout(30*time.Second).Should(ContainSubstring(field), "Target %s", name)
+		}
 	})
 })

@@ -121,6 +121,8 @@ type App struct {
 	Version string
 	// Unhealthy makes the program fail its health check.
 	Unhealthy bool
+	// Crash makes the program exit with code 1 as soon as it starts.
+	Crash bool
 	// Run labels the image with LabelTestRun.
 	Run string
 	// CheckEvery is the health check's interval; 250ms when zero.
@@ -160,6 +162,9 @@ func (a App) Image(program []byte) (v1.Image, error) {
 	cf.Config.Env = []string{"VERSION=" + a.Version, "ADDR=127.0.0.1:8080"}
 	if a.Unhealthy {
 		cf.Config.Env = append(cf.Config.Env, "HEALTHY=no")
+	}
+	if a.Crash {
+		cf.Config.Env = append(cf.Config.Env, "CRASH=yes")
 	}
 	cf.Config.Labels = map[string]string{LabelTestRun: a.Run}
 	cf.Config.Healthcheck = &v1.HealthConfig{
@@ -203,8 +208,8 @@ func Program(ctx context.Context) ([]byte, error) {
 }
 
 // Versions are the builds of the test app that the stories deploy: v1, v2
-// and v4 healthy, v3 failing its health check.
-var Versions = []App{{Version: "v1"}, {Version: "v2"}, {Version: "v3", Unhealthy: true}, {Version: "v4"}}
+// and v4 healthy, v3 failing its health check, and crash exiting at once.
+var Versions = []App{{Version: "v1"}, {Version: "v2"}, {Version: "v3", Unhealthy: true}, {Version: "v4"}, {Version: "crash", Crash: true}}
 
 // PushVersions pushes Versions, labelled with run, to repo and returns
 // their references by digest, by version.

@@ -18,22 +18,12 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/stella-ops/stella/test/tb"
 )
 
 // Binary is where Debian's openssh-server installs sshd.
 const Binary = "/usr/sbin/sshd"
-
-// T is what the helpers need of a test: a *testing.T, or ginkgo's GinkgoT().
-type T interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-	Skip(args ...any)
-	Logf(format string, args ...any)
-	Cleanup(func())
-	TempDir() string
-	Failed() bool
-}
 
 // Server is a running sshd.
 type Server struct {
@@ -50,7 +40,7 @@ type Server struct {
 // Start runs sshd until the test ends. Without sshd or root it skips the
 // test, or fails it when STELLA_REQUIRE_SSHD is set, as .ci/run does after
 // installing sshd.
-func Start(t T) *Server {
+func Start(t tb.T) *Server {
 	t.Helper()
 	if _, err := os.Stat(Binary); err != nil || os.Geteuid() != 0 {
 		msg := fmt.Sprintf("these tests need Debian's openssh-server (%s) and root: apt-get install openssh-server", Binary)
@@ -116,7 +106,7 @@ AllowStreamLocalForwarding yes
 
 // NewKey makes an ed25519 key pair: the private key PEM-encoded in OpenSSH
 // format, the public key as an authorized_keys line.
-func NewKey(t T) (private []byte, public string) {
+func NewKey(t tb.T) (private []byte, public string) {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -133,14 +123,14 @@ func NewKey(t T) (private []byte, public string) {
 	return pem.EncodeToMemory(block), string(bytes.TrimSpace(ssh.MarshalAuthorizedKey(sshPub)))
 }
 
-func write(t T, path string, data []byte, mode os.FileMode) {
+func write(t tb.T, path string, data []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, data, mode); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func freePort(t T) int {
+func freePort(t tb.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

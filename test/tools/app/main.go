@@ -1,7 +1,8 @@
 // Command app is the program inside the test images that Stella deploys in
 // its own tests: it serves GET /healthz on $ADDR (default 127.0.0.1:8080),
 // answering 200 unless $HEALTHY is "no", and "app check" is the image's
-// health check command. It is built static, for a FROM scratch image.
+// health check command. With $CRASH set to "yes" it exits with code 1 at
+// once, as a release that cannot start does. It is built static, for a FROM scratch image.
 package main
 
 import (
@@ -20,6 +21,10 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "check" {
 		os.Exit(check(addr))
+	}
+	if os.Getenv("CRASH") == "yes" {
+		fmt.Fprintln(os.Stderr, "crashing on purpose")
+		os.Exit(1)
 	}
 	http.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if os.Getenv("HEALTHY") == "no" {

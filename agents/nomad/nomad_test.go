@@ -50,7 +50,7 @@ func setUp(t *testing.T) *fixture {
 		if t.Failed() {
 			logTaskEvents(t, agent.Client)
 		}
-		_, _, _ = agent.Client.Jobs().Deregister("shop", true, nil)
+		agent.StopJob(t, "shop")
 	})
 	return f
 }

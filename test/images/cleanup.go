@@ -19,7 +19,8 @@ func Cleanup(ctx context.Context, docker *client.Client, run string) error {
 	}
 	var errs []error
 	for _, c := range containers.Items {
-		if _, err := docker.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		// A conflict is a removal already under way, by whoever ran it.
+		if _, err := docker.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
 			errs = append(errs, fmt.Errorf("remove container %s: %w", c.ID, err))
 		}
 	}

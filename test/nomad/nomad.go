@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -141,6 +142,28 @@ func bootstrapACL(t tb.T, c *api.Client, logs func() string) string {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// StopJob stops a job and waits until Nomad has stopped its allocations,
+// so that nothing else removes their containers at the same time.
+func (a *Agent) StopJob(t tb.T, id string) {
+	t.Helper()
+	if _, _, err := a.Client.Jobs().Deregister(id, false, nil); err != nil {
+		t.Logf("stop job %s: %v", id, err)
+		return
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		allocs, _, err := a.Client.Jobs().Allocations(id, true, nil)
+		if err != nil {
+			return
+		}
+		if !slices.ContainsFunc(allocs, func(al *api.AllocationListStub) bool {
+			return al.ClientStatus == api.AllocClientStatusRunning || al.ClientStatus == api.AllocClientStatusPending
+		}) {
+			return
+		}
+	}
+	t.Logf("the allocations of job %s did not stop in 30s", id)
 }
 
 // ReadOnlyToken makes a token that may read jobs in the default namespace

@@ -64,15 +64,15 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.type == 'nomad' ? has(self.nomad) : !has(self.nomad)",message="nomad is required when type is nomad, and not allowed otherwise"
 // +kubebuilder:validation:XValidation:rule="self.type == 'ssh' ? has(self.ssh) : !has(self.ssh)",message="ssh is required when type is ssh, and not allowed otherwise"
 // +kubebuilder:validation:XValidation:rule="self.type in ['docker', 'compose'] ? has(self.agent) : true",message="agent is required for docker and compose targets"
-// +kubebuilder:validation:XValidation:rule="self.type == 'ssh' ? !has(self.agent) : true",message="agent must be empty for ssh targets: the server deploys to them over SSH"
+// +kubebuilder:validation:XValidation:rule="self.type in ['ssh', 'nomad', 'ecs'] ? !has(self.agent) : true",message="agent must be empty for ssh, nomad and ecs targets: the server deploys to them itself"
 type TargetSpec struct {
 	// type of runtime: docker, compose, ecs, nomad or ssh.
 	// +required
 	Type TargetType `json:"type"`
 
 	// agent names the Agent that deploys to this target. Required for docker
-	// and compose; must be empty for ssh, whose targets the server deploys
-	// to over SSH.
+	// and compose; must be empty for ssh, nomad and ecs, whose targets the
+	// server deploys to itself.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Agent string `json:"agent,omitempty"`
@@ -233,7 +233,12 @@ type ComposeTarget struct {
 	File string `json:"file"`
 }
 
-// ECSTarget deploys an AWS ECS service.
+// ECSTarget deploys an existing AWS ECS service, from the server: each
+// release registers a revision of the service's task definition with every
+// container named after a release component running that component's digest
+// and the version sticker in its Docker labels, then updates the service
+// with the deployment circuit breaker (rollback on) and waits until it is
+// stable on that revision.
 type ECSTarget struct {
 	// cluster name or ARN.
 	// +required
@@ -250,11 +255,14 @@ type ECSTarget struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	Region string `json:"region"`
-	// credentialsSecretRef names a Secret with AWS credentials; empty means the
-	// default credential chain of the process that deploys.
+	// credentialsSecretRef names a Secret with the keys AWS_ACCESS_KEY_ID,
+	// AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN; empty means the
+	// default credential chain of the server (environment, shared files, the
+	// instance's role).
 	// +optional
 	CredentialsSecretRef *LocalObjectReference `json:"credentialsSecretRef,omitempty"`
-	// endpoint overrides the ECS API endpoint URL.
+	// endpoint overrides the ECS API endpoint URL, for a VPC endpoint or a
+	// compatible API.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	Endpoint string `json:"endpoint,omitempty"`

@@ -102,10 +102,11 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 }
 
 // addDeployerFlags sets how the reconcilers deploy to the Targets that name
-// no agent, such as SSH targets.
+// no agent: SSH, Nomad and ECS targets.
 func addDeployerFlags(f *pflag.FlagSet, o *agent.ServerOptions) {
-	f.DurationVar(&o.ObserveEvery, "observe-every", 30*time.Second, "how often to observe each Target that names no agent (SSH targets)")
+	f.DurationVar(&o.ObserveEvery, "observe-every", 30*time.Second, "how often to observe each Target that names no agent (SSH, Nomad and ECS targets)")
 	f.IntVar(&o.Parallel, "deploy-parallel", 4, "how many DeployTasks to Targets that name no agent run at once, each on its own Target")
+	f.DurationVar(&o.ECSPollEvery, "ecs-poll-every", 15*time.Second, "least time between two looks at a deploying ECS service")
 }
 
 func controllersCommand() *cobra.Command {

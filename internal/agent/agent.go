@@ -114,6 +114,9 @@ type ServerOptions struct {
 	ObserveEvery time.Duration
 	// Parallel is how many DeployTasks run at once, each on its own Target.
 	Parallel int
+	// ECSPollEvery is the least time between two looks at a deploying ECS
+	// service; 15s when zero, as ECS's own waiter.
+	ECSPollEvery time.Duration
 }
 
 // AddToServer makes the server's manager deploy to the Targets that name no
@@ -125,7 +128,7 @@ func AddToServer(mgr ctrl.Manager, o ServerOptions, log logr.Logger) error {
 		return fmt.Errorf("read the hostname: %w", err)
 	}
 	a := &agent{
-		Options:  Options{Drivers: serverDrivers(mgr), ObserveEvery: o.ObserveEvery, Parallel: o.Parallel},
+		Options:  Options{Drivers: serverDrivers(mgr, o), ObserveEvery: o.ObserveEvery, Parallel: o.Parallel},
 		hostname: host, client: mgr.GetClient(), reader: mgr.GetAPIReader(),
 		events: mgr.GetEventRecorderFor("stella-deployer"), log: log.WithName("deployer"),
 		observeNow: make(chan event.TypedGenericEvent[*v1alpha1.Target], 64),

@@ -1,14 +1,17 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/agents/ecs"
 	"github.com/stella-ops/stella/agents/nomad"
 	"github.com/stella-ops/stella/agents/ssh"
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -16,11 +19,12 @@ import (
 
 // serverDrivers are the drivers the server runs itself: those that reach
 // their target over the network with credentials kept in Secrets.
-func serverDrivers(mgr ctrl.Manager) map[v1alpha1.TargetType]agents.Driver {
+func serverDrivers(mgr ctrl.Manager, o ServerOptions) map[v1alpha1.TargetType]agents.Driver {
 	secrets := secretReader(mgr.GetAPIReader())
 	return map[v1alpha1.TargetType]agents.Driver{
 		v1alpha1.TargetTypeSSH:   ssh.New(secrets, hostKeyRecorder(mgr.GetClient())),
 		v1alpha1.TargetTypeNomad: nomad.New(secrets),
+		v1alpha1.TargetTypeECS:   ecs.New(secrets, cmp.Or(o.ECSPollEvery, 15*time.Second)),
 	}
 }
 

@@ -31,10 +31,12 @@ var _ = Describe("the sample manifests", func() {
 		}
 		Expect(kinds).To(HaveLen(12), "got %v", kinds)
 
-		// The SSH and Nomad samples' Secrets are left out on purpose: the
+		// The SSH, Nomad and ECS samples' Secrets are left out on purpose: the
 		// server reads credentials before it dials, so it reports the
 		// missing Secret and never reaches the example hosts.
-		for name, field := range map[string]string{"legacy-box": "spec.ssh.privateKeySecretRef", "prod-nomad": "spec.nomad.tokenSecretRef"} {
+		for name, field := range map[string]string{
+			"legacy-box": "spec.ssh.privateKeySecretRef", "prod-nomad": "spec.nomad.tokenSecretRef", "prod-ecs": "spec.ecs.credentialsSecretRef",
+		} {
 			Eventually(func() string {
 				t := &v1alpha1.Target{}
 				_ = shared.AdminClient().Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, t)

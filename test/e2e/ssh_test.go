@@ -104,8 +104,8 @@ var _ = Describe("a release deployed by the server over SSH, without an agent", 
 		base := v1alpha1.SSHTarget{Host: "127.0.0.1", User: "deploy", HostKey: "ssh-ed25519 AAAA", Driver: v1alpha1.TargetTypeDocker,
 			PrivateKeySecretRef: v1alpha1.SecretKeyReference{Name: "k", Key: "id"}}
 		for msg, mutate := range map[string]func(*v1alpha1.Target){
-			"agent must be empty for ssh targets": func(t *v1alpha1.Target) { t.Spec.Agent = "host-1" },
-			"pin the host's key in hostKey":       func(t *v1alpha1.Target) { t.Spec.SSH.HostKey = "" },
+			"agent must be empty for ssh, nomad and ecs targets": func(t *v1alpha1.Target) { t.Spec.Agent = "host-1" },
+			"pin the host's key in hostKey":                      func(t *v1alpha1.Target) { t.Spec.SSH.HostKey = "" },
 			"compose is required when driver is compose": func(t *v1alpha1.Target) {
 				t.Spec.SSH.Driver = v1alpha1.TargetTypeCompose
 			},

@@ -32,9 +32,10 @@ var _ = BeforeSuite(func() {
 	var err error
 	bin, err = framework.Build()
 	Expect(err).NotTo(HaveOccurred())
-	// Targets the server deploys to itself (SSH) are observed often, so
-	// that the stories see drift quickly.
-	shared, err = framework.StartServer(bin, framework.ServerOptions{Args: []string{"--observe-every", "2s"}})
+	// Targets the server deploys to itself (SSH, Nomad, ECS) are observed
+	// often, and deploying ECS services looked at often, so that the
+	// stories see drift and rollouts quickly.
+	shared, err = framework.StartServer(bin, framework.ServerOptions{Args: []string{"--observe-every", "2s", "--ecs-poll-every", "100ms"}})
 	Expect(err).NotTo(HaveOccurred())
 })
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -180,4 +181,40 @@ func closedPort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestComposeOverSSHPinsTheProjectOnTheHost(t *testing.T) {
+	f := setUp(t)
+	engine, refs, run := images.SetUp(t, "shop/edge")
+	registry := refs["v1"][:strings.IndexByte(refs["v1"], '/')]
+	dir := t.TempDir()
+	file := filepath.Join(dir, "compose.yaml")
+	if err := os.WriteFile(file, []byte("services:\n  api:\n    image: "+registry+"/shop/edge:v1\n    network_mode: ${NETWORK}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".env"), []byte("NETWORK=none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	project := "edge-" + run[len(run)-6:]
+	f.target.Spec.SSH.Driver = v1alpha1.TargetTypeCompose
+	f.target.Spec.SSH.Compose = &v1alpha1.ComposeTarget{ProjectName: project, File: file}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	t.Cleanup(func() {
+		list, _ := engine.ContainerList(context.Background(), client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", "com.docker.compose.project="+project)})
+		for _, c := range list.Items {
+			_, _ = engine.ContainerRemove(context.Background(), c.ID, client.ContainerRemoveOptions{Force: true})
+		}
+	})
+
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(refs, "v1")); err != nil {
+		t.Fatalf("apply v1 over ssh: %v", err)
+	}
+	lock, err := os.ReadFile(filepath.Join(dir, "compose.stella.lock.yml"))
+	if err != nil || !strings.Contains(string(lock), refs["v1"]) || !strings.Contains(string(lock), "network_mode: none") {
+		t.Fatalf("the lock file on the host, interpolated with the .env next to it: %s, %v", lock, err)
+	}
+	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Running.Release != "shop-v1" {
+		t.Fatalf("observed over ssh after v1: %+v", a)
+	}
 }

@@ -254,6 +254,7 @@ type ECSTarget struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-z]{2}(-[a-z]+)+-[0-9]+$`
 	Region string `json:"region"`
 	// credentialsSecretRef names a Secret with the keys AWS_ACCESS_KEY_ID,
 	// AWS_SECRET_ACCESS_KEY and optionally AWS_SESSION_TOKEN; empty means the
@@ -265,6 +266,7 @@ type ECSTarget struct {
 	// compatible API.
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
 	Endpoint string `json:"endpoint,omitempty"`
 }
 
@@ -280,6 +282,7 @@ type NomadTarget struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
 	Address string `json:"address"`
 	// job ID. The job must exist: register it once with nomad job run.
 	// +required

@@ -98,22 +98,24 @@ var _ = Describe("a release deployed by the server over SSH, without an agent", 
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal(srv.HostKey))
 	})
 
-	It("refuses at admission an SSH target with an agent, without a host key or trust, or with compose settings for docker", func(ctx SpecContext) {
+	It("refuses at admission server-deployed targets with an agent, an SSH target without a host key or trust, and malformed addresses", func(ctx SpecContext) {
 		admin := shared.AdminClient()
 		ns := newNamespace(ctx, admin)
-		base := v1alpha1.SSHTarget{Host: "127.0.0.1", User: "deploy", HostKey: "ssh-ed25519 AAAA", Driver: v1alpha1.TargetTypeDocker,
-			PrivateKeySecretRef: v1alpha1.SecretKeyReference{Name: "k", Key: "id"}}
-		for msg, mutate := range map[string]func(*v1alpha1.Target){
-			"agent must be empty for ssh, nomad and ecs targets": func(t *v1alpha1.Target) { t.Spec.Agent = "host-1" },
-			"pin the host's key in hostKey":                      func(t *v1alpha1.Target) { t.Spec.SSH.HostKey = "" },
-			"compose is required when driver is compose": func(t *v1alpha1.Target) {
-				t.Spec.SSH.Driver = v1alpha1.TargetTypeCompose
-			},
+		sshTarget := func(mutate func(*v1alpha1.SSHTarget)) v1alpha1.TargetSpec {
+			s := &v1alpha1.SSHTarget{Host: "127.0.0.1", User: "deploy", HostKey: "ssh-ed25519 AAAA", Driver: v1alpha1.TargetTypeDocker,
+				PrivateKeySecretRef: v1alpha1.SecretKeyReference{Name: "k", Key: "id"}}
+			mutate(s)
+			return v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeSSH, SSH: s}
+		}
+		nomadTarget := v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeNomad, Agent: "host-1", Nomad: &v1alpha1.NomadTarget{Address: "http://127.0.0.1:4646", Job: "shop"}}
+		for msg, spec := range map[string]v1alpha1.TargetSpec{
+			"agent must be empty for ssh, nomad and ecs targets": nomadTarget,
+			"pin the host's key in hostKey":                      sshTarget(func(s *v1alpha1.SSHTarget) { s.HostKey = "" }),
+			"compose is required when driver is compose":         sshTarget(func(s *v1alpha1.SSHTarget) { s.Driver = v1alpha1.TargetTypeCompose }),
+			"spec.nomad.address":                                 {Type: v1alpha1.TargetTypeNomad, Nomad: &v1alpha1.NomadTarget{Address: "nomad.example.com:4646", Job: "shop"}},
+			"spec.ecs.region":                                    {Type: v1alpha1.TargetTypeECS, ECS: &v1alpha1.ECSTarget{Cluster: "prod", Service: "api", Region: "Ireland"}},
 		} {
-			ssh := base
-			t := &v1alpha1.Target{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"}, Spec: v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeSSH, SSH: &ssh}}
-			mutate(t)
-			err := admin.Create(ctx, t)
+			err := admin.Create(ctx, &v1alpha1.Target{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"}, Spec: spec})
 			Expect(err).To(HaveOccurred(), msg)
 			Expect(err.Error()).To(ContainSubstring(msg))
 		}

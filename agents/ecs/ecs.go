@@ -175,7 +175,7 @@ func pin(current *types.TaskDefinition, target *v1alpha1.Target, desired agents.
 	return &ecs.RegisterTaskDefinitionInput{
 		Family: current.Family, ContainerDefinitions: containers, Cpu: current.Cpu, Memory: current.Memory,
 		EphemeralStorage: current.EphemeralStorage, ExecutionRoleArn: current.ExecutionRoleArn, TaskRoleArn: current.TaskRoleArn,
-		InferenceAccelerators: current.InferenceAccelerators, IpcMode: current.IpcMode, PidMode: current.PidMode,
+		IpcMode: current.IpcMode, PidMode: current.PidMode,
 		NetworkMode: current.NetworkMode, PlacementConstraints: current.PlacementConstraints, ProxyConfiguration: current.ProxyConfiguration,
 		RequiresCompatibilities: current.RequiresCompatibilities, RuntimePlatform: current.RuntimePlatform, Volumes: current.Volumes,
 		EnableFaultInjection: current.EnableFaultInjection, TrustedExecutionConfiguration: current.TrustedExecutionConfiguration,

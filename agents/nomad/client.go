@@ -42,7 +42,7 @@ func (d *Driver) client(ctx context.Context, target *v1alpha1.Target) (*jobClien
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("Nomad address %s (Target spec.nomad.address): %w", s.Address, err)
+		return nil, fmt.Errorf("the Nomad address %s (Target spec.nomad.address): %w", s.Address, err)
 	}
 	ns := s.Namespace
 	if ns == "" {
@@ -68,7 +68,7 @@ func (c *jobClient) write(ctx context.Context) *api.WriteOptions {
 func (c *jobClient) job(ctx context.Context) (*api.Job, error) {
 	job, _, err := c.nomad.Jobs().Info(c.jobID, c.query(ctx, 0))
 	if statusOf(err) == http.StatusNotFound {
-		return nil, fmt.Errorf("Nomad has no %s (Target spec.nomad.job): register the job once with 'nomad job run'; Stella then pins its images to each release", c.where)
+		return nil, fmt.Errorf("the Nomad cluster has no %s (Target spec.nomad.job): register the job once with 'nomad job run'; Stella then pins its images to each release", c.where)
 	}
 	if err != nil {
 		return nil, c.explain(fmt.Errorf("read %s: %w", c.where, err))
@@ -130,7 +130,7 @@ func (c *jobClient) waitDeployment(ctx context.Context, version, index uint64) e
 		case api.DeploymentStatusSuccessful:
 			return nil
 		case api.DeploymentStatusFailed, api.DeploymentStatusCancelled:
-			return fmt.Errorf("Nomad deployment %s of version %d of %s %s: %s%s", shortID(d.ID), version, c.where, d.Status, d.StatusDescription, c.taskFailure(ctx, version))
+			return fmt.Errorf("the Nomad deployment %s of version %d of %s %s: %s%s", shortID(d.ID), version, c.where, d.Status, d.StatusDescription, c.taskFailure(ctx, version))
 		}
 		if canariesHealthy(d) {
 			if _, _, err := c.nomad.Deployments().PromoteAll(d.ID, c.write(ctx)); err != nil {

@@ -184,7 +184,7 @@ func TestNomadRefusesBadTargetsAndChangesNothing(t *testing.T) {
 
 	missing := f.target.DeepCopy()
 	missing.Spec.Nomad.Job = "no-such-job"
-	if err := f.driver.Apply(ctx, missing, agentstest.Release(f.refs, "v1")); err == nil || !strings.Contains(err.Error(), "Nomad has no job no-such-job") {
+	if err := f.driver.Apply(ctx, missing, agentstest.Release(f.refs, "v1")); err == nil || !strings.Contains(err.Error(), "the Nomad cluster has no job no-such-job") {
 		t.Fatalf("a missing job: %v", err)
 	}
 

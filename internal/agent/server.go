@@ -38,7 +38,7 @@ func secretReader(reader client.Reader) agents.SecretReader {
 		}
 		value, ok := secret.Data[ref.Key]
 		if !ok {
-			return nil, fmt.Errorf("Secret %s/%s has no key %q", namespace, ref.Name, ref.Key)
+			return nil, fmt.Errorf("the Secret %s/%s has no key %q", namespace, ref.Name, ref.Key)
 		}
 		return value, nil
 	}

@@ -58,15 +58,7 @@ func New(secrets agents.SecretReader, pollEvery time.Duration) *Driver {
 
 // Observe reads the task definition the service runs.
 func (d *Driver) Observe(ctx context.Context, target *v1alpha1.Target) (agents.Observed, error) {
-	c, err := d.client(ctx, target)
-	if err != nil {
-		return agents.Observed{}, err
-	}
-	svc, err := c.describe(ctx)
-	if err != nil {
-		return agents.Observed{}, err
-	}
-	running, err := c.taskDefinition(ctx, aws.ToString(svc.TaskDefinition))
+	c, svc, running, err := d.current(ctx, target)
 	if err != nil {
 		return agents.Observed{}, err
 	}
@@ -77,18 +69,28 @@ func (d *Driver) Observe(ctx context.Context, target *v1alpha1.Target) (agents.O
 	return agents.Observed{Deployed: deployed, Components: observe(svc, running)}, nil
 }
 
-// Apply registers a task definition revision pinned to desired, updates
-// the service to it and waits until the service is stable on it.
-func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired agents.Desired) error {
+// current connects to the Target's ECS and reads its service and the task
+// definition the service runs.
+func (d *Driver) current(ctx context.Context, target *v1alpha1.Target) (*serviceClient, *types.Service, *types.TaskDefinition, error) {
 	c, err := d.client(ctx, target)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	svc, err := c.describe(ctx)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	current, err := c.taskDefinition(ctx, aws.ToString(svc.TaskDefinition))
+	td, err := c.taskDefinition(ctx, aws.ToString(svc.TaskDefinition))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return c, svc, td, nil
+}
+
+// Apply registers a task definition revision pinned to desired, updates
+// the service to it and waits until the service is stable on it.
+func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired agents.Desired) error {
+	c, svc, current, err := d.current(ctx, target)
 	if err != nil {
 		return err
 	}
@@ -105,15 +107,7 @@ func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired age
 // that the newest revision with a sticker is always what Stella deployed
 // last.
 func (d *Driver) Rollback(ctx context.Context, target *v1alpha1.Target, previous agents.Desired) error {
-	c, err := d.client(ctx, target)
-	if err != nil {
-		return err
-	}
-	svc, err := c.describe(ctx)
-	if err != nil {
-		return err
-	}
-	current, err := c.taskDefinition(ctx, aws.ToString(svc.TaskDefinition))
+	c, svc, current, err := d.current(ctx, target)
 	if err != nil {
 		return err
 	}

@@ -96,16 +96,17 @@ func statusOf(err error) int {
 	return 0
 }
 
-// versionAt is the version of the job that a write at index made.
-func (c *jobClient) versionAt(ctx context.Context, index uint64) (uint64, error) {
+// follow waits for the deployment of the job version that a write at index
+// made.
+func (c *jobClient) follow(ctx context.Context, index uint64) error {
 	job, _, err := c.nomad.Jobs().Info(c.jobID, c.query(ctx, 0))
 	if err != nil {
-		return 0, c.explain(fmt.Errorf("read %s: %w", c.where, err))
+		return c.explain(fmt.Errorf("read %s: %w", c.where, err))
 	}
 	if *job.JobModifyIndex < index {
-		return 0, fmt.Errorf("%s is older than the write at index %d", c.where, index)
+		return fmt.Errorf("%s is older than the write at index %d", c.where, index)
 	}
-	return *job.Version, nil
+	return c.waitDeployment(ctx, *job.Version, index)
 }
 
 // waitDeployment follows the deployment of a job version with blocking

@@ -46,11 +46,7 @@ func New(secrets agents.SecretReader) *Driver {
 // Observe reads the job's sticker and the images its running allocations
 // run.
 func (d *Driver) Observe(ctx context.Context, target *v1alpha1.Target) (agents.Observed, error) {
-	c, err := d.client(ctx, target)
-	if err != nil {
-		return agents.Observed{}, err
-	}
-	job, err := c.job(ctx)
+	c, job, err := d.current(ctx, target)
 	if err != nil {
 		return agents.Observed{}, err
 	}
@@ -67,14 +63,23 @@ func (d *Driver) Observe(ctx context.Context, target *v1alpha1.Target) (agents.O
 	return o, nil
 }
 
+// current connects to the Target's Nomad and reads its job.
+func (d *Driver) current(ctx context.Context, target *v1alpha1.Target) (*jobClient, *api.Job, error) {
+	c, err := d.client(ctx, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	job, err := c.job(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, job, nil
+}
+
 // Apply registers a version of the job pinned to desired and waits for its
 // deployment. When the job already runs desired, nothing is registered.
 func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired agents.Desired) error {
-	c, err := d.client(ctx, target)
-	if err != nil {
-		return err
-	}
-	job, err := c.job(ctx)
+	c, job, err := d.current(ctx, target)
 	if err != nil {
 		return err
 	}
@@ -90,22 +95,14 @@ func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired age
 	if err != nil {
 		return c.explain(fmt.Errorf("register job %s pinned to release %s: %w", c.jobID, desired.Release, err))
 	}
-	version, err := c.versionAt(ctx, resp.JobModifyIndex)
-	if err != nil {
-		return err
-	}
-	return c.waitDeployment(ctx, version, resp.JobModifyIndex)
+	return c.follow(ctx, resp.JobModifyIndex)
 }
 
 // Rollback reverts the job to its newest version that carried previous's
 // sticker, so that Nomad runs exactly what ran then; when Nomad no longer
 // keeps that version, previous is registered again.
 func (d *Driver) Rollback(ctx context.Context, target *v1alpha1.Target, previous agents.Desired) error {
-	c, err := d.client(ctx, target)
-	if err != nil {
-		return err
-	}
-	job, err := c.job(ctx)
+	c, job, err := d.current(ctx, target)
 	if err != nil {
 		return err
 	}
@@ -123,11 +120,7 @@ func (d *Driver) Rollback(ctx context.Context, target *v1alpha1.Target, previous
 			if err != nil {
 				return c.explain(fmt.Errorf("revert job %s to version %d (release %s): %w", c.jobID, *v.Version, previous.Release, err))
 			}
-			version, err := c.versionAt(ctx, resp.JobModifyIndex)
-			if err != nil {
-				return err
-			}
-			return c.waitDeployment(ctx, version, resp.JobModifyIndex)
+			return c.follow(ctx, resp.JobModifyIndex)
 		}
 	}
 	return d.Apply(ctx, target, previous)

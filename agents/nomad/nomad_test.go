@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/stella-ops/stella/agents/agentstest"
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -56,24 +55,11 @@ func setUp(t *testing.T) *fixture {
 }
 
 // registerJob registers the job shop as its owners would, with nomad job
-// run: two allocations of task api, rolled one at a time, auto-reverted.
+// run, with meta.
 func registerJob(t *testing.T, c *api.Client, image string, meta map[string]string) {
 	t.Helper()
-	job := api.NewServiceJob("shop", "shop", "global", 50)
-	job.Datacenters = []string{"dc1"}
+	job := testnomad.Job("shop", image, 0)
 	job.Meta = meta
-	group := api.NewTaskGroup("web", 2)
-	group.Update = &api.UpdateStrategy{
-		MaxParallel: ptr.To(1), HealthCheck: ptr.To("task_states"), MinHealthyTime: ptr.To(time.Second),
-		HealthyDeadline: ptr.To(15 * time.Second), ProgressDeadline: ptr.To(25 * time.Second), AutoRevert: ptr.To(true),
-	}
-	group.RestartPolicy = &api.RestartPolicy{Attempts: ptr.To(0), Mode: ptr.To("fail")}
-	group.ReschedulePolicy = &api.ReschedulePolicy{Attempts: ptr.To(0), Unlimited: ptr.To(false)}
-	task := api.NewTask("api", "docker")
-	task.Config = map[string]any{"image": image, "network_mode": "none"}
-	task.Resources = &api.Resources{CPU: ptr.To(50), MemoryMB: ptr.To(32)}
-	group.AddTask(task)
-	job.AddTaskGroup(group)
 	if _, _, err := c.Jobs().Register(job, nil); err != nil {
 		t.Fatalf("register job shop: %v", err)
 	}

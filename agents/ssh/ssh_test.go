@@ -3,7 +3,6 @@ package ssh
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/test/images"
 	"github.com/stella-ops/stella/test/sshd"
+	"github.com/stella-ops/stella/test/tb"
 )
 
 // These tests run a real OpenSSH server on 127.0.0.1 in front of this
@@ -131,7 +131,7 @@ func TestHostKeyIsCheckedBeforeAnythingRuns(t *testing.T) {
 	}
 
 	unreachable := f.target.DeepCopy()
-	unreachable.Spec.SSH.Port = int32(closedPort(t))
+	unreachable.Spec.SSH.Port = int32(tb.FreePort(t))
 	if _, err := f.driver.Observe(ctx, unreachable); err == nil || !strings.Contains(err.Error(), "reach ssh host") {
 		t.Fatalf("an unreachable host: %v", err)
 	}
@@ -170,17 +170,6 @@ func TestDockerOverSSHDeploysAndWritesTheStickerOnTheHost(t *testing.T) {
 	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Running.Release != "shop-v1" {
 		t.Fatalf("after the failed v3, v1 should still run: %+v", a)
 	}
-}
-
-// closedPort is a port on 127.0.0.1 that nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func TestComposeOverSSHPinsTheProjectOnTheHost(t *testing.T) {

@@ -5,37 +5,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/nomad/api"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/stella-ops/stella/agents/nomad"
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	testnomad "github.com/stella-ops/stella/test/nomad"
 )
-
-// shopJob is the job shop as its owners register it with nomad job run:
-// two allocations of task api, one canary first, auto-reverted on failure.
-func shopJob(image string) *api.Job {
-	job := api.NewServiceJob("shop", "shop", "global", 50)
-	job.Datacenters = []string{"dc1"}
-	group := api.NewTaskGroup("web", 2)
-	group.Update = &api.UpdateStrategy{
-		MaxParallel: ptr.To(1), Canary: ptr.To(1), HealthCheck: ptr.To("task_states"), MinHealthyTime: ptr.To(time.Second),
-		HealthyDeadline: ptr.To(15 * time.Second), ProgressDeadline: ptr.To(25 * time.Second), AutoRevert: ptr.To(true),
-	}
-	group.RestartPolicy = &api.RestartPolicy{Attempts: ptr.To(0), Mode: ptr.To("fail")}
-	group.ReschedulePolicy = &api.ReschedulePolicy{Attempts: ptr.To(0), Unlimited: ptr.To(false)}
-	task := api.NewTask("api", "docker")
-	task.Config = map[string]any{"image": image, "network_mode": "none"}
-	task.Resources = &api.Resources{CPU: ptr.To(50), MemoryMB: ptr.To(32)}
-	group.AddTask(task)
-	job.AddTaskGroup(group)
-	return job
-}
 
 // The Nomad of this story is a real Nomad v1.6.0 dev agent (built by
 // hack/nomad/build) with ACLs on, running tasks on the local Docker engine.
@@ -43,7 +21,7 @@ var _ = Describe("a release deployed by the server to a Nomad job", func() {
 	It("pins the job through canaries, fails when Nomad auto-reverts a crashing release, rolls back and reports drift", func(ctx SpecContext) {
 		agent := testnomad.Start(GinkgoT())
 		_, admin, ns, refs, _ := hostStory(ctx)
-		_, _, err := agent.Client.Jobs().Register(shopJob(refs["v1"][:strings.LastIndexByte(refs["v1"], '@')]+":v1"), nil)
+		_, _, err := agent.Client.Jobs().Register(testnomad.Job("shop", refs["v1"][:strings.LastIndexByte(refs["v1"], '@')]+":v1", 1), nil)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { agent.StopJob(GinkgoT(), "shop") })
 		Expect(admin.Create(ctx, &corev1.Secret{
@@ -95,7 +73,7 @@ var _ = Describe("a release deployed by the server to a Nomad job", func() {
 		Expect(jobRelease()).To(Equal("shop-v1"))
 
 		By("running the job by hand with v2: the target is reported Drifted")
-		_, _, err = agent.Client.Jobs().Register(shopJob(refs["v2"]), nil)
+		_, _, err = agent.Client.Jobs().Register(testnomad.Job("shop", refs["v2"], 1), nil)
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(target(ctx, ns, "cluster")).WithContext(ctx).WithTimeout(90 * time.Second).Should(And(
 			HaveField("Drift", v1alpha1.DriftDrifted),

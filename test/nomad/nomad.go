@@ -6,7 +6,6 @@ package nomad
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/api"
+	"k8s.io/utils/ptr"
 
 	"github.com/stella-ops/stella/test/tb"
 )
@@ -56,7 +56,7 @@ func Start(t tb.T) *Agent {
 		t.Skip(msg)
 	}
 	dir := t.TempDir()
-	http, rpc, serf := freePort(t), freePort(t), freePort(t)
+	http, rpc, serf := tb.FreePort(t), tb.FreePort(t), tb.FreePort(t)
 	// The cloud fingerprinters are denied: they would probe
 	// 169.254.169.254, and tests reach nothing but loopback.
 	config := fmt.Sprintf(`data_dir = %q
@@ -144,6 +144,29 @@ func bootstrapACL(t tb.T, c *api.Client, logs func() string) string {
 	}
 }
 
+// Job is a service job as its owners would register it with nomad job run:
+// two allocations of the docker task api running image with no network,
+// rolled one at a time (after canaries first, when canaries > 0),
+// auto-reverted, never restarted or rescheduled, so that a task that fails
+// fails its deployment.
+func Job(id, image string, canaries int) *api.Job {
+	job := api.NewServiceJob(id, id, "global", 50)
+	job.Datacenters = []string{"dc1"}
+	group := api.NewTaskGroup("web", 2)
+	group.Update = &api.UpdateStrategy{
+		MaxParallel: ptr.To(1), Canary: ptr.To(canaries), HealthCheck: ptr.To("task_states"), MinHealthyTime: ptr.To(time.Second),
+		HealthyDeadline: ptr.To(15 * time.Second), ProgressDeadline: ptr.To(25 * time.Second), AutoRevert: ptr.To(true),
+	}
+	group.RestartPolicy = &api.RestartPolicy{Attempts: ptr.To(0), Mode: ptr.To("fail")}
+	group.ReschedulePolicy = &api.ReschedulePolicy{Attempts: ptr.To(0), Unlimited: ptr.To(false)}
+	task := api.NewTask("api", "docker")
+	task.Config = map[string]any{"image": image, "network_mode": "none"}
+	task.Resources = &api.Resources{CPU: ptr.To(50), MemoryMB: ptr.To(32)}
+	group.AddTask(task)
+	job.AddTaskGroup(group)
+	return job
+}
+
 // StopJob stops a job and waits until Nomad has stopped its allocations,
 // so that nothing else removes their containers at the same time.
 func (a *Agent) StopJob(t tb.T, id string) {
@@ -192,16 +215,6 @@ func dockerReady(c *api.Client) bool {
 		}
 	}
 	return false
-}
-
-func freePort(t tb.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func tail(s string, n int) string {

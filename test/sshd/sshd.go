@@ -54,7 +54,7 @@ func Start(t tb.T) *Server {
 	clientKey, clientPub := NewKey(t)
 	write(t, filepath.Join(dir, "host_key"), hostKey, 0o600)
 	write(t, filepath.Join(dir, "authorized_keys"), []byte(clientPub+"\n"), 0o600)
-	port := freePort(t)
+	port := tb.FreePort(t)
 	config := fmt.Sprintf(`ListenAddress 127.0.0.1
 Port %d
 HostKey %s
@@ -128,14 +128,4 @@ func write(t tb.T, path string, data []byte, mode os.FileMode) {
 	if err := os.WriteFile(path, data, mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePort(t tb.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

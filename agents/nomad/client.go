@@ -106,7 +106,53 @@ func (c *jobClient) follow(ctx context.Context, index uint64) error {
 	if *job.JobModifyIndex < index {
 		return fmt.Errorf("%s is older than the write at index %d", c.where, index)
 	}
-	return c.waitDeployment(ctx, *job.Version, index)
+	return c.settle(ctx, job, index)
+}
+
+// settle waits until a job version runs: through its deployment, or, for a
+// job whose update blocks disable deployments (max_parallel 0), until all
+// its allocations run.
+func (c *jobClient) settle(ctx context.Context, job *api.Job, index uint64) error {
+	if slices.ContainsFunc(job.TaskGroups, func(g *api.TaskGroup) bool {
+		return g.Update != nil && g.Update.MaxParallel != nil && *g.Update.MaxParallel > 0
+	}) {
+		return c.waitDeployment(ctx, *job.Version, index)
+	}
+	return c.waitAllocations(ctx, job, index)
+}
+
+// waitAllocations follows a job version's allocations with blocking
+// queries until as many run as its groups count, or one fails.
+func (c *jobClient) waitAllocations(ctx context.Context, job *api.Job, index uint64) error {
+	want := 0
+	for _, g := range job.TaskGroups {
+		if g.Count != nil {
+			want += *g.Count
+		}
+	}
+	for {
+		allocs, meta, err := c.nomad.Jobs().Allocations(c.jobID, false, c.query(ctx, index))
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("the allocations of version %d of %s did not all run in time: %w", *job.Version, c.where, context.Cause(ctx))
+			}
+			return c.explain(fmt.Errorf("follow the allocations of %s: %w", c.where, err))
+		}
+		index = max(index, meta.LastIndex)
+		running := 0
+		for _, a := range allocs {
+			switch {
+			case a.JobVersion != *job.Version:
+			case a.ClientStatus == api.AllocClientStatusFailed:
+				return fmt.Errorf("an allocation of version %d of %s failed%s", *job.Version, c.where, c.taskFailure(ctx, *job.Version))
+			case a.ClientStatus == api.AllocClientStatusRunning:
+				running++
+			}
+		}
+		if running >= want {
+			return nil
+		}
+	}
 }
 
 // waitDeployment follows the deployment of a job version with blocking

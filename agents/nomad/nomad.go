@@ -89,7 +89,7 @@ func (d *Driver) Apply(ctx context.Context, target *v1alpha1.Target, desired age
 	}
 	if runsAlready(job, desired) {
 		// Registered before, perhaps by a run that stopped: follow it.
-		return c.waitDeployment(ctx, *job.Version, *job.JobModifyIndex)
+		return c.settle(ctx, job, *job.JobModifyIndex)
 	}
 	resp, _, err := c.nomad.Jobs().RegisterOpts(pinned, &api.RegisterOptions{EnforceIndex: true, ModifyIndex: *job.JobModifyIndex}, c.write(ctx))
 	if err != nil {
@@ -108,7 +108,7 @@ func (d *Driver) Rollback(ctx context.Context, target *v1alpha1.Target, previous
 	}
 	if runsAlready(job, previous) {
 		// Nomad's auto_revert may have put it back already: wait for that.
-		return c.waitDeployment(ctx, *job.Version, *job.JobModifyIndex)
+		return c.settle(ctx, job, *job.JobModifyIndex)
 	}
 	versions, _, _, err := c.nomad.Jobs().Versions(c.jobID, false, c.query(ctx, 0))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/stella-ops/stella/agents/agentstest"
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -195,5 +196,26 @@ func TestNomadRefusesBadTargetsAndChangesNothing(t *testing.T) {
 	}
 	if now := *currentJob(t, f.agent.Client).Version; now != version {
 		t.Fatalf("refused deployments registered version %d", now)
+	}
+}
+
+func TestNomadWithoutDeploymentsWaitsForTheAllocations(t *testing.T) {
+	f := setUp(t)
+	job := testnomad.Job("shop", f.refs["v1"], 0)
+	job.TaskGroups[0].Update.MaxParallel = ptr.To(0) // no deployments
+	if _, _, err := f.agent.Client.Jobs().Register(job, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := f.driver.Apply(ctx, f.target, agentstest.Release(f.refs, "v2")); err != nil {
+		t.Fatalf("apply v2 to a job without deployments: %v", err)
+	}
+	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Running.Release != "shop-v2" {
+		t.Fatalf("after v2: %+v", a)
+	}
+	err := f.driver.Apply(ctx, f.target, agentstest.Release(f.refs, "crash"))
+	if err == nil || !strings.Contains(err.Error(), "exited with non-zero exit code") {
+		t.Fatalf("apply of a release that crashes, without deployments: %v", err)
 	}
 }

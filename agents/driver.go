@@ -10,6 +10,7 @@ package agents
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,9 +44,31 @@ type Driver interface {
 	Rollback(ctx context.Context, target *v1alpha1.Target, previous Desired) error
 }
 
-// SecretReader returns one key of a Secret in a namespace: how drivers that
-// the server runs get their credentials.
-type SecretReader func(ctx context.Context, namespace string, ref v1alpha1.SecretKeyReference) ([]byte, error)
+// SecretReader returns the data of a Secret in a namespace: how drivers
+// that the server runs get their credentials.
+type SecretReader func(ctx context.Context, namespace, name string) (map[string][]byte, error)
+
+// SecretKey reads one key of a Secret.
+func SecretKey(ctx context.Context, read SecretReader, namespace string, ref v1alpha1.SecretKeyReference) ([]byte, error) {
+	data, err := read(ctx, namespace, ref.Name)
+	if err != nil {
+		return nil, err
+	}
+	value, ok := data[ref.Key]
+	if !ok {
+		return nil, fmt.Errorf("the Secret %s/%s has no key %q", namespace, ref.Name, ref.Key)
+	}
+	return value, nil
+}
+
+// Labels are the sticker labels of what runs component c of desired on
+// target.
+func Labels(target *v1alpha1.Target, desired Desired, c v1alpha1.ComponentDigest) map[string]string {
+	return map[string]string{
+		LabelRelease: desired.Release, LabelComponent: c.Name, LabelDigest: c.Image.Digest(),
+		LabelPromotion: desired.Promotion, LabelTarget: target.Name, LabelNamespace: target.Namespace,
+	}
+}
 
 // Desired is a release to run on a target.
 type Desired struct {

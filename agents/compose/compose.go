@@ -164,12 +164,7 @@ func (d *Driver) pinned(ctx context.Context, target *v1alpha1.Target, desired ag
 		if s.Labels == nil {
 			s.Labels = types.Labels{}
 		}
-		s.Labels[agents.LabelRelease] = desired.Release
-		s.Labels[agents.LabelComponent] = name
-		s.Labels[agents.LabelDigest] = image.Digest()
-		s.Labels[agents.LabelPromotion] = desired.Promotion
-		s.Labels[agents.LabelTarget] = target.Name
-		s.Labels[agents.LabelNamespace] = target.Namespace
+		maps.Copy(s.Labels, agents.Labels(target, desired, v1alpha1.ComponentDigest{Name: name, Image: image}))
 		return s, nil
 	})
 }

@@ -61,11 +61,8 @@ func specOf(target *v1alpha1.Target, t v1alpha1.ComponentTemplate, c v1alpha1.Co
 	s := spec{
 		name: containerName(target, t),
 		config: &container.Config{
-			Image: string(c.Image),
-			Labels: map[string]string{
-				agents.LabelRelease: d.Release, agents.LabelComponent: c.Name, agents.LabelDigest: c.Image.Digest(),
-				agents.LabelPromotion: d.Promotion, agents.LabelTarget: target.Name, agents.LabelNamespace: target.Namespace,
-			},
+			Image:  string(c.Image),
+			Labels: agents.Labels(target, d, c),
 		},
 		host: &container.HostConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}},
 	}

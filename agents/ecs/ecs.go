@@ -152,12 +152,7 @@ func pin(current *types.TaskDefinition, target *v1alpha1.Target, desired agents.
 		if def.DockerLabels == nil {
 			def.DockerLabels = map[string]string{}
 		}
-		def.DockerLabels[agents.LabelRelease] = desired.Release
-		def.DockerLabels[agents.LabelComponent] = name
-		def.DockerLabels[agents.LabelDigest] = image.Digest()
-		def.DockerLabels[agents.LabelPromotion] = desired.Promotion
-		def.DockerLabels[agents.LabelTarget] = target.Name
-		def.DockerLabels[agents.LabelNamespace] = target.Namespace
+		maps.Copy(def.DockerLabels, agents.Labels(target, desired, v1alpha1.ComponentDigest{Name: name, Image: image}))
 		def.DockerLabels[LabelSticker] = strings.TrimSpace(string(sticker))
 		containers[i] = def
 	}
@@ -245,23 +240,15 @@ func primaryDeployment(svc *types.Service) *types.Deployment {
 
 // staticCredentials are the credentials of a Secret.
 func staticCredentials(ctx context.Context, secrets agents.SecretReader, namespace, name string) (aws.CredentialsProvider, error) {
-	read := func(key string, required bool) (string, error) {
-		v, err := secrets(ctx, namespace, v1alpha1.SecretKeyReference{Name: name, Key: key})
-		if err != nil && required {
-			return "", fmt.Errorf("read the AWS credentials (Target spec.ecs.credentialsSecretRef, keys %s and %s): %w", SecretAccessKeyID, SecretSecretAccessKey, err)
-		}
-		return strings.TrimSpace(string(v)), nil
+	data, err := secrets(ctx, namespace, name)
+	if err == nil && (len(data[SecretAccessKeyID]) == 0 || len(data[SecretSecretAccessKey]) == 0) {
+		err = fmt.Errorf("the Secret %s/%s lacks a key", namespace, name)
 	}
-	id, err := read(SecretAccessKeyID, true)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read the AWS credentials (Target spec.ecs.credentialsSecretRef, keys %s and %s): %w", SecretAccessKeyID, SecretSecretAccessKey, err)
 	}
-	secret, err := read(SecretSecretAccessKey, true)
-	if err != nil {
-		return nil, err
-	}
-	token, _ := read(SecretSessionToken, false)
-	return credentials.NewStaticCredentialsProvider(id, secret, token), nil
+	value := func(key string) string { return strings.TrimSpace(string(data[key])) }
+	return credentials.NewStaticCredentialsProvider(value(SecretAccessKeyID), value(SecretSecretAccessKey), value(SecretSessionToken)), nil
 }
 
 // defaultCredentials are those of the process: its environment, shared

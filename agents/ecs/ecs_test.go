@@ -54,11 +54,17 @@ func setUp(t *testing.T) *fixture {
 		"aws-reader/" + SecretAccessKeyID: readerKey, "aws-reader/" + SecretSecretAccessKey: "secret",
 		"aws-stranger/" + SecretAccessKeyID: "AKIASTRANGER00000000", "aws-stranger/" + SecretSecretAccessKey: "secret",
 	}
-	f.driver = New(func(_ context.Context, _ string, ref v1alpha1.SecretKeyReference) ([]byte, error) {
-		if v, ok := secrets[ref.Name+"/"+ref.Key]; ok {
-			return []byte(v), nil
+	f.driver = New(func(_ context.Context, _, name string) (map[string][]byte, error) {
+		data := map[string][]byte{}
+		for nameKey, v := range secrets {
+			if n, key, _ := strings.Cut(nameKey, "/"); n == name {
+				data[key] = []byte(v)
+			}
 		}
-		return nil, errors.New("no such key")
+		if len(data) == 0 {
+			return nil, errors.New("no such secret")
+		}
+		return data, nil
 	}, 10*time.Millisecond)
 	f.target = &v1alpha1.Target{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "prod-ecs"},

@@ -34,7 +34,7 @@ func (d *Driver) client(ctx context.Context, target *v1alpha1.Target) (*jobClien
 	}
 	cfg := &api.Config{Address: s.Address, Namespace: s.Namespace, Region: s.Region}
 	if s.TokenSecretRef != nil {
-		token, err := d.secrets(ctx, target.Namespace, *s.TokenSecretRef)
+		token, err := agents.SecretKey(ctx, d.secrets, target.Namespace, *s.TokenSecretRef)
 		if err != nil {
 			return nil, fmt.Errorf("read the Nomad ACL token (Target spec.nomad.tokenSecretRef): %w", err)
 		}

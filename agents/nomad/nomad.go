@@ -167,12 +167,9 @@ func pin(job *api.Job, target *v1alpha1.Target, desired agents.Desired) (*api.Jo
 					}
 				}
 			}
-			labels[agents.LabelRelease] = desired.Release
-			labels[agents.LabelComponent] = task.Name
-			labels[agents.LabelDigest] = image.Digest()
-			labels[agents.LabelPromotion] = desired.Promotion
-			labels[agents.LabelTarget] = target.Name
-			labels[agents.LabelNamespace] = target.Namespace
+			for k, v := range agents.Labels(target, desired, v1alpha1.ComponentDigest{Name: task.Name, Image: image}) {
+				labels[k] = v
+			}
 			task.Config["labels"] = []any{labels}
 		}
 		pinned.TaskGroups[i] = &group

@@ -33,9 +33,9 @@ func setUp(t *testing.T) *fixture {
 	agent := testnomad.Start(t)
 	_, refs, _ := images.SetUp(t, "shop/nomad")
 	f := &fixture{agent: agent, refs: refs, tokens: map[string]string{"admin": agent.Token}}
-	f.driver = New(func(_ context.Context, _ string, ref v1alpha1.SecretKeyReference) ([]byte, error) {
-		if token, ok := f.tokens[ref.Name]; ok {
-			return []byte(token + "\n"), nil
+	f.driver = New(func(_ context.Context, _, name string) (map[string][]byte, error) {
+		if token, ok := f.tokens[name]; ok {
+			return map[string][]byte{"token": []byte(token + "\n")}, nil
 		}
 		return nil, errors.New("no such secret")
 	})

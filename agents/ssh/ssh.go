@@ -114,7 +114,7 @@ func (d *Driver) with(ctx context.Context, target *v1alpha1.Target, f func(agent
 // the Target's private key, after checking the host's key.
 func (d *Driver) Connect(ctx context.Context, target *v1alpha1.Target) (*Conn, error) {
 	s := target.Spec.SSH
-	key, err := d.secrets(ctx, target.Namespace, s.PrivateKeySecretRef)
+	key, err := agents.SecretKey(ctx, d.secrets, target.Namespace, s.PrivateKeySecretRef)
 	if err != nil {
 		return nil, fmt.Errorf("read the private key (Target spec.ssh.privateKeySecretRef): %w", err)
 	}

@@ -37,11 +37,17 @@ func setUp(t *testing.T) *fixture {
 	t.Helper()
 	srv := sshd.Start(t)
 	f := &fixture{server: srv, secrets: map[string][]byte{"deploy-key/id": srv.ClientKey}}
-	f.driver = New(func(_ context.Context, ns string, ref v1alpha1.SecretKeyReference) ([]byte, error) {
-		if v, ok := f.secrets[ref.Name+"/"+ref.Key]; ok {
-			return v, nil
+	f.driver = New(func(_ context.Context, _, name string) (map[string][]byte, error) {
+		data := map[string][]byte{}
+		for nameKey, v := range f.secrets {
+			if n, key, _ := strings.Cut(nameKey, "/"); n == name {
+				data[key] = v
+			}
 		}
-		return nil, errors.New("no such secret")
+		if len(data) == 0 {
+			return nil, errors.New("no such secret")
+		}
+		return data, nil
 	}, func(_ context.Context, _ *v1alpha1.Target, key string) error {
 		f.pinned = append(f.pinned, key)
 		return nil

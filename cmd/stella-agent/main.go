@@ -16,13 +16,13 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/agents/compose"
 	"github.com/stella-ops/stella/agents/docker"
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/agent"
+	kubecfg "github.com/stella-ops/stella/internal/kubeconfig"
 	"github.com/stella-ops/stella/internal/logging"
 	"github.com/stella-ops/stella/internal/version"
 )
@@ -125,13 +125,7 @@ is resumed by its next start.`,
 // kubeconfig, or with its own identity, joining first when it has none.
 func serverConfig(ctx context.Context, kubeconfig, credentials string, join agent.JoinOptions, o *agent.Options, log logr.Logger) (*rest.Config, error) {
 	if kubeconfig != "" {
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		rules.ExplicitPath = kubeconfig
-		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("load kubeconfig: %w", err)
-		}
-		return cfg, nil
+		return kubecfg.Load(kubeconfig)
 	}
 	if !agent.HasIdentity(credentials) {
 		if join.Token == "" || join.Server == "" || join.CAHash == "" {

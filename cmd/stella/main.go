@@ -15,14 +15,13 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agent"
 	"github.com/stella-ops/stella/internal/controlplane"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/install"
+	kubecfg "github.com/stella-ops/stella/internal/kubeconfig"
 	"github.com/stella-ops/stella/internal/logging"
 	"github.com/stella-ops/stella/internal/version"
 )
@@ -122,7 +121,7 @@ serves the Stella CRDs (install them with 'stella install-crds' or
 leader Lease in the stella-system namespace reconciles.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadKubeconfig(kubeconfig)
+			cfg, err := kubecfg.Load(kubeconfig)
 			if err != nil {
 				return err
 			}
@@ -164,7 +163,7 @@ func installCRDsCommand() *cobra.Command {
 		Short: "Install or update the Stella CRDs, roles and admission policies on an API server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadKubeconfig(kubeconfig)
+			cfg, err := kubecfg.Load(kubeconfig)
 			if err != nil {
 				return err
 			}
@@ -218,14 +217,4 @@ func versionCommand() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "stella", version.String())
 		},
 	}
-}
-
-func loadKubeconfig(path string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = path
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig: %w", err)
-	}
-	return cfg, nil
 }

@@ -31,16 +31,12 @@ func serverDrivers(mgr ctrl.Manager, o ServerOptions) map[v1alpha1.TargetType]ag
 // secretReader reads Secrets from the server directly: they are not cached,
 // so that the server does not hold every Secret in memory.
 func secretReader(reader client.Reader) agents.SecretReader {
-	return func(ctx context.Context, namespace string, ref v1alpha1.SecretKeyReference) ([]byte, error) {
+	return func(ctx context.Context, namespace, name string) (map[string][]byte, error) {
 		secret := &corev1.Secret{}
-		if err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, secret); err != nil {
-			return nil, fmt.Errorf("read Secret %s/%s: %w", namespace, ref.Name, err)
+		if err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, secret); err != nil {
+			return nil, fmt.Errorf("read Secret %s/%s: %w", namespace, name, err)
 		}
-		value, ok := secret.Data[ref.Key]
-		if !ok {
-			return nil, fmt.Errorf("the Secret %s/%s has no key %q", namespace, ref.Name, ref.Key)
-		}
-		return value, nil
+		return secret.Data, nil
 	}
 }
 

@@ -263,7 +263,9 @@ func (c *jobClient) running(ctx context.Context, job *api.Job, deployed *v1alpha
 	}
 	seen := map[string]agents.ObservedComponent{}
 	for _, a := range allocs {
-		if a.ClientStatus != api.AllocClientStatusRunning && a.ClientStatus != api.AllocClientStatusPending {
+		// An allocation Nomad is stopping, replaced or rolled back, no
+		// longer says what the job runs.
+		if a.DesiredStatus != api.AllocDesiredStatusRun || (a.ClientStatus != api.AllocClientStatusRunning && a.ClientStatus != api.AllocClientStatusPending) {
 			continue
 		}
 		spec, err := c.version(ctx, versions, a.JobVersion)

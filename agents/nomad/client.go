@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/nomad/api"
 
@@ -122,16 +123,28 @@ func (c *jobClient) settle(ctx context.Context, job *api.Job, index uint64) erro
 }
 
 // waitAllocations follows a job version's allocations with blocking
-// queries until as many run as its groups count, or one fails.
+// queries until as many as its groups count have run for their group's
+// min_healthy_time without a restart, or one fails. Without deployments
+// Nomad judges no health, so this is the judgement a deployment with
+// health_check "task_states" would make: a task that crashes right after it
+// starts is running for a moment, and must not pass for a release that runs.
 func (c *jobClient) waitAllocations(ctx context.Context, job *api.Job, index uint64) error {
 	want := 0
+	minHealthy := map[string]time.Duration{}
 	for _, g := range job.TaskGroups {
 		if g.Count != nil {
 			want += *g.Count
 		}
+		minHealthy[*g.Name] = defaultMinHealthyTime
+		if g.Update != nil && g.Update.MinHealthyTime != nil {
+			minHealthy[*g.Name] = *g.Update.MinHealthyTime
+		}
 	}
+	wait := blockFor
 	for {
-		allocs, meta, err := c.nomad.Jobs().Allocations(c.jobID, false, c.query(ctx, index))
+		q := c.query(ctx, index)
+		q.WaitTime = wait
+		allocs, meta, err := c.nomad.Jobs().Allocations(c.jobID, false, q)
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("the allocations of version %d of %s did not all run in time: %w", *job.Version, c.where, context.Cause(ctx))
@@ -139,20 +152,63 @@ func (c *jobClient) waitAllocations(ctx context.Context, job *api.Job, index uin
 			return c.explain(fmt.Errorf("follow the allocations of %s: %w", c.where, err))
 		}
 		index = max(index, meta.LastIndex)
-		running := 0
+		healthy := 0
+		wait = blockFor
 		for _, a := range allocs {
-			switch {
-			case a.JobVersion != *job.Version:
-			case a.ClientStatus == api.AllocClientStatusFailed:
+			if a.JobVersion != *job.Version {
+				continue
+			}
+			if a.ClientStatus == api.AllocClientStatusFailed || restarted(a) {
 				return fmt.Errorf("an allocation of version %d of %s failed%s", *job.Version, c.where, c.taskFailure(ctx, *job.Version))
-			case a.ClientStatus == api.AllocClientStatusRunning:
-				running++
+			}
+			if a.ClientStatus != api.AllocClientStatusRunning {
+				continue
+			}
+			switch left := healthyIn(a, minHealthy[a.TaskGroup], time.Now()); {
+			case left <= 0:
+				healthy++
+			case left < wait:
+				wait = left // no write will wake the query when it is due
 			}
 		}
-		if running >= want {
+		if healthy >= want {
 			return nil
 		}
 	}
+}
+
+// taskRunning is the State of a task that runs; the api package names no
+// constant for it.
+const taskRunning = "running"
+
+// defaultMinHealthyTime is Nomad's default for an update block's
+// min_healthy_time.
+const defaultMinHealthyTime = 10 * time.Second
+
+// restarted tells whether a task of the allocation failed or was restarted.
+func restarted(a *api.AllocationListStub) bool {
+	for _, s := range a.TaskStates {
+		if s.Failed || s.Restarts > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// healthyIn is how long until every task of the allocation has been running
+// for minHealthy; a task that does not run yet keeps it at minHealthy.
+func healthyIn(a *api.AllocationListStub, minHealthy time.Duration, now time.Time) time.Duration {
+	left := time.Duration(0)
+	for _, s := range a.TaskStates {
+		if s.State != taskRunning {
+			return minHealthy
+		}
+		left = max(left, s.StartedAt.Add(minHealthy).Sub(now))
+	}
+	if len(a.TaskStates) == 0 {
+		return minHealthy
+	}
+	return left
 }
 
 // waitDeployment follows the deployment of a job version with blocking

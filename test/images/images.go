@@ -132,19 +132,7 @@ type App struct {
 // Image is a FROM scratch image holding the static test program at /app,
 // with a health check that probes it every CheckEvery.
 func (a App) Image(program []byte) (v1.Image, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: "app", Mode: 0o755, Size: int64(len(program)), Typeflag: tar.TypeReg}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(program); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	layerBytes := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerBytes)), nil })
+	layer, err := Layer(File{Name: "app", Mode: 0o755, Body: program})
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +159,40 @@ func (a App) Image(program []byte) (v1.Image, error) {
 		Test: []string{"CMD", "/app", "check"}, Interval: cmp.Or(a.CheckEvery, 250*time.Millisecond), Timeout: 2 * time.Second, Retries: 3,
 	}
 	return mutate.ConfigFile(img, cf)
+}
+
+// File is one entry of a layer.
+type File struct {
+	Name string
+	// Mode defaults to 0644.
+	Mode int64
+	Body []byte
+	// Typeflag defaults to a regular file; Linkname is a link's target.
+	Typeflag byte
+	Linkname string
+}
+
+// Layer is an uncompressed tar layer holding files, in order.
+func Layer(files ...File) (v1.Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		hdr := &tar.Header{Name: f.Name, Mode: cmp.Or(f.Mode, 0o644), Size: int64(len(f.Body)), Typeflag: cmp.Or(f.Typeflag, tar.TypeReg), Linkname: f.Linkname}
+		if hdr.Typeflag != tar.TypeReg {
+			hdr.Size = 0
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.Body); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	layerBytes := buf.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerBytes)), nil })
 }
 
 var (

@@ -1,0 +1,380 @@
+package scan
+
+import (
+	"archive/zip"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stella-ops/stella/internal/pki"
+)
+
+// maxDocumentSize bounds one OSV document.
+const maxDocumentSize = 8 << 20
+
+// Document is one OSV advisory as it was imported, byte for byte.
+type Document struct {
+	// Name is where the document came from: a file, or a file in a zip.
+	Name     string
+	Raw      []byte
+	Advisory *Advisory
+}
+
+// ReadDocuments reads OSV documents from a JSON file (one document, or an
+// array of them), a directory of .json files, or a zip of them such as
+// OSV's per-ecosystem exports. The first document that is not valid OSV
+// fails it all, named with its file and field.
+func ReadDocuments(path string) ([]Document, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	var docs []Document
+	switch {
+	case info.IsDir():
+		err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(d.Name(), ".json") {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			found, err := documentsIn(p, data)
+			docs = append(docs, found...)
+			return err
+		})
+	case strings.HasSuffix(path, ".zip"):
+		docs, err = readZip(path)
+	default:
+		var data []byte
+		if data, err = os.ReadFile(path); err == nil {
+			docs, err = documentsIn(path, data)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("%s holds no OSV documents (.json files, or a zip of them)", path)
+	}
+	return docs, nil
+}
+
+func readZip(path string) ([]Document, error) {
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a readable zip: %w", path, err)
+	}
+	defer z.Close()
+	var docs []Document
+	for _, f := range z.File {
+		if f.FileInfo().IsDir() || !strings.HasSuffix(f.Name, ".json") {
+			continue
+		}
+		name := path + ":" + f.Name
+		if f.UncompressedSize64 > maxDocumentSize {
+			return nil, fmt.Errorf("%s: larger than %d bytes", name, maxDocumentSize)
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		data, err := io.ReadAll(io.LimitReader(rc, maxDocumentSize+1))
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		found, err := documentsIn(name, data)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, found...)
+	}
+	return docs, nil
+}
+
+// documentsIn parses a file's documents: one, or a JSON array of them.
+func documentsIn(name string, data []byte) ([]Document, error) {
+	if len(data) > maxDocumentSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", name, maxDocumentSize)
+	}
+	raws := []json.RawMessage{data}
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := json.Unmarshal(trimmed, &raws); err != nil {
+			return nil, fmt.Errorf("%s: not a JSON array of OSV documents: %w", name, err)
+		}
+	}
+	docs := make([]Document, 0, len(raws))
+	for i, raw := range raws {
+		where := name
+		if len(raws) > 1 {
+			where = fmt.Sprintf("%s[%d]", name, i)
+		}
+		a, err := ParseAdvisory(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		docs = append(docs, Document{Name: where, Raw: bytes.Clone(raw), Advisory: a})
+	}
+	return docs, nil
+}
+
+// Snapshot is a set of advisories, indexed for matching.
+type Snapshot struct {
+	// Digest identifies the set: the sha256 of its sorted list of document
+	// IDs and digests. The same documents make the same digest, however and
+	// whenever they were imported.
+	Digest string
+	// Documents, sorted by ID.
+	Documents []Document
+	// byPackage indexes the affected entries by OSV ecosystem base and name.
+	byPackage map[packageKey][]affectedEntry
+}
+
+type packageKey struct{ ecosystem, name string }
+
+type affectedEntry struct {
+	advisory *Advisory
+	affected osvAffected
+}
+
+// NewSnapshot makes a snapshot of documents. Two documents with one ID are
+// refused unless they are the same bytes.
+func NewSnapshot(docs []Document) (*Snapshot, error) {
+	docs = slices.Clone(docs)
+	slices.SortStableFunc(docs, func(a, b Document) int { return strings.Compare(a.Advisory.ID, b.Advisory.ID) })
+	h := sha256.New()
+	s := &Snapshot{byPackage: map[packageKey][]affectedEntry{}}
+	for i, d := range docs {
+		if i > 0 && docs[i-1].Advisory.ID == d.Advisory.ID {
+			if !bytes.Equal(docs[i-1].Raw, d.Raw) {
+				return nil, fmt.Errorf("advisory %s appears twice with different content, in %s and %s: import one of them", d.Advisory.ID, docs[i-1].Name, d.Name)
+			}
+			continue
+		}
+		fmt.Fprintf(h, "%s %s\n", d.Advisory.ID, digestOf(d.Raw))
+		s.Documents = append(s.Documents, d)
+		if d.Advisory.Withdrawn != "" {
+			continue
+		}
+		for _, aff := range d.Advisory.Affected {
+			if aff.Package == nil {
+				continue
+			}
+			base, _, _ := strings.Cut(aff.Package.Ecosystem, ":")
+			key := packageKey{base, aff.Package.Name}
+			s.byPackage[key] = append(s.byPackage[key], affectedEntry{advisory: d.Advisory, affected: aff})
+		}
+	}
+	s.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	return s, nil
+}
+
+func digestOf(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// SnapshotInfo is a stored snapshot's provenance.
+type SnapshotInfo struct {
+	Digest string `json:"digest"`
+	// Source is where the documents were imported from.
+	Source string `json:"source"`
+	// ImportedAt is when this content was first imported.
+	ImportedAt time.Time `json:"importedAt"`
+	// Documents counts the advisories.
+	Documents int `json:"documents"`
+	// Active says the scanner matches against this snapshot.
+	Active bool `json:"active,omitempty"`
+}
+
+// snapshotManifest is the stored form of a snapshot: its provenance and
+// its documents' IDs and digests.
+type snapshotManifest struct {
+	SnapshotInfo
+	Entries []manifestEntry `json:"entries"`
+}
+
+type manifestEntry struct {
+	ID     string `json:"id"`
+	Digest string `json:"digest"`
+}
+
+// AdvisoryStore keeps snapshots on disk: each document under its digest,
+// unchanged, and each snapshot as a manifest under its digest. One snapshot
+// is active.
+type AdvisoryStore struct {
+	dir string
+	mu  sync.Mutex
+	// loaded keeps the last snapshot read, since reading one parses every
+	// document.
+	loaded *Snapshot
+}
+
+// OpenAdvisoryStore keeps snapshots under dir.
+func OpenAdvisoryStore(dir string) (*AdvisoryStore, error) {
+	for _, sub := range []string{"documents", "snapshots"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("create the advisory store: %w", err)
+		}
+	}
+	return &AdvisoryStore{dir: dir}, nil
+}
+
+// ErrNoSnapshot is a store without an active snapshot.
+var ErrNoSnapshot = errors.New("no advisory snapshot has been imported: import OSV advisories with stellactl advisories import")
+
+// Import stores the snapshot and makes it active. Importing the content of
+// the active snapshot again changes nothing (activated is false); the
+// content of an older one makes that one active again, with its first
+// provenance.
+func (s *AdvisoryStore) Import(snap *Snapshot, source string, now time.Time) (info SnapshotInfo, activated bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	path := s.manifestPath(snap.Digest)
+	var m snapshotManifest
+	if data, err := os.ReadFile(path); err != nil || json.Unmarshal(data, &m) != nil || m.Digest != snap.Digest {
+		m = snapshotManifest{SnapshotInfo: SnapshotInfo{Digest: snap.Digest, Source: source, ImportedAt: now.UTC().Truncate(time.Second), Documents: len(snap.Documents)}}
+		for _, d := range snap.Documents {
+			if err := writeOnce(s.documentPath(digestOf(d.Raw)), d.Raw); err != nil {
+				return SnapshotInfo{}, false, fmt.Errorf("store advisory %s: %w", d.Advisory.ID, err)
+			}
+			m.Entries = append(m.Entries, manifestEntry{ID: d.Advisory.ID, Digest: digestOf(d.Raw)})
+		}
+		data, err := json.MarshalIndent(m, "", " ")
+		if err != nil {
+			return SnapshotInfo{}, false, err
+		}
+		if err := pki.WriteFileAtomic(path, data, 0o600); err != nil {
+			return SnapshotInfo{}, false, fmt.Errorf("store snapshot %s: %w", snap.Digest, err)
+		}
+	}
+	m.Active = true
+	if active, _ := s.activeDigest(); active == snap.Digest {
+		return m.SnapshotInfo, false, nil
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(s.dir, "active"), []byte(snap.Digest+"\n"), 0o600); err != nil {
+		return SnapshotInfo{}, false, fmt.Errorf("activate snapshot %s: %w", snap.Digest, err)
+	}
+	s.loaded = snap
+	return m.SnapshotInfo, true, nil
+}
+
+// Active reads the active snapshot.
+func (s *AdvisoryStore) Active() (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	digest, err := s.activeDigest()
+	if err != nil {
+		return nil, err
+	}
+	return s.load(digest)
+}
+
+// Snapshot reads a stored snapshot by digest.
+func (s *AdvisoryStore) Snapshot(digest string) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.load(digest)
+}
+
+// List says what snapshots the store holds, newest import first.
+func (s *AdvisoryStore) List() ([]SnapshotInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	entries, err := os.ReadDir(filepath.Join(s.dir, "snapshots"))
+	if err != nil {
+		return nil, err
+	}
+	active, _ := s.activeDigest()
+	var infos []SnapshotInfo
+	for _, e := range entries {
+		var m snapshotManifest
+		data, err := os.ReadFile(filepath.Join(s.dir, "snapshots", e.Name()))
+		if err != nil || json.Unmarshal(data, &m) != nil {
+			return nil, fmt.Errorf("snapshot manifest %s is unreadable", e.Name())
+		}
+		m.Active = m.Digest == active
+		infos = append(infos, m.SnapshotInfo)
+	}
+	slices.SortFunc(infos, func(a, b SnapshotInfo) int { return b.ImportedAt.Compare(a.ImportedAt) })
+	return infos, nil
+}
+
+func (s *AdvisoryStore) activeDigest() (string, error) {
+	data, err := os.ReadFile(filepath.Join(s.dir, "active"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", ErrNoSnapshot
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// load reads a snapshot and checks every document still has its digest.
+func (s *AdvisoryStore) load(digest string) (*Snapshot, error) {
+	if s.loaded != nil && s.loaded.Digest == digest {
+		return s.loaded, nil
+	}
+	var m snapshotManifest
+	data, err := os.ReadFile(s.manifestPath(digest))
+	if err != nil {
+		return nil, fmt.Errorf("advisory snapshot %s: %w", digest, err)
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("advisory snapshot %s: the manifest is corrupt: %w", digest, err)
+	}
+	docs := make([]Document, 0, len(m.Entries))
+	for _, e := range m.Entries {
+		raw, err := os.ReadFile(s.documentPath(e.Digest))
+		if err != nil {
+			return nil, fmt.Errorf("advisory snapshot %s: advisory %s: %w", digest, e.ID, err)
+		}
+		if digestOf(raw) != e.Digest {
+			return nil, fmt.Errorf("advisory snapshot %s: advisory %s no longer has digest %s: the store was changed", digest, e.ID, e.Digest)
+		}
+		a, err := ParseAdvisory(raw)
+		if err != nil {
+			return nil, fmt.Errorf("advisory snapshot %s: %w", digest, err)
+		}
+		docs = append(docs, Document{Name: e.ID, Raw: raw, Advisory: a})
+	}
+	snap, err := NewSnapshot(docs)
+	if err != nil {
+		return nil, err
+	}
+	if snap.Digest != digest {
+		return nil, fmt.Errorf("advisory snapshot %s now has digest %s: the store was changed", digest, snap.Digest)
+	}
+	s.loaded = snap
+	return snap, nil
+}
+
+func (s *AdvisoryStore) manifestPath(digest string) string {
+	return filepath.Join(s.dir, "snapshots", strings.TrimPrefix(digest, "sha256:")+".json")
+}
+
+func (s *AdvisoryStore) documentPath(digest string) string {
+	return filepath.Join(s.dir, "documents", strings.TrimPrefix(digest, "sha256:")+".json")
+}
+
+// writeOnce writes content-addressed data unless it is there already.
+func writeOnce(path string, data []byte) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	return pki.WriteFileAtomic(path, data, 0o600)
+}

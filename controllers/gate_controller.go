@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -96,17 +95,4 @@ func computeGateStatus(gate *v1alpha1.Gate, now time.Time) ctrl.Result {
 	markReady(&st.Conditions, gate.Generation, message)
 	st.ObservedGeneration = gate.Generation
 	return result
-}
-
-// markStalled sets Stalled=True and Ready=False with the same reason and
-// message: the spec must change before anything else happens.
-func markStalled(conds *[]metav1.Condition, generation int64, reason, message string) {
-	for _, t := range []string{v1alpha1.ConditionStalled, v1alpha1.ConditionReady} {
-		status := metav1.ConditionTrue
-		if t == v1alpha1.ConditionReady {
-			status = metav1.ConditionFalse
-		}
-		meta.SetStatusCondition(conds, metav1.Condition{Type: t, Status: status, Reason: reason, Message: message, ObservedGeneration: generation})
-	}
-	meta.RemoveStatusCondition(conds, v1alpha1.ConditionReconciling)
 }

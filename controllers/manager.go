@@ -19,6 +19,7 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/scan"
 )
 
 // SystemNamespace holds Stella's own objects, such as the leader Lease.
@@ -50,6 +51,19 @@ type Options struct {
 	MetricsAddr string
 	// Evidence seals decisions into evidence; nil seals none.
 	Evidence *evidence.Sealer
+	// Scan configures the scanning of releases' images.
+	Scan ScanOptions
+}
+
+// ScanOptions configure the scanner reconcilers.
+type ScanOptions struct {
+	// Scanner scans images; nil scans none (ScanReports from another
+	// scanner still feed the gates).
+	Scanner *scan.Scanner
+	// RescanEvery re-matches each report at least this often.
+	RescanEvery time.Duration
+	// Parallel is how many reports are scanned at once.
+	Parallel int
 }
 
 // NewManager returns a controller manager with every Stella reconciler
@@ -76,15 +90,29 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		&ApprovalReconciler{Client: c},
 		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions"), Evidence: o.Evidence},
 		&AgentReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("stella-agents")},
+		&VEXStatementReconciler{Client: c},
 		&agentauth.Approver{Client: c, Clientset: clientset},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return nil, err
 		}
 	}
+	var blobs evidence.BlobStore
 	if o.Evidence != nil {
 		if err := (&EvidencePacketReconciler{Client: c, Sealer: o.Evidence}).SetupWithManager(mgr); err != nil {
 			return nil, err
+		}
+		blobs = o.Evidence.Store
+	}
+	if o.Scan.Scanner != nil {
+		for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
+			&ReleaseScanReconciler{Client: c},
+			&ScanReportReconciler{Client: c, Scanner: o.Scan.Scanner, Blobs: blobs, Recorder: mgr.GetEventRecorderFor("stella-scanner"),
+				RescanEvery: o.Scan.RescanEvery, Parallel: o.Scan.Parallel},
+		} {
+			if err := r.SetupWithManager(mgr); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return mgr, nil

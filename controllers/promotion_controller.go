@@ -434,27 +434,13 @@ func (r *PromotionReconciler) finish(promo *v1alpha1.Promotion, phase v1alpha1.P
 
 // setProgress says the promotion is on its way, waiting or working.
 func setProgress(promo *v1alpha1.Promotion, reason, message string) {
-	message = gates.Truncate(message, 1024)
-	for _, t := range []string{v1alpha1.ConditionReconciling, v1alpha1.ConditionReady} {
-		status := metav1.ConditionTrue
-		if t == v1alpha1.ConditionReady {
-			status = metav1.ConditionFalse
-		}
-		meta.SetStatusCondition(&promo.Status.Conditions, metav1.Condition{Type: t, Status: status, Reason: reason, Message: message, ObservedGeneration: promo.Generation})
-	}
+	markReconciling(&promo.Status.Conditions, promo.Generation, reason, gates.Truncate(message, 1024))
 }
 
 // setStalled says the promotion cannot go on until something is created or
 // changed; the message names the field.
 func setStalled(promo *v1alpha1.Promotion, reason, message string) {
-	for _, t := range []string{v1alpha1.ConditionStalled, v1alpha1.ConditionReady} {
-		status := metav1.ConditionTrue
-		if t == v1alpha1.ConditionReady {
-			status = metav1.ConditionFalse
-		}
-		meta.SetStatusCondition(&promo.Status.Conditions, metav1.Condition{Type: t, Status: status, Reason: reason, Message: message, ObservedGeneration: promo.Generation})
-	}
-	meta.RemoveStatusCondition(&promo.Status.Conditions, v1alpha1.ConditionReconciling)
+	markStalled(&promo.Status.Conditions, promo.Generation, reason, message)
 }
 
 func readyMessage(promo *v1alpha1.Promotion) string {

@@ -14,10 +14,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/gates"
 )
 
 // ReleaseReconciler reports Releases Ready and shows the environments where
-// each one currently runs.
+// each one currently runs and the scan verdict of each of its images.
 type ReleaseReconciler struct {
 	client.Client
 }
@@ -34,6 +35,7 @@ func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return reqs
 		})).
+		Watches(&v1alpha1.ScanReport{}, handler.EnqueueRequestsFromMapFunc(r.releasesOfImage)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
 }
@@ -55,6 +57,28 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	if err := r.List(ctx, &envs, client.InNamespace(rel.Namespace), client.MatchingFields{indexReleasesRun: rel.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
-	computeReleaseStatus(rel, envs.Items)
+	var reports []v1alpha1.ScanReport
+	for _, c := range rel.Spec.Components {
+		var list v1alpha1.ScanReportList
+		if err := r.List(ctx, &list, client.InNamespace(rel.Namespace), client.MatchingFields{indexDigest: c.Image.Digest()}); err != nil {
+			return ctrl.Result{}, err
+		}
+		reports = append(reports, list.Items...)
+	}
+	computeReleaseStatus(rel, envs.Items, gates.LatestReports(reports))
 	return ctrl.Result{}, nil
+}
+
+// releasesOfImage lists the releases in the report's namespace that pin its
+// image.
+func (r *ReleaseReconciler) releasesOfImage(ctx context.Context, o client.Object) []reconcile.Request {
+	var releases v1alpha1.ReleaseList
+	if err := r.List(ctx, &releases, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexDigest: o.(*v1alpha1.ScanReport).Spec.Image.Digest()}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(releases.Items))
+	for _, rel := range releases.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&rel)})
+	}
+	return reqs
 }

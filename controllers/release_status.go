@@ -9,10 +9,11 @@ import (
 )
 
 // computeReleaseStatus reports a valid release Ready and lists the
-// environments it currently runs in. The API server has already enforced the
+// environments it currently runs in and the scan report of each component's
+// image (reports by image digest). The API server has already enforced the
 // spec's invariants (digest pins, semver, a primary component), so every
 // stored Release is runnable.
-func computeReleaseStatus(rel *v1alpha1.Release, envs []v1alpha1.Environment) {
+func computeReleaseStatus(rel *v1alpha1.Release, envs []v1alpha1.Environment, reports map[string]*v1alpha1.ScanReport) {
 	rel.Status.Deployments = nil
 	for _, env := range envs {
 		if env.Status.CurrentRelease != rel.Name {
@@ -29,9 +30,14 @@ func computeReleaseStatus(rel *v1alpha1.Release, envs []v1alpha1.Environment) {
 	}
 	slices.SortFunc(rel.Status.Deployments, func(a, b v1alpha1.ReleaseDeployment) int { return strings.Compare(a.Environment, b.Environment) })
 
+	rel.Status.Components = nil
 	names := make([]string, 0, len(rel.Spec.Components))
 	for _, c := range rel.Spec.Components {
 		names = append(names, c.Name)
+		if report := reports[c.Image.Digest()]; report != nil {
+			rel.Status.Components = append(rel.Status.Components, v1alpha1.ReleaseComponentStatus{
+				Name: c.Name, ScanReport: report.Name, MaxSeverity: report.Status.MaxSeverity})
+		}
 	}
 	message := fmt.Sprintf("%s pins %d image(s) by digest: %s", rel.Spec.Version, len(names), strings.Join(names, ", "))
 	if len(rel.Status.Deployments) > 0 {

@@ -24,6 +24,31 @@ func markReady(conds *[]metav1.Condition, generation int64, message string) {
 	meta.RemoveStatusCondition(conds, v1alpha1.ConditionStalled)
 }
 
+// markStalled sets Stalled=True and Ready=False with the same reason and
+// message: the spec must change before anything else happens.
+func markStalled(conds *[]metav1.Condition, generation int64, reason, message string) {
+	for _, t := range []string{v1alpha1.ConditionStalled, v1alpha1.ConditionReady} {
+		status := metav1.ConditionTrue
+		if t == v1alpha1.ConditionReady {
+			status = metav1.ConditionFalse
+		}
+		meta.SetStatusCondition(conds, metav1.Condition{Type: t, Status: status, Reason: reason, Message: message, ObservedGeneration: generation})
+	}
+	meta.RemoveStatusCondition(conds, v1alpha1.ConditionReconciling)
+}
+
+// markReconciling sets Reconciling=True and Ready=False with the same reason
+// and message: the reconciler is working or waiting, and says on what.
+func markReconciling(conds *[]metav1.Condition, generation int64, reason, message string) {
+	for _, t := range []string{v1alpha1.ConditionReconciling, v1alpha1.ConditionReady} {
+		status := metav1.ConditionTrue
+		if t == v1alpha1.ConditionReady {
+			status = metav1.ConditionFalse
+		}
+		meta.SetStatusCondition(conds, metav1.Condition{Type: t, Status: status, Reason: reason, Message: message, ObservedGeneration: generation})
+	}
+}
+
 // patchStatus writes the difference between before and obj's status in one
 // merge patch, and nothing when there is none.
 func patchStatus(ctx context.Context, c client.Client, before, obj client.Object) error {

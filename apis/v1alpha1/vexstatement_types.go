@@ -37,7 +37,7 @@ type VEXStatementStatus struct {
 	// +optional
 	Statements int32 `json:"statements,omitempty"`
 
-	// documentDigest is the sha256 of the canonical document.
+	// documentDigest is the sha256 of spec.document.
 	// +optional
 	DocumentDigest Digest `json:"documentDigest,omitempty"`
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/stella-ops/stella/internal/install"
 	kubecfg "github.com/stella-ops/stella/internal/kubeconfig"
 	"github.com/stella-ops/stella/internal/logging"
+	"github.com/stella-ops/stella/internal/scan"
 	"github.com/stella-ops/stella/internal/version"
 )
 
@@ -97,7 +98,19 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 	f.StringVar(&o.MetricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
 	f.BoolVar(&o.Profiling, "profiling", false, "serve Go profiles of the whole process at /debug/pprof on the API server (admins only)")
 	addDeployerFlags(f, &o.Deployer)
+	f.BoolVar(&o.Scan.Enabled, "scan", true, "scan the images of releases against the imported advisories (with --controllers)")
+	f.StringVar(&o.Scan.Dir, "scan-dir", "", "directory of the scanner's layer cache and advisory snapshots (default: scan in the data directory)")
+	addScanFlags(f, &o.Scan)
 	return cmd
+}
+
+// addScanFlags sets how the scanner reads images and applies VEX.
+func addScanFlags(f *pflag.FlagSet, o *controlplane.ScanOptions) {
+	f.StringSliceVar(&o.Registries, "scan-registries", nil, "the only registries (host or host:port) the scanner reads images from (default: any)")
+	f.StringSliceVar(&o.Layouts, "scan-oci-layouts", nil, "OCI image layout directories the scanner looks in before any registry, for sites without one")
+	f.IntVar(&o.Parallel, "scan-parallel", 2, "how many images the scanner reads at once, and layers per image")
+	f.StringSliceVar(&o.Trust, "vex-trust", nil, "VEX issuers, most trusted first: settles statements of the same time that disagree")
+	f.DurationVar(&o.RescanEvery, "rescan-every", 6*time.Hour, "how often each scan report is matched again, keeping it younger than the gates' maxReportAge")
 }
 
 // addDeployerFlags sets how the reconcilers deploy to the Targets that name
@@ -112,6 +125,7 @@ func controllersCommand() *cobra.Command {
 	var kubeconfig, metricsListen, evidenceDir string
 	var s3 func() *evidence.S3Options
 	var deployer agent.ServerOptions
+	var scanOpts controlplane.ScanOptions
 	cmd := &cobra.Command{
 		Use:   "controllers",
 		Short: "Run only the Stella reconcilers against an existing API server",
@@ -137,6 +151,14 @@ leader Lease in the stella-system namespace reconciles.`,
 				}
 				defer o.Evidence.Close()
 			}
+			if scanOpts.Dir == "" {
+				log.Info("No --scan-dir: the images of releases are not scanned")
+			} else {
+				o.Scan = controllers.ScanOptions{RescanEvery: scanOpts.RescanEvery, Parallel: scanOpts.Parallel}
+				if o.Scan.Scanner, err = scan.Open(scanOpts.Options); err != nil {
+					return fmt.Errorf("--scan-dir %s: %w", scanOpts.Dir, err)
+				}
+			}
 			mgr, err := controllers.NewManager(cfg, o)
 			if err != nil {
 				return err
@@ -153,6 +175,8 @@ leader Lease in the stella-system namespace reconciles.`,
 	cmd.Flags().StringVar(&evidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; one replica writes it at a time (default: seal nothing)")
 	s3 = evidence.AddS3Flags(cmd.Flags())
 	addDeployerFlags(cmd.Flags(), &deployer)
+	cmd.Flags().StringVar(&scanOpts.Dir, "scan-dir", "", "directory of the scanner's layer cache and advisory snapshots; one replica writes it at a time (default: scan nothing)")
+	addScanFlags(cmd.Flags(), &scanOpts)
 	return cmd
 }
 

@@ -40,7 +40,7 @@ issues a new certificate and leaves one binding.
 A certificate cannot be revoked before it expires; keep --ttl short for people
 and remove access by deleting the binding.
 
-Roles: ` + "viewer, releaser, approver, admin, agent."
+Roles: ` + "viewer, auditor, releaser, approver, security, admin, agent."
 
 const createUserExample = `  # alice may create releases and request promotions in namespace shop
   stellactl auth create-user alice --role releaser -n shop > alice.kubeconfig

@@ -13,7 +13,7 @@ import (
 // roles are the --role values of create-user, in the order of the power they
 // grant; each maps to a ClusterRole that `stella serve` installs
 // (config/rbac/roles.yaml).
-var roles = []string{"viewer", "auditor", "releaser", "approver", "admin", "agent"}
+var roles = []string{"viewer", "auditor", "releaser", "approver", "security", "admin", "agent"}
 
 // minCertTTL is the shortest lifetime the CertificateSigningRequest API
 // accepts (spec.expirationSeconds >= 600).

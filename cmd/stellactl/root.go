@@ -128,6 +128,8 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		approvalCommand(f, streams, v1alpha1.ApprovalApprove),
 		approvalCommand(f, streams, v1alpha1.ApprovalReject),
 		evidenceCommand(f, streams),
+		scanCommand(f, streams),
+		advisoriesCommand(f, streams),
 		agentCommand(f, streams),
 		logCommand(f, streams),
 		replayCommand(f, streams),

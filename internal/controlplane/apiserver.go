@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -17,7 +18,6 @@ import (
 
 	stellaadmission "github.com/stella-ops/stella/internal/admission"
 	"github.com/stella-ops/stella/internal/agentauth"
-	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/pki"
 )
 
@@ -30,7 +30,7 @@ type apiServer struct {
 // startAPIServer builds the generic control plane (core, RBAC, coordination,
 // certificates, admission policies and CRDs) over etcd and serves it until
 // ctx is cancelled.
-func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs pki.Dir, sealer *evidence.Sealer) (*apiServer, error) {
+func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs pki.Dir, extra map[string]http.Handler) (*apiServer, error) {
 	host, portStr, err := net.SplitHostPort(o.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("--listen %q: %w (want host:port, such as 127.0.0.1:6443)", o.Listen, err)
@@ -96,10 +96,11 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	if err != nil {
 		return nil, fmt.Errorf("create API server: %w", err)
 	}
-	if sealer != nil {
-		// Behind the API server's authentication and authorization: the
-		// nonResourceURL /evidence/* (ClusterRole stella-auditor).
-		chain.GenericAPIServer.Handler.NonGoRestfulMux.HandlePrefix(evidence.PathPrefix, sealer.Handler())
+	// Behind the API server's authentication and authorization, as
+	// nonResourceURLs: /evidence/* (ClusterRole stella-auditor) and
+	// /advisories/* (ClusterRole stella-security).
+	for prefix, h := range extra {
+		chain.GenericAPIServer.Handler.NonGoRestfulMux.HandlePrefix(prefix, h)
 	}
 	prepared, err := chain.PrepareRun()
 	if err != nil {

@@ -34,6 +34,7 @@ func (d dataDir) pki() string        { return d.path("pki") }
 func (d dataDir) etcd() string       { return d.path("etcd") }
 func (d dataDir) kubeconfig() string { return d.path("admin.kubeconfig") }
 func (d dataDir) evidence() string   { return d.path("evidence") }
+func (d dataDir) scan() string       { return d.path("scan") }
 
 // check says whether the directory is new (to be initialised) or a complete
 // Stella data directory of a format this binary reads. Anything else is an

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
@@ -21,6 +23,7 @@ import (
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/install"
 	"github.com/stella-ops/stella/internal/pki"
+	"github.com/stella-ops/stella/internal/scan"
 	"github.com/stella-ops/stella/internal/version"
 )
 
@@ -55,6 +58,9 @@ type Options struct {
 	// Deployer configures the deploying the reconcilers do themselves, to
 	// the Targets that name no agent (SSH targets).
 	Deployer agent.ServerOptions
+	// Scan configures the scanning of releases' images; its Dir defaults
+	// to the scan directory of DataDir.
+	Scan ScanOptions
 	// Log receives Stella's own messages.
 	Log logr.Logger
 }
@@ -106,13 +112,32 @@ func Run(ctx context.Context, o Options) error {
 		defer sealer.Close()
 	}
 
+	// The reconcilers scan in this process, and the API server takes
+	// advisory imports for them.
+	var scanner *scan.Scanner
+	if o.Controllers && o.Scan.Enabled {
+		if o.Scan.Dir == "" {
+			o.Scan.Dir = dir.scan()
+		}
+		if scanner, err = scan.Open(o.Scan.Options); err != nil {
+			return fmt.Errorf("open the scan directory %s: %w", o.Scan.Dir, err)
+		}
+	}
+	extra := map[string]http.Handler{}
+	if sealer != nil {
+		extra[evidence.PathPrefix] = sealer.Handler()
+	}
+	if scanner != nil {
+		extra[scan.PathPrefix] = scanner.Handler()
+	}
+
 	// The API server outlives the managers, so that they can release their
 	// Leases on the way out (a successor then takes over at once instead of
 	// waiting for the Leases to expire); etcd, closed by the defer above,
 	// outlives the API server.
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAPI()
-	api, err := startAPIServer(apiCtx, o, etcdServers, certs, sealer)
+	api, err := startAPIServer(apiCtx, o, etcdServers, certs, extra)
 	if err != nil {
 		return err
 	}
@@ -128,7 +153,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := writeAdminKubeconfig(dir.kubeconfig(), o.Listen, certs); err != nil {
 		return stopAPIAfter(err)
 	}
-	managers, err := newManagers(api.loopback, certs, o, sealer)
+	managers, err := newManagers(api.loopback, certs, o, sealer, scanner)
 	if err != nil {
 		return stopAPIAfter(fmt.Errorf("create controller managers: %w", err))
 	}
@@ -165,6 +190,15 @@ func Run(ctx context.Context, o Options) error {
 	return runErr
 }
 
+// ScanOptions configure the image scanner.
+type ScanOptions struct {
+	// Enabled scans the images of releases (with Controllers).
+	Enabled bool
+	scan.Options
+	// RescanEvery re-matches each report at least this often.
+	RescanEvery time.Duration
+}
+
 // kubeControllersLease is held by the replica that runs the kube
 // controllers. It differs from the reconcilers' Lease so that the reconcilers
 // can run in another process (`stella controllers`) beside `stella serve
@@ -174,7 +208,7 @@ const kubeControllersLease = "stella-kube-controllers"
 // newManagers builds the managers this process runs: one for the kube
 // controllers a node-less control plane needs, and one for the Stella
 // reconcilers when wanted. Each runs only while it holds its own Lease.
-func newManagers(cfg *rest.Config, certs pki.Dir, o Options, sealer *evidence.Sealer) ([]manager.Manager, error) {
+func newManagers(cfg *rest.Config, certs pki.Dir, o Options, sealer *evidence.Sealer, scanner *scan.Scanner) ([]manager.Manager, error) {
 	// The loopback config asks for protobuf, which custom resources lack.
 	cfg = rest.CopyConfig(cfg)
 	cfg.ContentType = "application/json"
@@ -188,7 +222,8 @@ func newManagers(cfg *rest.Config, certs pki.Dir, o Options, sealer *evidence.Se
 	if !o.Controllers {
 		return []manager.Manager{kube}, nil
 	}
-	stella, err := controllers.NewManager(cfg, controllers.Options{MetricsAddr: o.MetricsListen, Evidence: sealer})
+	stella, err := controllers.NewManager(cfg, controllers.Options{MetricsAddr: o.MetricsListen, Evidence: sealer,
+		Scan: controllers.ScanOptions{Scanner: scanner, RescanEvery: o.Scan.RescanEvery, Parallel: o.Scan.Parallel}})
 	if err != nil {
 		return nil, err
 	}

@@ -84,7 +84,7 @@ func EvaluateSecurityVerdict(g *v1alpha1.SecurityVerdictGate, in Inputs) Outcome
 	if in.Release == nil {
 		return fail(TypeSecurityVerdict, "no release given", ReasonInputMissing)
 	}
-	reports := latestReports(in.ScanReports)
+	reports := LatestReports(in.ScanReports)
 
 	components := slices.Clone(in.Release.Spec.Components)
 	slices.SortFunc(components, func(a, b v1alpha1.ReleaseComponent) int { return cmp.Compare(a.Name, b.Name) })
@@ -225,9 +225,9 @@ func compileSecurity(g *v1alpha1.SecurityVerdictGate, path *field.Path) (*securi
 	return p, errs
 }
 
-// latestReports indexes reports by image digest, keeping the most recently
+// LatestReports indexes reports by image digest, keeping the most recently
 // scanned report of each digest (ties broken by name, for determinism).
-func latestReports(reports []v1alpha1.ScanReport) map[string]*v1alpha1.ScanReport {
+func LatestReports(reports []v1alpha1.ScanReport) map[string]*v1alpha1.ScanReport {
 	out := make(map[string]*v1alpha1.ScanReport, len(reports))
 	for i := range reports {
 		r := &reports[i]

@@ -280,7 +280,7 @@ type tarFile struct {
 	info fs.FileInfo
 }
 
-func (f tarFile) Path() string                { return f.path }
+func (f tarFile) Path() string               { return f.path }
 func (f tarFile) Stat() (fs.FileInfo, error) { return f.info, nil }
 
 // emptyFS is the filesystem extractors see besides their file: the image's

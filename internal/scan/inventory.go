@@ -71,9 +71,8 @@ func (c *Cataloguer) Inventory(ctx context.Context, img v1.Image) (*Inventory, e
 	if err != nil {
 		return nil, fmt.Errorf("read the image manifest: %w", err)
 	}
-	var inv Inventory
-	if c.load(filepath.Join("images", hexOf(digest)), &inv) && inv.Image == digest.String() {
-		return &inv, nil
+	if inv, ok := c.Cached(digest.String()); ok {
+		return inv, nil
 	}
 	layers, err := img.Layers()
 	if err != nil {
@@ -95,9 +94,19 @@ func (c *Cataloguer) Inventory(ctx context.Context, img v1.Image) (*Inventory, e
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	inv = compose(digest.String(), records)
+	inv := compose(digest.String(), records)
 	c.store(filepath.Join("images", hexOf(digest)), &inv)
 	return &inv, nil
+}
+
+// Cached is the inventory of an image read before, by manifest digest.
+func (c *Cataloguer) Cached(digest string) (*Inventory, bool) {
+	var inv Inventory
+	h, err := v1.NewHash(digest)
+	if err == nil && c.load(filepath.Join("images", hexOf(h)), &inv) && inv.Image == digest {
+		return &inv, true
+	}
+	return nil, false
 }
 
 // layer reads what a layer holds, from the cache or, once however many scans

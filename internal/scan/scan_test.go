@@ -237,10 +237,10 @@ func TestScanFindsPackagesAndMatchesAdvisories(t *testing.T) {
 	want := []string{
 		"DEBIAN-CVE-2099-0001 libssl3 3.0.11-1~deb12u1", // Critical, by its CVSS vector
 		"GHSA-2099-0011 org.apache.logging.log4j:log4j-core 2.14.1",
-		"GHSA-2099-0007 lodash 4.17.20",                 // High, by GitHub's word
-		"PYSEC-2099-0008 requests 2.30.0",               // Medium
-		"DEBIAN-CVE-2099-0003 zlib1g 1:1.2.13.dfsg-1",   // Low, unfixed
-		"GO-2099-0006 stdlib",                           // Unknown
+		"GHSA-2099-0007 lodash 4.17.20",               // High, by GitHub's word
+		"PYSEC-2099-0008 requests 2.30.0",             // Medium
+		"DEBIAN-CVE-2099-0003 zlib1g 1:1.2.13.dfsg-1", // Low, unfixed
+		"GO-2099-0006 stdlib",                         // Unknown
 	}
 	got := findingIDs(report)
 	if len(got) != len(want) {

@@ -182,6 +182,22 @@ func NewSnapshot(docs []Document) (*Snapshot, error) {
 	return s, nil
 }
 
+// WriteZip writes the snapshot's documents, unchanged, as <id>.json files
+// of a zip, the form OSV exports and imports take.
+func (s *Snapshot) WriteZip(w io.Writer) error {
+	z := zip.NewWriter(w)
+	for _, d := range s.Documents {
+		f, err := z.CreateHeader(&zip.FileHeader{Name: d.Advisory.ID + ".json", Method: zip.Deflate})
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(d.Raw); err != nil {
+			return err
+		}
+	}
+	return z.Close()
+}
+
 func digestOf(data []byte) string {
 	sum := sha256.Sum256(data)
 	return "sha256:" + hex.EncodeToString(sum[:])

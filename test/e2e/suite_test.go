@@ -34,8 +34,9 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	// Targets the server deploys to itself (SSH, Nomad, ECS) are observed
 	// often, and deploying ECS services looked at often, so that the
-	// stories see drift and rollouts quickly.
-	shared, err = framework.StartServer(bin, framework.ServerOptions{Args: []string{"--observe-every", "2s", "--ecs-poll-every", "100ms"}})
+	// stories see drift and rollouts quickly. The scanner reads images only
+	// from registries on loopback: the samples name registry.example.com.
+	shared, err = framework.StartServer(bin, framework.ServerOptions{Args: []string{"--observe-every", "2s", "--ecs-poll-every", "100ms", "--scan-registries", "127.0.0.1"}})
 	Expect(err).NotTo(HaveOccurred())
 })
 

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+
+	"github.com/stella-ops/stella/internal/scan"
+)
+
+func advisoriesCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "advisories",
+		Short: "Import and list the offline advisory snapshots (OSV) the scanner matches against",
+		Long: `The scanner matches packages against one advisory snapshot at a time: a set
+of OSV documents imported together, stored unchanged under their sha256, and
+named by the sha256 of their sorted list. Nothing is fetched from the internet:
+download OSV's exports (such as https://osv-vulnerabilities.storage.googleapis.com/Debian/all.zip)
+where you can, and import them here.
+
+Importing and listing needs the stella-security ClusterRole, bound cluster-wide
+(stellactl auth create-user NAME --role security).`,
+	}
+	cmd.AddCommand(advisoriesImportCommand(f, streams), advisoriesListCommand(f, streams))
+	return cmd
+}
+
+func advisoriesImportCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	var source, signatureFile, keyFile string
+	cmd := &cobra.Command{
+		Use:   "import PATH",
+		Short: "Import OSV advisories as the active snapshot",
+		Long: `Import OSV JSON documents from a file (one document or an array), a directory
+of .json files, or a zip of them (OSV's per-ecosystem exports), and make them
+the active snapshot. Every document is checked first; one that is not valid
+OSV fails the import, naming its file and field, and the store is unchanged.
+
+Importing the content of the active snapshot again changes nothing. Other
+content becomes a new snapshot, and every scan report is matched again from
+the package lists the scanner keeps, without reading any image again.
+
+With --signature and --key, the file (a zip or a JSON file) must carry a
+detached signature by that key (ECDSA P-256 or Ed25519, raw or base64, as
+cosign sign-blob writes it).`,
+		Example: `  stellactl advisories import Debian-all.zip --source osv.dev/Debian
+  stellactl advisories import ./advisories/ --source internal-feed
+  stellactl advisories import feed.zip --signature feed.zip.sig --key feed.pub`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			if (signatureFile == "") != (keyFile == "") {
+				return fmt.Errorf("--signature and --key go together")
+			}
+			if signatureFile != "" {
+				if err := verifyFileSignature(path, signatureFile, keyFile); err != nil {
+					return err
+				}
+			}
+			docs, err := scan.ReadDocuments(path)
+			if err != nil {
+				return err
+			}
+			if _, err := scan.NewSnapshot(docs); err != nil {
+				return err
+			}
+			body, err := zipOf(docs)
+			if err != nil {
+				return err
+			}
+			if source == "" {
+				source = path
+			}
+			data, err := advisoryRequest(cmd.Context(), f, http.MethodPost, scan.PathSnapshots, map[string]string{"source": source}, body)
+			if err != nil {
+				return err
+			}
+			var result scan.ImportResult
+			if err := json.Unmarshal(data, &result); err != nil {
+				return fmt.Errorf("the server's answer: %w", err)
+			}
+			verb := "imported"
+			if !result.Activated {
+				verb = "unchanged: already active"
+			}
+			_, err = fmt.Fprintf(streams.Out, "advisory snapshot %s (%d advisories) %s\n", result.Snapshot.Digest, result.Snapshot.Documents, verb)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&source, "source", "", "where the advisories come from, kept with the snapshot (default: PATH)")
+	cmd.Flags().StringVar(&signatureFile, "signature", "", "detached signature of PATH")
+	cmd.Flags().StringVar(&keyFile, "key", "", "PEM public key the signature must verify with")
+	return cmd
+}
+
+func verifyFileSignature(path, signatureFile, keyFile string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--signature covers a file: %w", err)
+	}
+	sig, err := os.ReadFile(signatureFile)
+	if err != nil {
+		return err
+	}
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return err
+	}
+	return scan.VerifyDetached(data, sig, key, keyFile)
+}
+
+// zipOf packs checked documents for the upload, unchanged.
+func zipOf(docs []scan.Document) ([]byte, error) {
+	var buf bytes.Buffer
+	z := zip.NewWriter(&buf)
+	for i, d := range docs {
+		w, err := z.CreateHeader(&zip.FileHeader{Name: fmt.Sprintf("%06d-%s.json", i, d.Advisory.ID), Method: zip.Deflate})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := w.Write(d.Raw); err != nil {
+			return nil, err
+		}
+	}
+	if err := z.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func advisoriesListCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the advisory snapshots, newest import first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			data, err := advisoryRequest(cmd.Context(), f, http.MethodGet, scan.PathSnapshots, nil, nil)
+			if err != nil {
+				return err
+			}
+			var infos []scan.SnapshotInfo
+			if err := json.Unmarshal(data, &infos); err != nil {
+				return fmt.Errorf("the server's answer: %w", err)
+			}
+			tw := tabwriter.NewWriter(streams.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SNAPSHOT\tADVISORIES\tIMPORTED\tSOURCE\tACTIVE")
+			for _, i := range infos {
+				active := ""
+				if i.Active {
+					active = "*"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", i.Digest, i.Documents, i.ImportedAt.Format(time.RFC3339), i.Source, active)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// advisoryRequest calls the server's advisory store.
+func advisoryRequest(ctx context.Context, f cmdutil.Factory, method, path string, params map[string]string, body []byte) ([]byte, error) {
+	cfg, err := f.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	req := cs.Discovery().RESTClient().Verb(method).AbsPath(scan.PathPrefix + path)
+	for k, v := range params {
+		req = req.Param(k, v)
+	}
+	if body != nil {
+		req = req.SetHeader("Content-Type", "application/zip").Body(body)
+	}
+	res := req.Do(ctx)
+	status := 0
+	res.StatusCode(&status)
+	data, err := res.Raw()
+	switch {
+	case status == http.StatusForbidden:
+		return nil, fmt.Errorf("forbidden: %s %s%s needs the stella-security ClusterRole, bound cluster-wide", method, scan.PathPrefix, path)
+	case status == http.StatusNotFound && len(data) == 0:
+		return nil, fmt.Errorf("%s%s: not found (does this server run the scanner? stella serve --scan)", scan.PathPrefix, path)
+	case err != nil:
+		return nil, fmt.Errorf("%s %s%s: %s", method, scan.PathPrefix, path, strings.TrimSpace(string(dataOr(data, err))))
+	}
+	return data, nil
+}
+
+// dataOr is the server's own words when it sent some, else the error.
+func dataOr(data []byte, err error) []byte {
+	if len(bytes.TrimSpace(data)) > 0 {
+		return data
+	}
+	return []byte(err.Error())
+}

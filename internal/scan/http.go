@@ -1,0 +1,127 @@
+package scan
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// PathPrefix is where the API server serves the advisory store, to users
+// allowed the nonResourceURL /advisories/v1/* (the stella-security
+// ClusterRole).
+const PathPrefix = "/advisories/v1/"
+
+// PathSnapshots lists snapshots (GET) and imports one (POST, a zip of OSV
+// JSON documents, with ?source= saying where they came from).
+const PathSnapshots = "snapshots"
+
+// HeaderSnapshot carries the digest of a snapshot served as a zip.
+const HeaderSnapshot = "Stella-Advisory-Snapshot"
+
+// MaxImportSize bounds an imported zip.
+const MaxImportSize = 2 << 30
+
+// ImportResult is what an import answers.
+type ImportResult struct {
+	Snapshot SnapshotInfo `json:"snapshot"`
+	// Activated is false when the snapshot was active already: the import
+	// changed nothing.
+	Activated bool `json:"activated"`
+}
+
+// Handler serves the advisory store.
+func (s *Scanner) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathPrefix+PathSnapshots, func(w http.ResponseWriter, _ *http.Request) {
+		infos, err := s.Advisories.List()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, infos)
+	})
+	mux.HandleFunc("GET "+PathPrefix+PathSnapshots+"/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		var snap *Snapshot
+		var err error
+		if d := r.PathValue("digest"); d == "active" {
+			snap, err = s.Advisories.Active()
+		} else {
+			snap, err = s.Advisories.Snapshot(d)
+		}
+		switch {
+		case errors.Is(err, ErrNoSnapshot), errors.Is(err, fs.ErrNotExist):
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/zip")
+		w.Header().Set(HeaderSnapshot, snap.Digest)
+		if err := snap.WriteZip(w); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("POST "+PathPrefix+PathSnapshots, func(w http.ResponseWriter, r *http.Request) {
+		result, status, err := s.importZip(r)
+		if err != nil {
+			http.Error(w, err.Error(), status)
+			return
+		}
+		writeJSON(w, result)
+	})
+	return mux
+}
+
+// importZip spools the request's zip to disk, reads and checks every
+// document, and imports them as one snapshot. Nothing is stored unless all
+// of them are valid OSV.
+func (s *Scanner) importZip(r *http.Request) (ImportResult, int, error) {
+	source := r.URL.Query().Get("source")
+	if source == "" {
+		return ImportResult{}, http.StatusBadRequest, fmt.Errorf("say where the advisories come from with ?source=")
+	}
+	spool, err := os.CreateTemp(s.Advisories.dir, "import-*.zip")
+	if err != nil {
+		return ImportResult{}, http.StatusInternalServerError, err
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	n, err := io.Copy(spool, io.LimitReader(r.Body, MaxImportSize+1))
+	if err != nil {
+		return ImportResult{}, http.StatusBadRequest, fmt.Errorf("read the upload: %w", err)
+	}
+	if n > MaxImportSize {
+		return ImportResult{}, http.StatusRequestEntityTooLarge, fmt.Errorf("an import has at most %d bytes", MaxImportSize)
+	}
+	docs, err := ReadDocuments(spool.Name())
+	if err != nil {
+		return ImportResult{}, http.StatusBadRequest, fmt.Errorf("%s: %w", source, stripSpool(err, spool.Name()))
+	}
+	snap, err := NewSnapshot(docs)
+	if err != nil {
+		return ImportResult{}, http.StatusBadRequest, stripSpool(err, spool.Name())
+	}
+	info, activated, err := s.Import(snap, source, time.Now())
+	if err != nil {
+		return ImportResult{}, http.StatusInternalServerError, err
+	}
+	return ImportResult{Snapshot: info, Activated: activated}, http.StatusOK, nil
+}
+
+// stripSpool leaves the server's temporary file name out of messages: the
+// documents are named by their path in the zip.
+func stripSpool(err error, spool string) error {
+	return errors.New(strings.ReplaceAll(err.Error(), spool+":", ""))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,157 @@
+package scan
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Options configure a Scanner.
+type Options struct {
+	// Dir holds the layer cache and the advisory store.
+	Dir string
+	// Parallel bounds the layers read at once.
+	Parallel int
+	// Registries are the only registries images are read from (host, or
+	// host:port); empty allows any.
+	Registries []string
+	// Layouts are OCI image layout directories looked in before any
+	// registry, for sites without one.
+	Layouts []string
+	// Trust orders VEX issuers, most trusted first.
+	Trust []string
+	// Keychain supplies registry credentials; the Docker config of the
+	// process by default.
+	Keychain authn.Keychain
+}
+
+// Scanner scans images by digest against the active advisory snapshot.
+type Scanner struct {
+	Cataloguer *Cataloguer
+	Advisories *AdvisoryStore
+	opts       Options
+
+	mu          sync.Mutex
+	subscribers []chan string
+}
+
+// Open prepares a scanner whose cache and advisories live in o.Dir.
+func Open(o Options) (*Scanner, error) {
+	c, err := NewCataloguer(filepath.Join(o.Dir, "layers"), max(1, o.Parallel))
+	if err != nil {
+		return nil, err
+	}
+	store, err := OpenAdvisoryStore(filepath.Join(o.Dir, "advisories"))
+	if err != nil {
+		return nil, err
+	}
+	if o.Keychain == nil {
+		o.Keychain = authn.DefaultKeychain
+	}
+	return &Scanner{Cataloguer: c, Advisories: store, opts: o}, nil
+}
+
+// Trust is the VEX issuer trust order.
+func (s *Scanner) Trust() []string { return s.opts.Trust }
+
+// Inventory reads what an image pinned by digest holds: from the cache when
+// the image was read before, else from an OCI layout or its registry.
+func (s *Scanner) Inventory(ctx context.Context, ref string) (*Inventory, error) {
+	digest, err := name.NewDigest(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not an image reference pinned by digest: %w", ref, err)
+	}
+	if inv, ok := s.Cataloguer.Cached(digest.DigestStr()); ok {
+		return inv, nil
+	}
+	img, err := s.image(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	return s.Cataloguer.Inventory(ctx, img)
+}
+
+// Cached tells whether an image's inventory is in the cache, so that reading
+// it needs no registry.
+func (s *Scanner) Cached(digest string) bool {
+	_, ok := s.Cataloguer.Cached(digest)
+	return ok
+}
+
+// image finds an image in the OCI layouts, else in its registry.
+func (s *Scanner) image(ctx context.Context, ref name.Digest) (v1.Image, error) {
+	hash, err := v1.NewHash(ref.DigestStr())
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range s.opts.Layouts {
+		p, err := layout.FromPath(dir)
+		if err != nil {
+			return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+		}
+		if img, err := p.Image(hash); err == nil {
+			return img, nil
+		}
+	}
+	registry := ref.Context().RegistryStr()
+	if !s.registryAllowed(registry) {
+		where := ""
+		if len(s.opts.Layouts) > 0 {
+			where = " and the image is in none of the OCI layouts " + strings.Join(s.opts.Layouts, ", ")
+		}
+		return nil, fmt.Errorf("the scanner reads images only from the registries %s (--scan-registries)%s: add %s, or put the image in an OCI layout (--scan-oci-layouts)",
+			strings.Join(s.opts.Registries, ", "), where, registry)
+	}
+	img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithAuthFromKeychain(s.opts.Keychain))
+	if err != nil {
+		return nil, fmt.Errorf("read image %s: %w", ref, err)
+	}
+	return img, nil
+}
+
+func (s *Scanner) registryAllowed(registry string) bool {
+	if len(s.opts.Registries) == 0 {
+		return true
+	}
+	host, _, err := net.SplitHostPort(registry)
+	if err != nil {
+		host = registry
+	}
+	return slices.Contains(s.opts.Registries, registry) || slices.Contains(s.opts.Registries, host)
+}
+
+// Import stores a snapshot, makes it active and tells the subscribers.
+func (s *Scanner) Import(snap *Snapshot, source string, now time.Time) (SnapshotInfo, bool, error) {
+	info, activated, err := s.Advisories.Import(snap, source, now)
+	if err == nil && activated {
+		s.mu.Lock()
+		for _, ch := range s.subscribers {
+			select {
+			case ch <- snap.Digest:
+			default: // a notice is pending; the subscriber reads the store then
+			}
+		}
+		s.mu.Unlock()
+	}
+	return info, activated, err
+}
+
+// Activations notifies of each snapshot that becomes active.
+func (s *Scanner) Activations() <-chan string {
+	ch := make(chan string, 1)
+	s.mu.Lock()
+	s.subscribers = append(s.subscribers, ch)
+	s.mu.Unlock()
+	return ch
+}

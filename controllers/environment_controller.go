@@ -9,8 +9,11 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,13 +23,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/gates"
 )
 
 // EnvironmentReconciler shows what runs in an environment: the release that
 // last succeeded there, its history, the promotion in flight and the state
-// of its targets. All of it is derived from Promotions and Targets.
+// of its targets. All of it is derived from Promotions and Targets. It also
+// judges the current release by the environment's securityVerdict gates
+// again whenever a scan report of its images changes, so that an advisory
+// published after the promotion shows on the environment.
 type EnvironmentReconciler struct {
 	client.Client
+	Recorder record.EventRecorder
 }
 
 // SetupWithManager registers the reconciler; promotions and targets wake
@@ -52,8 +60,45 @@ func (r *EnvironmentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 				r.wakeSelecting(ctx, e.Object, q)
 			},
 		}).
+		Watches(&v1alpha1.ScanReport{}, handler.EnqueueRequestsFromMapFunc(r.runningImage)).
+		Watches(&v1alpha1.Gate{}, handler.EnqueueRequestsFromMapFunc(r.guardedBy)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
+}
+
+// runningImage lists the environments that run, or ran, a release that pins
+// the report's image.
+func (r *EnvironmentReconciler) runningImage(ctx context.Context, o client.Object) []reconcile.Request {
+	var releases v1alpha1.ReleaseList
+	if err := r.List(ctx, &releases, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexDigest: o.(*v1alpha1.ScanReport).Spec.Image.Digest()}); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, rel := range releases.Items {
+		var envs v1alpha1.EnvironmentList
+		if err := r.List(ctx, &envs, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexReleasesRun: rel.Name}); err != nil {
+			return nil
+		}
+		for _, env := range envs.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&env)})
+		}
+	}
+	return reqs
+}
+
+// guardedBy lists the environments whose spec.gates name the gate.
+func (r *EnvironmentReconciler) guardedBy(ctx context.Context, o client.Object) []reconcile.Request {
+	var envs v1alpha1.EnvironmentList
+	if err := r.List(ctx, &envs, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, env := range envs.Items {
+		if slices.ContainsFunc(env.Spec.Gates, func(g v1alpha1.LocalObjectReference) bool { return g.Name == o.GetName() }) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&env)})
+		}
+	}
+	return reqs
 }
 
 // Reconcile computes the environment's status and patches it once.
@@ -90,7 +135,95 @@ func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 	computeEnvironmentStatus(env, promos.Items, targets, versions)
-	return ctrl.Result{}, nil
+	return r.judgeCurrentRelease(ctx, env, before)
+}
+
+// judgeCurrentRelease evaluates the environment's securityVerdict gates on
+// the release it runs, with the scan reports of now, and says the verdict
+// in the SecurityVerdict condition; a release that stops passing gets a
+// warning Event. Pending verdicts (a report not there yet, or stale) are
+// looked at again when the gate says they change.
+func (r *EnvironmentReconciler) judgeCurrentRelease(ctx context.Context, env, before *v1alpha1.Environment) (ctrl.Result, error) {
+	var verdicts []securityVerdict
+	if env.Status.CurrentRelease != "" {
+		rel := &v1alpha1.Release{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: env.Namespace, Name: env.Status.CurrentRelease}, rel); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, err
+		} else if err == nil {
+			var reports []v1alpha1.ScanReport
+			for _, c := range rel.Spec.Components {
+				var list v1alpha1.ScanReportList
+				if err := r.List(ctx, &list, client.InNamespace(env.Namespace), client.MatchingFields{indexDigest: c.Image.Digest()}); err != nil {
+					return ctrl.Result{}, err
+				}
+				reports = append(reports, list.Items...)
+			}
+			for _, ref := range env.Spec.Gates {
+				gate := &v1alpha1.Gate{}
+				if err := r.Get(ctx, types.NamespacedName{Namespace: env.Namespace, Name: ref.Name}, gate); client.IgnoreNotFound(err) != nil {
+					return ctrl.Result{}, err
+				} else if err != nil || gate.Spec.SecurityVerdict == nil {
+					continue
+				}
+				outcome := gates.EvaluateSecurityVerdict(gate.Spec.SecurityVerdict, gates.Inputs{Now: time.Now(), Release: rel, ScanReports: reports})
+				verdicts = append(verdicts, securityVerdict{gate: gate.Name, outcome: outcome})
+			}
+		}
+	}
+	setSecurityCondition(env, verdicts)
+	was := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionSecurityVerdict)
+	if now := meta.FindStatusCondition(env.Status.Conditions, v1alpha1.ConditionSecurityVerdict); now != nil && now.Status == metav1.ConditionFalse &&
+		(was == nil || was.Status != metav1.ConditionFalse || was.Message != now.Message) {
+		r.Recorder.Event(env, corev1.EventTypeWarning, "SecurityVerdictFailed", now.Message)
+	}
+	var retry ctrl.Result
+	for _, v := range verdicts {
+		if v.outcome.RetryAt != nil {
+			if after := time.Until(*v.outcome.RetryAt); after > 0 && (retry.RequeueAfter == 0 || after < retry.RequeueAfter) {
+				retry.RequeueAfter = after
+			}
+		}
+	}
+	return retry, nil
+}
+
+// securityVerdict is a securityVerdict gate's outcome for the current release.
+type securityVerdict struct {
+	gate    string
+	outcome gates.Outcome
+}
+
+// setSecurityCondition says whether the current release passes the
+// environment's securityVerdict gates: False when one fails, Unknown while
+// one is pending, True when all pass. Without such gates, or a current
+// release, there is no condition.
+func setSecurityCondition(env *v1alpha1.Environment, verdicts []securityVerdict) {
+	if len(verdicts) == 0 {
+		meta.RemoveStatusCondition(&env.Status.Conditions, v1alpha1.ConditionSecurityVerdict)
+		return
+	}
+	status, reason := metav1.ConditionTrue, "Passed"
+	var failed, pending, passed []string
+	for _, v := range verdicts {
+		line := fmt.Sprintf("gate %s: %s", v.gate, v.outcome.Message)
+		switch v.outcome.Result {
+		case v1alpha1.GateFail:
+			failed = append(failed, line)
+		case v1alpha1.GatePending:
+			pending = append(pending, line)
+		default:
+			passed = append(passed, line)
+		}
+	}
+	lines := passed
+	switch {
+	case len(failed) > 0:
+		status, reason, lines = metav1.ConditionFalse, "Failed", failed
+	case len(pending) > 0:
+		status, reason, lines = metav1.ConditionUnknown, "Pending", pending
+	}
+	meta.SetStatusCondition(&env.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionSecurityVerdict, Status: status, Reason: reason,
+		Message: gates.Truncate(fmt.Sprintf("%s, running here: %s", env.Status.CurrentRelease, strings.Join(lines, "; ")), 1024), ObservedGeneration: env.Generation})
 }
 
 // computeEnvironmentStatus derives the status. History keeps the entries it

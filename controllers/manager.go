@@ -84,7 +84,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	}
 	for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
 		&ReleaseReconciler{Client: c},
-		&EnvironmentReconciler{Client: c},
+		&EnvironmentReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("stella-environments")},
 		&GateReconciler{Client: c},
 		&AutoPromotionReconciler{Client: c},
 		&ApprovalReconciler{Client: c},

@@ -15,6 +15,12 @@ const (
 	// ConditionStalled (abnormal-true) says the reconciler cannot make progress
 	// without a change to the spec; its message names the field and the fix.
 	ConditionStalled = "Stalled"
+	// ConditionSecurityVerdict says, on an Environment, whether the release
+	// it runs still passes the environment's securityVerdict gates with the
+	// advisories and VEX statements known now. It is False when a new
+	// advisory (or a withdrawn VEX statement) makes it fail; the reason is
+	// Passed, Failed or Pending.
+	ConditionSecurityVerdict = "SecurityVerdict"
 )
 
 // Condition reasons, CamelCase as the Kubernetes API conventions require.

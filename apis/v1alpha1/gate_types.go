@@ -17,6 +17,20 @@ const (
 	SeverityCritical Severity = "Critical"
 )
 
+// Severities lists the severities in increasing order.
+var Severities = []Severity{SeverityNone, SeverityUnknown, SeverityLow, SeverityMedium, SeverityHigh, SeverityCritical}
+
+// Rank orders severities, None lowest. A severity that is not one of
+// Severities ranks as Critical, so that what cannot be judged fails closed.
+func (s Severity) Rank() int {
+	for i, known := range Severities {
+		if s == known {
+			return i
+		}
+	}
+	return len(Severities) - 1
+}
+
 // GateSpec holds exactly one gate type.
 // +kubebuilder:validation:XValidation:rule="[has(self.approval), has(self.freezeWindow), has(self.soak), has(self.securityVerdict), has(self.policy), has(self.schedule), has(self.dependency)].filter(x, x).size() == 1",message="set exactly one gate type: approval, freezeWindow, soak, securityVerdict, policy, schedule or dependency"
 type GateSpec struct {

@@ -89,7 +89,7 @@ func runDeploys(ctx context.Context, o deployOptions) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	b := &deployBench{session: session{stella: o.stella, work: work, dataDir: filepath.Join(work, "data")}, o: o,
+	b := &deployBench{session: session{stella: o.stella, work: work, dataDir: filepath.Join(work, "data"), serverArgs: noScan}, o: o,
 		run: "bench-" + rand.String(6), healthy: map[string]time.Time{}}
 	defer b.stopServer()
 	if b.docker, err = dockerclient.New(dockerclient.FromEnv); err != nil {

@@ -138,7 +138,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(work)
 
-	b := &bench{session: session{stella: o.stella, work: work, dataDir: filepath.Join(work, "data")}, opts: o}
+	b := &bench{session: session{stella: o.stella, work: work, dataDir: filepath.Join(work, "data"), serverArgs: noScan}, opts: o}
 	b.res.Objects = o.objects
 	b.res.Namespace = namespace
 	b.res.Machine = describeMachine(ctx, o.stella)
@@ -584,6 +584,11 @@ type server struct {
 	stopTook time.Duration
 	stopErr  error
 }
+
+// noScan keeps the scanner out of the control-plane measurements: most of
+// their release images do not exist, and scanning is measured on its own
+// (go test -bench . ./internal/scan).
+var noScan = []string{"--scan=false"}
 
 func startServer(bin, dataDir, logPath, name string, args ...string) (*server, error) {
 	listen, err := freeLoopbackAddress()

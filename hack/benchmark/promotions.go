@@ -203,7 +203,7 @@ func runPromotions(ctx context.Context, o promotionOptions) error {
 	p := &promotionBench{
 		session: session{
 			stella: o.stella, work: work, dataDir: filepath.Join(work, "data"),
-			serverArgs: []string{"--metrics-listen", metricsAddr},
+			serverArgs: append([]string{"--metrics-listen", metricsAddr}, noScan...),
 		},
 		opts:        o,
 		metricsURL:  "http://" + metricsAddr + "/metrics",

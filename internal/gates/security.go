@@ -48,24 +48,6 @@ const (
 	defaultScanTimeout  = 30 * time.Minute
 )
 
-// severities in increasing order; a severity's rank is its index.
-var severities = []v1alpha1.Severity{
-	v1alpha1.SeverityNone,
-	v1alpha1.SeverityUnknown,
-	v1alpha1.SeverityLow,
-	v1alpha1.SeverityMedium,
-	v1alpha1.SeverityHigh,
-	v1alpha1.SeverityCritical,
-}
-
-// rank orders severities; unrecognised ones rank as Critical (fail closed).
-func rank(s v1alpha1.Severity) int {
-	if i := slices.Index(severities, s); i >= 0 {
-		return i
-	}
-	return len(severities) - 1
-}
-
 // securityPolicy is a validated SecurityVerdictGate with defaults applied.
 type securityPolicy struct {
 	maxSeverity  v1alpha1.Severity
@@ -139,7 +121,7 @@ func EvaluateSecurityVerdict(g *v1alpha1.SecurityVerdictGate, in Inputs) Outcome
 		}
 		return pending(TypeSecurityVerdict, fmt.Sprintf("%s; waiting until %s", msg, formatTime(deadline, time.UTC)), timePtr(deadline), codes...)
 	}
-	return pass(TypeSecurityVerdict, fmt.Sprintf("%d image(s) scanned; highest counted severity %s, %s allowed", len(components), severities[worst], pol.maxSeverity))
+	return pass(TypeSecurityVerdict, fmt.Sprintf("%d image(s) scanned; highest counted severity %s, %s allowed", len(components), v1alpha1.Severities[worst], pol.maxSeverity))
 }
 
 // verdict is one report judged against the policy.
@@ -150,29 +132,29 @@ type verdict struct {
 }
 
 func (p *securityPolicy) judge(r *v1alpha1.ScanReport) verdict {
-	limit := rank(p.maxSeverity)
+	limit := p.maxSeverity.Rank()
 	var v verdict
 	var worst *v1alpha1.Finding
-	lowestListed := len(severities) - 1
+	lowestListed := len(v1alpha1.Severities) - 1
 	for i := range r.Status.Findings {
 		f := &r.Status.Findings[i]
-		lowestListed = min(lowestListed, rank(f.Severity))
+		lowestListed = min(lowestListed, f.Severity.Rank())
 		if !p.counts(f) {
 			continue
 		}
-		if worst == nil || rank(f.Severity) > rank(worst.Severity) {
+		if worst == nil || f.Severity.Rank() > worst.Severity.Rank() {
 			worst = f
 		}
 	}
 	if worst != nil {
-		v.worst = rank(worst.Severity)
+		v.worst = worst.Severity.Rank()
 	}
 	exact := p.applyVEX && !p.fixableOnly
 	if exact && r.Status.MaxSeverity != "" {
-		v.worst = max(v.worst, rank(r.Status.MaxSeverity))
+		v.worst = max(v.worst, r.Status.MaxSeverity.Rank())
 	}
 	if v.worst > limit {
-		if worst != nil && rank(worst.Severity) == v.worst {
+		if worst != nil && worst.Severity.Rank() == v.worst {
 			v.exceeded = fmt.Sprintf("%s %s in %s %s", worst.Severity, worst.Advisory, worst.Package, worst.Version)
 		} else {
 			v.exceeded = fmt.Sprintf("report maxSeverity %s", r.Status.MaxSeverity)
@@ -213,8 +195,8 @@ func compileSecurity(g *v1alpha1.SecurityVerdictGate, path *field.Path) (*securi
 		maxReportAge: cmp.Or(g.MaxReportAge.Duration, defaultMaxReportAge),
 		timeout:      cmp.Or(g.Timeout.Duration, defaultScanTimeout),
 	}
-	if !slices.Contains(severities, p.maxSeverity) {
-		errs = append(errs, field.NotSupported(path.Child("maxSeverity"), g.MaxSeverity, severities))
+	if !slices.Contains(v1alpha1.Severities, p.maxSeverity) {
+		errs = append(errs, field.NotSupported(path.Child("maxSeverity"), g.MaxSeverity, v1alpha1.Severities))
 	}
 	if p.maxReportAge < 0 {
 		errs = append(errs, field.Invalid(path.Child("maxReportAge"), g.MaxReportAge.Duration.String(), "must be positive, such as 24h"))

@@ -233,7 +233,7 @@ func (r osvRange) contains(v version) (bool, string, error) {
 func (a *Advisory) severity(aff osvAffected) v1alpha1.Severity {
 	best := v1alpha1.Severity("")
 	for _, s := range append(slices.Clone(aff.Severity), a.Severity...) {
-		if sev := severityOfScore(s); sev != "" && (best == "" || severityRank(sev) > severityRank(best)) {
+		if sev := severityOfScore(s); sev != "" && (best == "" || sev.Rank() > best.Rank()) {
 			best = sev
 		}
 	}
@@ -304,10 +304,4 @@ func severityOfWord(word string) v1alpha1.Severity {
 		return v1alpha1.SeverityLow
 	}
 	return ""
-}
-
-// severityRank orders severities, None lowest.
-func severityRank(s v1alpha1.Severity) int {
-	return slices.Index([]v1alpha1.Severity{v1alpha1.SeverityNone, v1alpha1.SeverityUnknown, v1alpha1.SeverityLow,
-		v1alpha1.SeverityMedium, v1alpha1.SeverityHigh, v1alpha1.SeverityCritical}, s)
 }

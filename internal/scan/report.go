@@ -74,7 +74,7 @@ func Evaluate(inv *Inventory, snap *Snapshot, docs []VEXDocument, trust []string
 		}
 	}
 	slices.SortStableFunc(r.Findings, func(a, b v1alpha1.Finding) int {
-		return cmp.Or(severityRank(b.Severity)-severityRank(a.Severity), strings.Compare(a.Advisory, b.Advisory),
+		return cmp.Or(b.Severity.Rank()-a.Severity.Rank(), strings.Compare(a.Advisory, b.Advisory),
 			strings.Compare(a.Package, b.Package), strings.Compare(a.Version, b.Version))
 	})
 	r.MaxSeverity = v1alpha1.SeverityNone
@@ -95,7 +95,7 @@ func Evaluate(inv *Inventory, snap *Snapshot, docs []VEXDocument, trust []string
 		default:
 			r.Summary.Unknown++
 		}
-		if severityRank(f.Severity) > severityRank(r.MaxSeverity) {
+		if f.Severity.Rank() > r.MaxSeverity.Rank() {
 			r.MaxSeverity = f.Severity
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,7 +30,7 @@ const (
 	opensslAdvisory = `{"id":"DEBIAN-CVE-2099-1000","modified":"2099-01-01T00:00:00Z","aliases":["CVE-2099-1000"],
   "severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
   "affected":[{"package":{"ecosystem":"Debian:12","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.11-1~deb12u2"}]}]}]}`
-	stdlibAdvisory = `{"id":"GO-2099-1001","modified":"2099-01-01T00:00:00Z","database_specific":{"severity":"MODERATE"},
+	stdlibAdvisory = `{"id":"GO-2099-1001","modified":"2099-01-01T00:00:00Z","database_specific":{"severity":"CRITICAL"},
   "affected":[{"package":{"ecosystem":"Go","name":"stdlib"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0"},{"fixed":"99.0.0"}]}]}]}`
 )
 
@@ -149,6 +150,24 @@ var _ = Describe("Scanning release images", Ordered, func() {
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(ContainSubstring(`spec.document: statements[0].status "not-affected"`))
 	})
 
+	It("lets the release into an environment guarded by a securityVerdict gate, once VEX cleared it", func(ctx SpecContext) {
+		Expect(admin.Create(ctx, &v1alpha1.Gate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-criticals"},
+			Spec: v1alpha1.GateSpec{SecurityVerdict: &v1alpha1.SecurityVerdictGate{MaxSeverity: v1alpha1.SeverityHigh}}})).To(Succeed())
+		env := environment(ns, "prod")
+		env.Spec.Gates = []v1alpha1.LocalObjectReference{{Name: "no-criticals"}}
+		Expect(admin.Create(ctx, env)).To(Succeed())
+		promo := generated(promotion(ns, "", "shop-1", "prod"))
+		Expect(admin.Create(ctx, promo)).To(Succeed())
+		reachesPhaseOn(ctx, admin, promo, v1alpha1.PromotionSucceeded)
+		Eventually(func(g Gomega) {
+			got := &v1alpha1.Environment{}
+			g.Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "prod"}, got)).To(Succeed())
+			c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionSecurityVerdict)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+	})
+
 	It("matches every report again on a new snapshot, from the packages it keeps, without the registry", func(ctx SpecContext) {
 		before := scanReport(ctx).Status.ReportDigest
 		Expect(registry.Close()).To(Succeed())
@@ -161,6 +180,20 @@ var _ = Describe("Scanning release images", Ordered, func() {
 			g.Expect(r.Status.Findings).To(ContainElement(HaveField("Advisory", "GO-2099-1001")))
 			g.Expect(meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
 		}).WithContext(ctx).WithTimeout(60 * time.Second).Should(Succeed())
+
+		By("saying on the environment that the release it runs fails its gate now")
+		Eventually(func(g Gomega) {
+			got := &v1alpha1.Environment{}
+			g.Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "prod"}, got)).To(Succeed())
+			c := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionSecurityVerdict)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(c.Message).To(ContainSubstring("shop-1, running here: gate no-criticals:"))
+			g.Expect(c.Message).To(ContainSubstring("GO-2099-1001"))
+			var events corev1.EventList
+			g.Expect(admin.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+			g.Expect(events.Items).To(ContainElement(And(HaveField("Reason", "SecurityVerdictFailed"), HaveField("InvolvedObject.Name", "prod"))))
+		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
 	})
 
 	It("refuses advisories that are not OSV, keeping the active snapshot", func(ctx SpecContext) {

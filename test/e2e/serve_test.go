@@ -38,6 +38,8 @@ var _ = Describe("stella serve", func() {
 			rel := &v1alpha1.Release{}
 			g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-1"}, rel)).To(Succeed())
 			g.Expect(meta.IsStatusConditionTrue(rel.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
+			// Settled once the scanner's reports of both images show.
+			g.Expect(rel.Status.Components).To(HaveLen(len(rel.Spec.Components)))
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
 		before := snapshot(ctx, c, objs)
 

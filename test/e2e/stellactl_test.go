@@ -189,7 +189,7 @@ var _ = Describe("stellactl", func() {
 	It("refuses an unknown role and lists the valid ones", func(ctx SpecContext) {
 		out, err := stellactl(ctx, kc, "auth", "create-user", "bob", "--role", "superuser")
 		Expect(err).To(HaveOccurred())
-		Expect(out).To(ContainSubstring("viewer, auditor, releaser, approver, admin, agent"))
+		Expect(out).To(ContainSubstring("viewer, auditor, releaser, approver, security, admin, agent"))
 	})
 
 	It("finds the local server's admin kubeconfig when nothing else is configured", func(ctx SpecContext) {

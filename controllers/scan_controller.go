@@ -195,8 +195,11 @@ func (r *ScanReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}()
 	inv, err := r.inventory(ctx, report)
 	if err != nil {
-		markReconciling(&report.Status.Conditions, report.Generation, reasonScanFailed, gates.Truncate(err.Error(), 1024))
-		r.Recorder.Event(report, corev1.EventTypeWarning, reasonScanFailed, gates.Truncate(err.Error(), 1024))
+		message := gates.Truncate(err.Error(), 1024)
+		if c := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReconciling); c == nil || c.Reason != reasonScanFailed || c.Message != message {
+			r.Recorder.Event(report, corev1.EventTypeWarning, reasonScanFailed, message)
+		}
+		markReconciling(&report.Status.Conditions, report.Generation, reasonScanFailed, message)
 		return ctrl.Result{RequeueAfter: scanRetryAfter}, nil
 	}
 	report.Status.Packages = int32(len(inv.Packages))
@@ -225,9 +228,11 @@ func (r *ScanReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 }
 
 // inventory reads the image's packages, saying so in the status first when
-// that means reading its layers.
+// that means reading its layers (unless it is trying again after a failure,
+// which the status says already).
 func (r *ScanReportReconciler) inventory(ctx context.Context, report *v1alpha1.ScanReport) (*scan.Inventory, error) {
-	if !r.Scanner.Cached(report.Spec.Image.Digest()) {
+	failing := meta.FindStatusCondition(report.Status.Conditions, v1alpha1.ConditionReconciling)
+	if !r.Scanner.Cached(report.Spec.Image.Digest()) && (failing == nil || failing.Reason != reasonScanFailed) {
 		progress := report.DeepCopy()
 		markReconciling(&progress.Status.Conditions, report.Generation, reasonScanning, "reading the layers of "+string(report.Spec.Image))
 		if err := patchStatus(ctx, r.Client, report, progress); err != nil {
@@ -271,8 +276,9 @@ func (r *ScanReportReconciler) acceptedVEX(ctx context.Context, namespace string
 	return docs, nil
 }
 
+// storeSBOM stores the image's SBOM once: it changes only with the image.
 func (r *ScanReportReconciler) storeSBOM(report *v1alpha1.ScanReport, inv *scan.Inventory) error {
-	if r.Blobs == nil {
+	if r.Blobs == nil || report.Status.SBOMDigest != "" && report.Status.ObservedGeneration == report.Generation {
 		return nil
 	}
 	sbom, err := scan.SBOM(inv, string(report.Spec.Image))

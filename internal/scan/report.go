@@ -43,19 +43,25 @@ func Evaluate(inv *Inventory, snap *Snapshot, docs []VEXDocument, trust []string
 		r.VEX = append(r.VEX, d.Name)
 	}
 	slices.Sort(r.VEX)
-	seen := map[string]bool{}
+	type findingKey struct{ path, typ, name, version, advisory string }
+	seen := map[findingKey]bool{}
 	for _, p := range inv.Packages {
 		base, _, _ := strings.Cut(p.Ecosystem, ":")
-		for _, e := range snap.byPackage[packageKey{base, p.matchName()}] {
+		entries := snap.byPackage[packageKey{base, p.matchName()}]
+		if len(entries) == 0 {
+			continue
+		}
+		installed := lazyVersion{raw: p.matchVersion(), ecosystem: base}
+		for _, e := range entries {
 			if !appliesTo(e.affected.Package.Ecosystem, p.Ecosystem) {
 				continue
 			}
-			affected, fixedIn, err := e.affected.affects(p)
+			affected, fixedIn, err := e.affects(&installed)
 			if err != nil {
 				r.Problems = append(r.Problems, fmt.Sprintf("%s %s (%s): advisory %s: %v", p.Name, p.Version, p.Path, e.advisory.ID, err))
 				continue
 			}
-			key := strings.Join([]string{p.Path, p.Type, p.Name, p.Version, e.advisory.ID}, "\x00")
+			key := findingKey{p.Path, p.Type, p.Name, p.Version, e.advisory.ID}
 			if !affected || seen[key] {
 				continue
 			}
@@ -65,8 +71,8 @@ func Evaluate(inv *Inventory, snap *Snapshot, docs []VEXDocument, trust []string
 				Ecosystem: p.Ecosystem,
 				Version:   p.Version,
 				Advisory:  e.advisory.ID,
-				Aliases:   slices.Sorted(slices.Values(e.advisory.Aliases)),
-				Severity:  e.advisory.severity(e.affected),
+				Aliases:   slices.Clone(e.aliases),
+				Severity:  e.severity,
 				FixedIn:   fixedIn,
 			}
 			rules.apply(&f, p, inv.Image)

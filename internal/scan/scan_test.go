@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -519,5 +520,37 @@ func TestAdvisoryStore(t *testing.T) {
 	}
 	if _, err := must(OpenAdvisoryStore(filepath.Join(dir, "advisories")))(t).Active(); err == nil || !strings.Contains(err.Error(), "the store was changed") {
 		t.Errorf("a tampered document: %v", err)
+	}
+}
+
+func TestScannerReadsLayoutsAndKeepsToItsRegistries(t *testing.T) {
+	f := setUp(t)
+	layoutDir := t.TempDir()
+	img := remoteImage(t, f.alpine)
+	p := must(layout.Write(layoutDir, empty.Index))(t)
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	scanner := must(Open(Options{Dir: t.TempDir(), Parallel: 1, Registries: []string{"registry.internal"}, Layouts: []string{layoutDir}}))(t)
+
+	// In the layout: read from there, the registry is not asked.
+	inv := must(scanner.Inventory(t.Context(), f.alpine))(t)
+	if len(inv.Packages) != 2 || inv.OS.ID != "alpine" {
+		t.Errorf("from the OCI layout: %+v", inv)
+	}
+	// Elsewhere: refused by --scan-registries, without a request.
+	_, err := scanner.Inventory(t.Context(), f.debian)
+	if err == nil || !strings.Contains(err.Error(), "--scan-registries") || !strings.Contains(err.Error(), "registry.internal") {
+		t.Errorf("an image outside the allowed registries: %v", err)
+	}
+
+	// A digest the registry does not hold.
+	open := must(Open(Options{Dir: t.TempDir(), Parallel: 1}))(t)
+	missing := f.registry.Host + "/shop/api@sha256:" + strings.Repeat("0", 64)
+	if _, err := open.Inventory(t.Context(), missing); err == nil || !strings.Contains(err.Error(), "read image "+missing) || !strings.Contains(err.Error(), "MANIFEST_UNKNOWN") {
+		t.Errorf("an image the registry does not hold: %v", err)
+	}
+	if _, err := open.Inventory(t.Context(), "shop/api:latest"); err == nil || !strings.Contains(err.Error(), "not an image reference pinned by digest") {
+		t.Errorf("a tag: %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/pki"
 )
 
@@ -140,14 +141,54 @@ type Snapshot struct {
 	// Documents, sorted by ID.
 	Documents []Document
 	// byPackage indexes the affected entries by OSV ecosystem base and name.
-	byPackage map[packageKey][]affectedEntry
+	byPackage map[packageKey][]*affectedEntry
 }
 
 type packageKey struct{ ecosystem, name string }
 
+// affectedEntry is one affected package of an advisory. Its versions are
+// parsed when it is first matched, once for every report that matches it.
 type affectedEntry struct {
-	advisory *Advisory
-	affected osvAffected
+	advisory  *Advisory
+	affected  osvAffected
+	ecosystem string
+	once      sync.Once
+	prepared  *matcher
+	severity  v1alpha1.Severity
+	aliases   []string
+	// verdicts remembers the verdict for each installed version matched:
+	// images built on one base share their package versions, and parsing
+	// and comparing versions is most of the cost of matching.
+	verdicts sync.Map
+}
+
+type rangeVerdict struct {
+	affected bool
+	fixedIn  string
+}
+
+// affects tells whether an installed version is affected, and the first
+// version that fixes it. The entry is readied on first use: its versions
+// parsed, its severity rated, its aliases sorted.
+func (e *affectedEntry) affects(installed *lazyVersion) (bool, string, error) {
+	e.once.Do(func() {
+		e.prepared = prepare(e.affected, e.ecosystem)
+		e.severity = e.advisory.severity(e.affected)
+		e.aliases = slices.Sorted(slices.Values(e.advisory.Aliases))
+	})
+	if e.prepared.err != nil {
+		return false, "", e.prepared.err
+	}
+	if v, ok := e.verdicts.Load(installed.raw); ok {
+		return v.(rangeVerdict).affected, v.(rangeVerdict).fixedIn, nil
+	}
+	parsed, err := installed.get()
+	if err != nil {
+		return false, "", err
+	}
+	affected, fixedIn := e.prepared.affects(parsed)
+	e.verdicts.Store(installed.raw, rangeVerdict{affected, fixedIn})
+	return affected, fixedIn, nil
 }
 
 // NewSnapshot makes a snapshot of documents. Two documents with one ID are
@@ -156,7 +197,7 @@ func NewSnapshot(docs []Document) (*Snapshot, error) {
 	docs = slices.Clone(docs)
 	slices.SortStableFunc(docs, func(a, b Document) int { return strings.Compare(a.Advisory.ID, b.Advisory.ID) })
 	h := sha256.New()
-	s := &Snapshot{byPackage: map[packageKey][]affectedEntry{}}
+	s := &Snapshot{byPackage: map[packageKey][]*affectedEntry{}}
 	for i, d := range docs {
 		if i > 0 && docs[i-1].Advisory.ID == d.Advisory.ID {
 			if !bytes.Equal(docs[i-1].Raw, d.Raw) {
@@ -175,7 +216,7 @@ func NewSnapshot(docs []Document) (*Snapshot, error) {
 			}
 			base, _, _ := strings.Cut(aff.Package.Ecosystem, ":")
 			key := packageKey{base, aff.Package.Name}
-			s.byPackage[key] = append(s.byPackage[key], affectedEntry{advisory: d.Advisory, affected: aff})
+			s.byPackage[key] = append(s.byPackage[key], &affectedEntry{advisory: d.Advisory, affected: aff, ecosystem: base})
 		}
 	}
 	s.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))

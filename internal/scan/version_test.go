@@ -32,16 +32,19 @@ func TestRangeOrdering(t *testing.T) {
 		{"Maven qualifiers before the release", "Maven", "2.15.0-rc1", []osvEvent{{Introduced: "2.0"}, {Fixed: "2.15.0"}}, true, "2.15.0"},
 		{"Maven final equals the release", "Maven", "2.15.0.Final", []osvEvent{{Introduced: "2.0"}, {Fixed: "2.15.0"}}, false, ""},
 		{"limit caps a range", "Go", "2.0.0", []osvEvent{{Introduced: "0"}, {Limit: "1.5.0"}}, false, ""},
+		{"limit caps an introduced above it", "Go", "2.0.0", []osvEvent{{Introduced: "0"}, {Limit: "1.5.0"}, {Introduced: "1.8.0"}}, false, ""},
+		{"below the limit", "Go", "1.2.0", []osvEvent{{Introduced: "0"}, {Limit: "1.5.0"}}, true, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			v, err := parseVersion(c.installed, c.ecosystem)
 			if err != nil {
 				t.Fatal(err)
 			}
-			affected, fixedIn, err := osvRange{Type: "ECOSYSTEM", Events: c.events}.contains(v)
-			if err != nil {
-				t.Fatal(err)
+			m := prepare(osvAffected{Ranges: []osvRange{{Type: "ECOSYSTEM", Events: c.events}}}, c.ecosystem)
+			if m.err != nil {
+				t.Fatal(m.err)
 			}
+			affected, fixedIn := m.affects(v)
 			if affected != c.affected || fixedIn != c.fixedIn {
 				t.Errorf("%s %s in %+v: affected %v, fixed in %q; want %v, %q", c.ecosystem, c.installed, c.events, affected, fixedIn, c.affected, c.fixedIn)
 			}

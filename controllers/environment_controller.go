@@ -69,14 +69,10 @@ func (r *EnvironmentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // runningImage lists the environments that run, or ran, a release that pins
 // the report's image.
 func (r *EnvironmentReconciler) runningImage(ctx context.Context, o client.Object) []reconcile.Request {
-	var releases v1alpha1.ReleaseList
-	if err := r.List(ctx, &releases, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexDigest: o.(*v1alpha1.ScanReport).Spec.Image.Digest()}); err != nil {
-		return nil
-	}
 	var reqs []reconcile.Request
-	for _, rel := range releases.Items {
+	for _, rel := range releasesPinning(ctx, r.Client, o) {
 		var envs v1alpha1.EnvironmentList
-		if err := r.List(ctx, &envs, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexReleasesRun: rel.Name}); err != nil {
+		if err := r.List(ctx, &envs, client.InNamespace(rel.Namespace), client.MatchingFields{indexReleasesRun: rel.Name}); err != nil {
 			return nil
 		}
 		for _, env := range envs.Items {

@@ -35,7 +35,9 @@ func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			}
 			return reqs
 		})).
-		Watches(&v1alpha1.ScanReport{}, handler.EnqueueRequestsFromMapFunc(r.releasesOfImage)).
+		Watches(&v1alpha1.ScanReport{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return releasesPinning(ctx, r.Client, o)
+		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
 }
@@ -69,11 +71,11 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	return ctrl.Result{}, nil
 }
 
-// releasesOfImage lists the releases in the report's namespace that pin its
+// releasesPinning lists the releases in the report's namespace that pin its
 // image.
-func (r *ReleaseReconciler) releasesOfImage(ctx context.Context, o client.Object) []reconcile.Request {
+func releasesPinning(ctx context.Context, c client.Client, report client.Object) []reconcile.Request {
 	var releases v1alpha1.ReleaseList
-	if err := r.List(ctx, &releases, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexDigest: o.(*v1alpha1.ScanReport).Spec.Image.Digest()}); err != nil {
+	if err := c.List(ctx, &releases, client.InNamespace(report.GetNamespace()), client.MatchingFields{indexDigest: report.(*v1alpha1.ScanReport).Spec.Image.Digest()}); err != nil {
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(releases.Items))

@@ -65,11 +65,20 @@ type ReleaseScanReconciler struct {
 	client.Client
 }
 
-// SetupWithManager registers the reconciler.
+// SetupWithManager registers the reconciler; a report deleted by hand is
+// made again for the releases that pin its image.
 func (r *ReleaseScanReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	deleted := predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("release-scan").
 		For(&v1alpha1.Release{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.ScanReport{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return releasesPinning(ctx, r.Client, o)
+		}), builder.WithPredicates(deleted)).
 		Complete(r)
 }
 

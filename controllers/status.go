@@ -27,20 +27,20 @@ func markReady(conds *[]metav1.Condition, generation int64, message string) {
 // markStalled sets Stalled=True and Ready=False with the same reason and
 // message: the spec must change before anything else happens.
 func markStalled(conds *[]metav1.Condition, generation int64, reason, message string) {
-	for _, t := range []string{v1alpha1.ConditionStalled, v1alpha1.ConditionReady} {
-		status := metav1.ConditionTrue
-		if t == v1alpha1.ConditionReady {
-			status = metav1.ConditionFalse
-		}
-		meta.SetStatusCondition(conds, metav1.Condition{Type: t, Status: status, Reason: reason, Message: message, ObservedGeneration: generation})
-	}
+	markNotReady(conds, v1alpha1.ConditionStalled, generation, reason, message)
 	meta.RemoveStatusCondition(conds, v1alpha1.ConditionReconciling)
 }
 
 // markReconciling sets Reconciling=True and Ready=False with the same reason
 // and message: the reconciler is working or waiting, and says on what.
 func markReconciling(conds *[]metav1.Condition, generation int64, reason, message string) {
-	for _, t := range []string{v1alpha1.ConditionReconciling, v1alpha1.ConditionReady} {
+	markNotReady(conds, v1alpha1.ConditionReconciling, generation, reason, message)
+}
+
+// markNotReady sets the abnormal-true condition why and Ready=False with
+// the same reason and message.
+func markNotReady(conds *[]metav1.Condition, why string, generation int64, reason, message string) {
+	for _, t := range []string{why, v1alpha1.ConditionReady} {
 		status := metav1.ConditionTrue
 		if t == v1alpha1.ConditionReady {
 			status = metav1.ConditionFalse

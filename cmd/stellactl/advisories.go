@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/stella-ops/stella/internal/scan"
@@ -44,7 +45,9 @@ func advisoriesImportCommand(f cmdutil.Factory, streams genericiooptions.IOStrea
 		Short: "Import OSV advisories as the active snapshot",
 		Long: `Import OSV JSON documents from a file (one document or an array), a directory
 of .json files, or a zip of them (OSV's per-ecosystem exports), and make them
-the active snapshot. Every document is checked first; one that is not valid
+the active snapshot. An http(s) URL is downloaded first, from the machine
+running stellactl: that is the only way anything is fetched, so point it at
+your mirror. Every document is checked first; one that is not valid
 OSV fails the import, naming its file and field, and the store is unchanged.
 
 Importing the content of the active snapshot again changes nothing. Other
@@ -56,12 +59,24 @@ detached signature by that key (ECDSA P-256 or Ed25519, raw or base64, as
 cosign sign-blob writes it).`,
 		Example: `  stellactl advisories import Debian-all.zip --source osv.dev/Debian
   stellactl advisories import ./advisories/ --source internal-feed
+  stellactl advisories import https://osv-mirror.internal/Debian/all.zip
   stellactl advisories import feed.zip --signature feed.zip.sig --key feed.pub`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
 			if (signatureFile == "") != (keyFile == "") {
 				return fmt.Errorf("--signature and --key go together")
+			}
+			if source == "" {
+				source = path
+			}
+			if strings.HasPrefix(path, "https://") || strings.HasPrefix(path, "http://") {
+				local, err := download(cmd.Context(), path)
+				if err != nil {
+					return err
+				}
+				defer os.Remove(local)
+				path = local
 			}
 			if signatureFile != "" {
 				if err := verifyFileSignature(path, signatureFile, keyFile); err != nil {
@@ -78,9 +93,6 @@ cosign sign-blob writes it).`,
 			body, err := zipOf(docs)
 			if err != nil {
 				return err
-			}
-			if source == "" {
-				source = path
 			}
 			data, err := advisoryRequest(cmd.Context(), f, http.MethodPost, scan.PathSnapshots, map[string]string{"source": source}, body)
 			if err != nil {
@@ -102,6 +114,41 @@ cosign sign-blob writes it).`,
 	cmd.Flags().StringVar(&signatureFile, "signature", "", "detached signature of PATH")
 	cmd.Flags().StringVar(&keyFile, "key", "", "PEM public key the signature must verify with")
 	return cmd
+}
+
+// download fetches a zip or JSON file of advisories to a temporary file
+// with the same suffix.
+func download(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("download %s: %w", url, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("download %s: %s", url, res.Status)
+	}
+	suffix := ".json"
+	if strings.HasSuffix(strings.SplitN(url, "?", 2)[0], ".zip") || res.Header.Get("Content-Type") == "application/zip" {
+		suffix = ".zip"
+	}
+	f, err := os.CreateTemp("", "stella-advisories-*"+suffix)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	n, err := io.Copy(f, io.LimitReader(res.Body, scan.MaxImportSize+1))
+	if err == nil && n > scan.MaxImportSize {
+		err = fmt.Errorf("larger than %d bytes, the most an import takes", scan.MaxImportSize)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("download %s: %w", url, err)
+	}
+	return f.Name(), nil
 }
 
 func verifyFileSignature(path, signatureFile, keyFile string) error {
@@ -168,26 +215,16 @@ func advisoriesListCommand(f cmdutil.Factory, streams genericiooptions.IOStreams
 }
 
 // advisoryRequest calls the server's advisory store.
-func advisoryRequest(ctx context.Context, f cmdutil.Factory, method, path string, params map[string]string, body []byte) ([]byte, error) {
-	cfg, err := f.ToRESTConfig()
+func advisoryRequest(ctx context.Context, f cmdutil.Factory, method, path string, params map[string]string, zipBody []byte) ([]byte, error) {
+	cs, err := clientset(f)
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	req := cs.Discovery().RESTClient().Verb(method).AbsPath(scan.PathPrefix + path)
+	values := url.Values{}
 	for k, v := range params {
-		req = req.Param(k, v)
+		values.Set(k, v)
 	}
-	if body != nil {
-		req = req.SetHeader("Content-Type", "application/zip").Body(body)
-	}
-	res := req.Do(ctx)
-	status := 0
-	res.StatusCode(&status)
-	data, err := res.Raw()
+	data, status, err := callServer(ctx, cs, method, scan.PathPrefix+path, values, zipBody)
 	switch {
 	case status == http.StatusForbidden:
 		return nil, fmt.Errorf("forbidden: %s %s%s needs the stella-security ClusterRole, bound cluster-wide", method, scan.PathPrefix, path)

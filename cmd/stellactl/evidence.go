@@ -177,28 +177,17 @@ func blobPath(d v1alpha1.Digest) string {
 
 // evidenceGetter reads a path under /evidence/v1/ of the server.
 func evidenceGetter(f cmdutil.Factory) (func(context.Context, string) ([]byte, error), error) {
-	cfg, err := f.ToRESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := clientset(f)
 	if err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context, path string) ([]byte, error) {
 		path, query, _ := strings.Cut(path, "?")
-		req := cs.Discovery().RESTClient().Get().AbsPath(evidence.PathPrefix + path)
 		values, err := url.ParseQuery(query)
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range values {
-			req = req.Param(k, v[0])
-		}
-		res := req.Do(ctx)
-		status := 0
-		res.StatusCode(&status)
-		data, err := res.Raw()
+		data, status, err := callServer(ctx, cs, http.MethodGet, evidence.PathPrefix+path, values, nil)
 		switch {
 		case status == http.StatusForbidden:
 			return nil, fmt.Errorf("forbidden: reading %s%s needs the stella-auditor ClusterRole, bound cluster-wide", evidence.PathPrefix, path)
@@ -209,6 +198,33 @@ func evidenceGetter(f cmdutil.Factory) (func(context.Context, string) ([]byte, e
 		}
 		return data, nil
 	}, nil
+}
+
+// clientset is a Kubernetes clientset for the server of the kubeconfig.
+func clientset(f cmdutil.Factory) (*kubernetes.Clientset, error) {
+	cfg, err := f.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// callServer sends one request to a path the API server serves beside the
+// API (/evidence/v1/, /advisories/v1/), behind its authentication, and
+// returns the answer, its status code, and an error for any status but 2xx.
+func callServer(ctx context.Context, cs *kubernetes.Clientset, method, path string, params url.Values, zipBody []byte) ([]byte, int, error) {
+	req := cs.Discovery().RESTClient().Verb(method).AbsPath(path)
+	for k, v := range params {
+		req = req.Param(k, v[0])
+	}
+	if zipBody != nil {
+		req = req.SetHeader("Content-Type", "application/zip").Body(zipBody)
+	}
+	res := req.Do(ctx)
+	status := 0
+	res.StatusCode(&status)
+	data, err := res.Raw()
+	return data, status, err
 }
 
 func evidenceVerifyCommand(streams genericiooptions.IOStreams) *cobra.Command {

@@ -2,7 +2,15 @@ package e2e
 
 import (
 	"archive/tar"
+	"archive/zip"
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +130,11 @@ var _ = Describe("Scanning release images", Ordered, func() {
 		out, err = stellactl(ctx, srv.Kubeconfig(), "advisories", "import", advisories, "--source", "e2e-feed")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring("unchanged: already active"))
+
+		out, err = stellactl(ctx, srv.Kubeconfig(), "describe", "scanreport", report.Name, "-n", ns)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("DEBIAN-CVE-2099-1000"))
+		Expect(out).To(MatchRegexp(`Max Severity:\s+Critical`))
 	})
 
 	It("suppresses a finding that a VEX statement marks not_affected, and says why", func(ctx SpecContext) {
@@ -218,6 +231,58 @@ var _ = Describe("Scanning release images", Ordered, func() {
 			_ = admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.ScanReportName("sha256:" + strings.Repeat("e", 64))}, r)
 			return conditionMessage(r.Status.Conditions, v1alpha1.ConditionReconciling)
 		}).WithContext(ctx).WithTimeout(60 * time.Second).Should(ContainSubstring("read image " + missing))
+	})
+})
+
+var _ = Describe("stellactl advisories import from a mirror", func() {
+	It("downloads the file, checks its signature, and refuses one that does not verify", func(ctx SpecContext) {
+		srv := startServer(framework.ServerOptions{Args: []string{"--scan-registries", "127.0.0.1"}})
+		var zipped bytes.Buffer
+		z := zip.NewWriter(&zipped)
+		w, err := z.Create("DEBIAN-CVE-2099-1000.json")
+		Expect(err).NotTo(HaveOccurred())
+		_, err = w.Write([]byte(opensslAdvisory))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(z.Close()).To(Succeed())
+		mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/osv/Debian/all.zip" {
+				http.NotFound(w, r)
+				return
+			}
+			_, _ = w.Write(zipped.Bytes())
+		}))
+		defer mirror.Close()
+
+		dir := GinkgoT().TempDir()
+		pub, priv, err := ed25519.GenerateKey(nil)
+		Expect(err).NotTo(HaveOccurred())
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		Expect(err).NotTo(HaveOccurred())
+		key := filepath.Join(dir, "mirror.pub")
+		Expect(os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)).To(Succeed())
+		sig := filepath.Join(dir, "all.zip.sig")
+		Expect(os.WriteFile(sig, []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(priv, zipped.Bytes()))), 0o644)).To(Succeed())
+		forged := filepath.Join(dir, "forged.sig")
+		Expect(os.WriteFile(forged, []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(priv, []byte("other content")))), 0o644)).To(Succeed())
+
+		url := mirror.URL + "/osv/Debian/all.zip"
+		out, err := stellactl(ctx, srv.Kubeconfig(), "advisories", "import", url, "--signature", forged, "--key", key)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("the signature does not verify with " + key))
+		out, err = stellactl(ctx, srv.Kubeconfig(), "advisories", "list")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).NotTo(ContainSubstring(url), "nothing was imported")
+
+		out, err = stellactl(ctx, srv.Kubeconfig(), "advisories", "import", url, "--signature", sig, "--key", key)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("(1 advisories) imported"))
+		out, err = stellactl(ctx, srv.Kubeconfig(), "advisories", "list")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring(url))
+
+		out, err = stellactl(ctx, srv.Kubeconfig(), "advisories", "import", mirror.URL+"/osv/Alpine/all.zip")
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("404 Not Found"))
 	})
 })
 

@@ -71,6 +71,13 @@ func (c *Cataloguer) Inventory(ctx context.Context, img v1.Image) (*Inventory, e
 	if err != nil {
 		return nil, fmt.Errorf("read the image manifest: %w", err)
 	}
+	return c.InventoryAs(ctx, digest, img)
+}
+
+// InventoryAs reads what is installed in an image and keeps it under
+// digest: the digest a release pins, which for a multi-platform image is
+// its index's, not the digest of the platform's image that is read.
+func (c *Cataloguer) InventoryAs(ctx context.Context, digest v1.Hash, img v1.Image) (*Inventory, error) {
 	if inv, ok := c.Cached(digest.String()); ok {
 		return inv, nil
 	}

@@ -554,3 +554,30 @@ func TestScannerReadsLayoutsAndKeepsToItsRegistries(t *testing.T) {
 		t.Errorf("a tag: %v", err)
 	}
 }
+
+func TestScannerKeepsAMultiPlatformImageUnderItsIndexDigest(t *testing.T) {
+	f := setUp(t)
+	img := remoteImage(t, f.alpine)
+	index := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+	ref := must(name.NewTag(f.registry.Host + "/shop/multi:1"))(t)
+	if err := remote.WriteIndex(ref, index); err != nil {
+		t.Fatal(err)
+	}
+	indexDigest := must(index.Digest())(t).String()
+	byIndex := f.registry.Host + "/shop/multi@" + indexDigest
+	scanner := must(Open(Options{Dir: t.TempDir(), Parallel: 1}))(t)
+	inv := must(scanner.Inventory(t.Context(), byIndex))(t)
+	if inv.Image != indexDigest || len(inv.Packages) != 2 || !scanner.Cached(indexDigest) {
+		t.Errorf("a multi-platform image: %s with %d packages, cached %v", inv.Image, len(inv.Packages), scanner.Cached(indexDigest))
+	}
+
+	layoutDir := t.TempDir()
+	if _, err := layout.Write(layoutDir, index); err != nil {
+		t.Fatal(err)
+	}
+	offline := must(Open(Options{Dir: t.TempDir(), Parallel: 1, Registries: []string{"none.invalid"}, Layouts: []string{layoutDir}}))(t)
+	if inv := must(offline.Inventory(t.Context(), byIndex))(t); inv.Image != indexDigest || len(inv.Packages) != 2 {
+		t.Errorf("a multi-platform image from an OCI layout: %+v", inv)
+	}
+}

@@ -66,7 +66,8 @@ func Open(o Options) (*Scanner, error) {
 func (s *Scanner) Trust() []string { return s.opts.Trust }
 
 // Inventory reads what an image pinned by digest holds: from the cache when
-// the image was read before, else from an OCI layout or its registry.
+// the image was read before, else from an OCI layout or its registry. Of a
+// multi-platform image, the linux/amd64 image is read.
 func (s *Scanner) Inventory(ctx context.Context, ref string) (*Inventory, error) {
 	digest, err := name.NewDigest(ref)
 	if err != nil {
@@ -79,7 +80,11 @@ func (s *Scanner) Inventory(ctx context.Context, ref string) (*Inventory, error)
 	if err != nil {
 		return nil, err
 	}
-	return s.Cataloguer.Inventory(ctx, img)
+	hash, err := v1.NewHash(digest.DigestStr())
+	if err != nil {
+		return nil, err
+	}
+	return s.Cataloguer.InventoryAs(ctx, hash, img)
 }
 
 // Cached tells whether an image's inventory is in the cache, so that reading
@@ -100,8 +105,18 @@ func (s *Scanner) image(ctx context.Context, ref name.Digest) (v1.Image, error) 
 		if err != nil {
 			return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
 		}
-		if img, err := p.Image(hash); err == nil {
+		root, err := p.ImageIndex()
+		if err != nil {
+			return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+		}
+		if img, err := root.Image(hash); err == nil {
 			return img, nil
+		}
+		if index, err := root.ImageIndex(hash); err == nil {
+			return linuxAMD64(index)
+		}
+		if d, err := root.Digest(); err == nil && d == hash {
+			return linuxAMD64(root)
 		}
 	}
 	registry := ref.Context().RegistryStr()
@@ -118,6 +133,21 @@ func (s *Scanner) image(ctx context.Context, ref name.Digest) (v1.Image, error) 
 		return nil, fmt.Errorf("read image %s: %w", ref, err)
 	}
 	return img, nil
+}
+
+// linuxAMD64 is the linux/amd64 image of a multi-platform index, as a
+// registry's default platform picks it.
+func linuxAMD64(index v1.ImageIndex) (v1.Image, error) {
+	m, err := index.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range m.Manifests {
+		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == "amd64" {
+			return index.Image(d.Digest)
+		}
+	}
+	return nil, fmt.Errorf("the image index holds no linux/amd64 image")
 }
 
 func (s *Scanner) registryAllowed(registry string) bool {

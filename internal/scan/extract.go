@@ -181,7 +181,7 @@ func (x *extractors) extractFile(ctx context.Context, r io.Reader, file tarFile,
 		inv, err := e.Extract(ctx, &filesystem.ScanInput{
 			FS:     emptyFS{},
 			Path:   file.path,
-			Root:   "/",
+			Root:   "", // no directory on disk: extractors that want a real path get a copy of the file
 			Info:   file.info,
 			Reader: io.NewSectionReader(content, 0, file.info.Size()),
 		})

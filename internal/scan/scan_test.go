@@ -513,9 +513,17 @@ func TestAdvisoryStore(t *testing.T) {
 	}
 
 	// A document changed on disk is found when the snapshot is read.
-	entries := must(os.ReadDir(filepath.Join(dir, "advisories", "documents")))(t)
-	victim := filepath.Join(dir, "advisories", "documents", entries[0].Name())
-	if err := os.WriteFile(victim, []byte(`{"id":"FORGED-1","modified":"2099-01-01T00:00:00Z"}`), 0o600); err != nil {
+	stored := filepath.Join(dir, "advisories", "snapshots", strings.TrimPrefix(second.Digest, "sha256:")+".zip")
+	forged := must(NewSnapshot([]Document{
+		{Raw: []byte(advisories["DEBIAN-CVE-2099-0001"]), Advisory: must(ParseAdvisory([]byte(advisories["DEBIAN-CVE-2099-0001"])))(t)},
+		{Raw: []byte(advisories["GO-2099-0006"]), Advisory: must(ParseAdvisory([]byte(advisories["GO-2099-0006"])))(t)},
+		{Raw: []byte(strings.Replace(advisories["GHSA-2099-0007"], "4.17.21", "4.17.20", 1)), Advisory: must(ParseAdvisory([]byte(advisories["GHSA-2099-0007"])))(t)},
+	}))(t)
+	var buf bytes.Buffer
+	if err := forged.WriteZip(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stored, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := must(OpenAdvisoryStore(filepath.Join(dir, "advisories")))(t).Active(); err == nil || !strings.Contains(err.Error(), "the store was changed") {

@@ -49,9 +49,13 @@ func (s *Scanner) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathPrefix+PathSnapshots+"/{digest}", func(w http.ResponseWriter, r *http.Request) {
 		var snap *Snapshot
 		var err error
-		if d := r.PathValue("digest"); d == "active" {
+		switch d := r.PathValue("digest"); {
+		case d == "active":
 			snap, err = s.Advisories.Active()
-		} else {
+		case !snapshotDigest.MatchString(d):
+			http.Error(w, fmt.Sprintf("%q is not a snapshot digest: use sha256:<64 hex digits> or active", d), http.StatusBadRequest)
+			return
+		default:
 			snap, err = s.Advisories.Snapshot(d)
 		}
 		switch {

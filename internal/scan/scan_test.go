@@ -5,6 +5,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -587,5 +588,53 @@ func TestScannerKeepsAMultiPlatformImageUnderItsIndexDigest(t *testing.T) {
 	offline := must(Open(Options{Dir: t.TempDir(), Parallel: 1, Registries: []string{"none.invalid"}, Layouts: []string{layoutDir}}))(t)
 	if inv := must(offline.Inventory(t.Context(), byIndex))(t); inv.Image != indexDigest || len(inv.Packages) != 2 {
 		t.Errorf("a multi-platform image from an OCI layout: %+v", inv)
+	}
+}
+
+func TestAdvisoryHandler(t *testing.T) {
+	scanner := must(Open(Options{Dir: t.TempDir(), Parallel: 1}))(t)
+	srv := httptest.NewServer(scanner.Handler())
+	defer srv.Close()
+	call := func(method, path string, body []byte) (int, string) {
+		t.Helper()
+		req := must(http.NewRequestWithContext(t.Context(), method, srv.URL+PathPrefix+path, bytes.NewReader(body)))(t)
+		res := must(http.DefaultClient.Do(req))(t)
+		defer res.Body.Close()
+		return res.StatusCode, string(must(io.ReadAll(res.Body))(t))
+	}
+	zipOf := func(docs ...string) []byte {
+		var buf bytes.Buffer
+		z := zip.NewWriter(&buf)
+		for i, d := range docs {
+			w := must(z.Create(fmt.Sprintf("doc-%d.json", i)))(t)
+			_, _ = w.Write([]byte(d))
+		}
+		if err := z.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+
+	if code, body := call(http.MethodGet, PathSnapshots+"/active", nil); code != http.StatusNotFound || !strings.Contains(body, "stellactl advisories import") {
+		t.Errorf("no snapshot yet: %d %s", code, body)
+	}
+	if code, body := call(http.MethodGet, PathSnapshots+"/..%2F..%2Fetc%2Fpasswd", nil); code != http.StatusBadRequest {
+		t.Errorf("a path for a digest: %d %s", code, body)
+	}
+	if code, body := call(http.MethodPost, PathSnapshots+"?source=feed", zipOf(advisories["GO-2099-0006"], `{"id":"X-1","modified":"now"}`)); code != http.StatusBadRequest || !strings.Contains(body, `doc-1.json: advisory X-1: modified "now"`) {
+		t.Errorf("an invalid document: %d %s", code, body)
+	}
+	if code, body := call(http.MethodPost, PathSnapshots, zipOf(advisories["GO-2099-0006"])); code != http.StatusBadRequest || !strings.Contains(body, "?source=") {
+		t.Errorf("no source: %d %s", code, body)
+	}
+	code, body := call(http.MethodPost, PathSnapshots+"?source=feed", zipOf(advisories["GO-2099-0006"]))
+	var result ImportResult
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &result) != nil || !result.Activated || result.Snapshot.Source != "feed" {
+		t.Fatalf("an import: %d %s", code, body)
+	}
+	code, body = call(http.MethodGet, PathSnapshots+"/active", nil)
+	z := must(zip.NewReader(strings.NewReader(body), int64(len(body))))(t)
+	if code != http.StatusOK || len(z.File) != 1 || z.File[0].Name != "GO-2099-0006.json" {
+		t.Errorf("the active snapshot as a zip: %d, %d files", code, len(z.File))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -343,10 +344,15 @@ func (s *AdvisoryStore) Active() (*Snapshot, error) {
 
 // Snapshot reads a stored snapshot by digest.
 func (s *AdvisoryStore) Snapshot(digest string) (*Snapshot, error) {
+	if !snapshotDigest.MatchString(digest) {
+		return nil, fmt.Errorf("%q is not a snapshot digest: use sha256:<64 hex digits>, as stellactl advisories list shows", digest)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.load(digest)
 }
+
+var snapshotDigest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // List says what snapshots the store holds, newest import first.
 func (s *AdvisoryStore) List() ([]SnapshotInfo, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/openvex/go-vex/pkg/vex"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/gates"
 )
 
 // VEXDocument is an accepted OpenVEX document with where it came from.
@@ -100,7 +101,7 @@ func (r vexRules) apply(f *v1alpha1.Finding, p Package, image string) {
 	winner := verdicts[0]
 	f.VEX = &v1alpha1.FindingVEX{
 		Status:        v1alpha1.VEXStatus(winner.statement.Status),
-		Justification: truncate(cmp.Or(string(winner.statement.Justification), winner.statement.ImpactStatement), 256),
+		Justification: gates.Truncate(cmp.Or(string(winner.statement.Justification), winner.statement.ImpactStatement), 256),
 		Statement:     winner.doc.Name,
 	}
 	var disagree []string
@@ -110,7 +111,7 @@ func (r vexRules) apply(f *v1alpha1.Finding, p Package, image string) {
 		}
 	}
 	if len(disagree) > 0 {
-		f.VEX.Conflict = truncate(fmt.Sprintf("%s; %s (%s, %s) wins: the latest statement, then the most trusted issuer",
+		f.VEX.Conflict = gates.Truncate(fmt.Sprintf("%s; %s (%s, %s) wins: the latest statement, then the most trusted issuer",
 			strings.Join(disagree, "; "), winner.doc.Name, winner.doc.Issuer, winner.at.UTC().Format(time.RFC3339)), 512)
 	}
 }
@@ -177,11 +178,4 @@ func componentIsPackage(c vex.Component, p Package) bool {
 	return slices.ContainsFunc(ids, func(id string) bool {
 		return strings.HasPrefix(id, "pkg:") && !strings.HasPrefix(id, "pkg:oci/") && vex.PurlMatches(id, purl)
 	})
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }

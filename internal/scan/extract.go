@@ -28,6 +28,8 @@ import (
 	apkmeta "github.com/google/osv-scalibr/extractor/filesystem/os/apk/metadata"
 	"github.com/google/osv-scalibr/extractor/filesystem/os/dpkg"
 	dpkgmeta "github.com/google/osv-scalibr/extractor/filesystem/os/dpkg/metadata"
+	"github.com/google/osv-scalibr/extractor/filesystem/os/rpm"
+	rpmmeta "github.com/google/osv-scalibr/extractor/filesystem/os/rpm/metadata"
 	scalibrfs "github.com/google/osv-scalibr/fs"
 	scalibrlog "github.com/google/osv-scalibr/log"
 )
@@ -43,7 +45,8 @@ const inMemoryFileLimit = 32 << 20
 // osReleasePaths are where os-release(5) says to look, in that order.
 var osReleasePaths = []string{"etc/os-release", "usr/lib/os-release"}
 
-// extractors are the osv-scalibr plugins Stella uses: OS package databases,
+// extractors are the osv-scalibr plugins Stella uses: OS package databases
+// (dpkg, apk, rpm),
 // Go build info, and the language manifests images commonly carry.
 type extractors struct {
 	list []filesystem.Extractor
@@ -60,7 +63,7 @@ func newExtractors() (*extractors, error) {
 	cfg := &cpb.PluginConfig{}
 	var list []filesystem.Extractor
 	for _, newExtractor := range []func(*cpb.PluginConfig) (filesystem.Extractor, error){
-		dpkg.New, apk.New, gobinary.New, packagelockjson.New, wheelegg.New, javaarchive.New,
+		dpkg.New, apk.New, rpm.New, gobinary.New, packagelockjson.New, wheelegg.New, javaarchive.New,
 	} {
 		e, err := newExtractor(cfg)
 		if err != nil {
@@ -242,12 +245,18 @@ func packageOf(p *extractor.Package, file string) (Package, bool) {
 		if m.OriginName != "" && m.OriginName != p.Name {
 			pkg.Source = m.OriginName
 		}
+	case *rpmmeta.Metadata:
+		// RPM distributions' advisories name binary packages, and give
+		// the epoch when it is not zero.
+		if m.Epoch > 0 {
+			pkg.Version = fmt.Sprintf("%d:%s", m.Epoch, p.Version)
+		}
 	}
 	if pkg.Type == TypeGo && pkg.Name == "go" {
 		pkg.Name = "stdlib" // the name Go's advisories give the toolchain's packages
 	}
 	switch pkg.Type {
-	case TypeDebian, TypeAlpine, TypeGo, TypeNPM, TypePyPI, TypeMaven:
+	case TypeDebian, TypeAlpine, TypeRPM, TypeGo, TypeNPM, TypePyPI, TypeMaven:
 	default:
 		return Package{}, false
 	}

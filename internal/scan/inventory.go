@@ -194,7 +194,7 @@ func compose(image string, records []*layerRecord) Inventory {
 	for _, f := range files {
 		for _, p := range f.Packages {
 			p.Ecosystem, p.Distro = ecosystemOf(p, inv.OS)
-			if p.Type != TypeDebian && p.Type != TypeAlpine {
+			if p.Type != TypeDebian && p.Type != TypeAlpine && p.Type != TypeRPM {
 				p.Distro = ""
 			}
 			inv.Packages = append(inv.Packages, p)

@@ -18,6 +18,7 @@ import (
 const (
 	TypeDebian = "deb"
 	TypeAlpine = "apk"
+	TypeRPM    = "rpm"
 	TypeGo     = "golang"
 	TypeNPM    = "npm"
 	TypePyPI   = "pypi"
@@ -31,7 +32,8 @@ type Package struct {
 	Name string `json:"name"`
 	// Version is the installed version, as the package database says it.
 	Version string `json:"version"`
-	// Type is the package URL type: deb, apk, golang, npm, pypi or maven.
+	// Type is the package URL type: deb, apk, rpm, golang, npm, pypi or
+	// maven.
 	Type string `json:"type"`
 	// Source is the source package an OS package was built from (Debian's
 	// Source, Alpine's origin); OS advisories name source packages.
@@ -70,7 +72,7 @@ func (p Package) PURL() string {
 	var b strings.Builder
 	b.WriteString("pkg:" + p.Type + "/")
 	switch p.Type {
-	case TypeDebian, TypeAlpine:
+	case TypeDebian, TypeAlpine, TypeRPM:
 		namespace, _, _ := strings.Cut(p.Distro, "-")
 		if namespace != "" {
 			b.WriteString(purlSegment(namespace) + "/")
@@ -175,6 +177,33 @@ func ecosystemOf(p Package, os OSRelease) (ecosystem, distro string) {
 			return base, distro
 		}
 		return base + ":" + os.VersionID, distro
+	case TypeRPM:
+		return rpmEcosystem(os), distro
 	}
 	return "", distro
+}
+
+// rpmEcosystem is the OSV ecosystem of an RPM distribution's packages, or
+// empty for one OSV has no advisories for (Fedora, CentOS, Amazon Linux).
+// Red Hat's advisories name a product stream after the release
+// ("Red Hat:enterprise_linux:9::appstream"); appliesTo matches them by
+// prefix.
+func rpmEcosystem(os OSRelease) string {
+	major, _, _ := strings.Cut(os.VersionID, ".")
+	if major == "" {
+		return ""
+	}
+	switch os.ID {
+	case "almalinux":
+		return "AlmaLinux:" + major
+	case "rocky":
+		return "Rocky Linux:" + major
+	case "rhel":
+		return "Red Hat:enterprise_linux:" + major
+	case "opensuse-leap":
+		return "openSUSE:Leap " + os.VersionID
+	case "mageia":
+		return "Mageia:" + os.VersionID
+	}
+	return ""
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -636,5 +637,65 @@ func TestAdvisoryHandler(t *testing.T) {
 	z := must(zip.NewReader(strings.NewReader(body), int64(len(body))))(t)
 	if code != http.StatusOK || len(z.File) != 1 || z.File[0].Name != "GO-2099-0006.json" {
 		t.Errorf("the active snapshot as a zip: %d, %d files", code, len(z.File))
+	}
+}
+
+// rpmDatabase is an rpmdb.sqlite holding one package, written by rpm itself:
+// rpmbuild makes the package, rpm -i --justdb records it.
+func rpmDatabase(t *testing.T, name, epoch, version, release string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("rpmbuild"); err != nil {
+		if os.Getenv("STELLA_REQUIRE_RPM") != "" {
+			t.Fatal("STELLA_REQUIRE_RPM is set but rpmbuild is missing: apt-get install rpm")
+		}
+		t.Skip("rpm is not installed (apt-get install rpm): skipping the RPM database test")
+	}
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "test.spec")
+	if err := os.WriteFile(spec, fmt.Appendf(nil, "Name: %s\nEpoch: %s\nVersion: %s\nRelease: %s\nSummary: test\nLicense: MIT\nBuildArch: noarch\n%%description\nA package for Stella's scanner tests.\n%%files\n",
+		name, epoch, version, release), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"rpmbuild", "-bb", "--define", "_topdir " + filepath.Join(dir, "top"), spec},
+		{"rpm", "--initdb", "--dbpath", filepath.Join(dir, "db")},
+	} {
+		if out, err := exec.CommandContext(t.Context(), args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	pkg := filepath.Join(dir, "top", "RPMS", "noarch", fmt.Sprintf("%s-%s-%s.noarch.rpm", name, version, release))
+	if out, err := exec.CommandContext(t.Context(), "rpm", "-i", "--justdb", "--nodeps", "--noscripts", "--notriggers", "--dbpath", filepath.Join(dir, "db"), pkg).CombinedOutput(); err != nil {
+		t.Fatalf("rpm -i: %v\n%s", err, out)
+	}
+	return must(os.ReadFile(filepath.Join(dir, "db", "rpmdb.sqlite")))(t)
+}
+
+func TestScanReadsAnRPMDatabase(t *testing.T) {
+	f := setUp(t)
+	ref := f.push(t, "shop/alma", must(images.Layer(
+		images.File{Name: "etc/os-release", Body: []byte("NAME=\"AlmaLinux\"\nID=\"almalinux\"\nVERSION_ID=\"9.3\"\n")},
+		images.File{Name: "var/lib/rpm/rpmdb.sqlite", Body: rpmDatabase(t, "openssl-libs", "1", "3.0.7", "24.el9")},
+	))(t))
+	inv := must(f.cataloguer.Inventory(t.Context(), remoteImage(t, ref)))(t)
+	if len(inv.Packages) != 1 || inv.Packages[0].Ecosystem != "AlmaLinux:9" || inv.Packages[0].Version != "1:3.0.7-24.el9" {
+		t.Fatalf("the RPM database: %+v", inv.Packages)
+	}
+	if purl := inv.Packages[0].PURL(); purl != "pkg:rpm/almalinux/openssl-libs@1:3.0.7-24.el9?distro=almalinux-9.3" {
+		t.Errorf("purl %s", purl)
+	}
+	doc := func(id, ecosystem, fixed string) Document {
+		raw := fmt.Sprintf(`{"id":%q,"modified":"2099-01-01T00:00:00Z","affected":[{"package":{"ecosystem":%q,"name":"openssl-libs"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":%q}]}]}]}`, id, ecosystem, fixed)
+		return Document{Raw: []byte(raw), Advisory: must(ParseAdvisory([]byte(raw)))(t)}
+	}
+	snap := must(NewSnapshot([]Document{
+		doc("ALSA-2099:0001", "AlmaLinux:9", "1:3.0.7-25.el9"),                        // a later release fixes it
+		doc("ALSA-2099:0002", "AlmaLinux:9", "1:3.0.7-24.el9"),                        // the installed one is the fix
+		doc("ALSA-2099:0003", "AlmaLinux:9", "3.0.8-1.el9"),                           // no epoch: older than 1:3.0.7
+		doc("ALSA-2099:0004", "AlmaLinux:8", "1:3.0.7-30.el8"),                        // another release
+		doc("RHSA-2099:0005", "Red Hat:enterprise_linux:9::baseos", "1:3.0.7-30.el9"), // another distribution
+	}))(t)
+	if got := findingIDs(Evaluate(inv, snap, nil, nil)); !slices.Equal(got, []string{"ALSA-2099:0001 openssl-libs 1:3.0.7-24.el9"}) {
+		t.Errorf("RPM findings %q", got)
 	}
 }

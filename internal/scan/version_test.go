@@ -64,8 +64,12 @@ func TestEcosystemOf(t *testing.T) {
 		{Package{Type: TypeAlpine}, OSRelease{ID: "alpine", VersionID: "3.20.3"}, "Alpine:v3.20", "alpine-3.20.3"},
 		{Package{Type: TypeGo}, OSRelease{ID: "alpine", VersionID: "3.20.3"}, "Go", ""},
 		{Package{Type: TypePyPI}, OSRelease{}, "PyPI", ""},
+		{Package{Type: TypeRPM}, OSRelease{ID: "rocky", VersionID: "9.3"}, "Rocky Linux:9", "rocky-9.3"},
+		{Package{Type: TypeRPM}, OSRelease{ID: "rhel", VersionID: "8.10"}, "Red Hat:enterprise_linux:8", "rhel-8.10"},
+		{Package{Type: TypeRPM}, OSRelease{ID: "opensuse-leap", VersionID: "15.5"}, "openSUSE:Leap 15.5", "opensuse-leap-15.5"},
+		{Package{Type: TypeRPM}, OSRelease{ID: "fedora", VersionID: "40"}, "", "fedora-40"},
 	} {
-		if e, d := ecosystemOf(c.pkg, c.os); e != c.ecosystem || (c.pkg.Type == TypeDebian || c.pkg.Type == TypeAlpine) && d != c.distro {
+		if e, d := ecosystemOf(c.pkg, c.os); e != c.ecosystem || (c.pkg.Type == TypeDebian || c.pkg.Type == TypeAlpine || c.pkg.Type == TypeRPM) && d != c.distro {
 			t.Errorf("%s on %+v: %s %s, want %s %s", c.pkg.Type, c.os, e, d, c.ecosystem, c.distro)
 		}
 	}
@@ -76,6 +80,8 @@ func TestEcosystemOf(t *testing.T) {
 		{"Debian:12", "Debian:12", true},
 		{"Debian:11", "Debian:12", false},
 		{"Ubuntu:22.04:LTS", "Ubuntu:22.04", true},
+		{"Red Hat:enterprise_linux:9::appstream", "Red Hat:enterprise_linux:9", true},
+		{"Red Hat:enterprise_linux:9::appstream", "Red Hat:enterprise_linux:8", false},
 		{"Ubuntu:22.04:LTS", "Ubuntu", false},
 		{"Alpine:v3.20", "Alpine:v3.2", false},
 		{"Go", "Go", true},

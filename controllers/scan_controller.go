@@ -50,6 +50,10 @@ const (
 // report is in the evidence store.
 const maxFindings = 1000
 
+// activePollEvery is how often the scanner looks for a snapshot that
+// another process made active.
+const activePollEvery = 10 * time.Second
+
 // scanRetryAfter is when a scan that failed (a registry that does not
 // answer, an image that is not there) is tried again.
 const scanRetryAfter = 2 * time.Minute
@@ -146,16 +150,28 @@ func (r *ScanReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	activations := make(chan event.GenericEvent)
 	notices := r.Scanner.Activations()
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		// A snapshot imported by this process is noticed at once; one
+		// imported into the directory by another (stella advisories
+		// import) at the next look.
+		look := time.NewTicker(activePollEvery)
+		defer look.Stop()
+		seen, _ := r.Scanner.Advisories.ActiveDigest()
 		for {
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-notices:
-				select {
-				case activations <- event.GenericEvent{Object: &v1alpha1.ScanReport{}}:
-				case <-ctx.Done():
-					return nil
-				}
+			case <-look.C:
+			}
+			active, _ := r.Scanner.Advisories.ActiveDigest()
+			if active == seen {
+				continue
+			}
+			seen = active
+			select {
+			case activations <- event.GenericEvent{Object: &v1alpha1.ScanReport{}}:
+			case <-ctx.Done():
+				return nil
 			}
 		}
 	})); err != nil {

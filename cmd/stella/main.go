@@ -51,7 +51,7 @@ func rootCommand() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 shows errors and Stella's own messages, 1 and up everything the Kubernetes libraries log")
-	root.AddCommand(serveCommand(), controllersCommand(), installCRDsCommand(), keysCommand(), versionCommand())
+	root.AddCommand(serveCommand(), controllersCommand(), installCRDsCommand(), keysCommand(), advisoriesCommand(), versionCommand())
 	return root
 }
 
@@ -175,7 +175,7 @@ leader Lease in the stella-system namespace reconciles.`,
 	cmd.Flags().StringVar(&evidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; one replica writes it at a time (default: seal nothing)")
 	s3 = evidence.AddS3Flags(cmd.Flags())
 	addDeployerFlags(cmd.Flags(), &deployer)
-	cmd.Flags().StringVar(&scanOpts.Dir, "scan-dir", "", "directory of the scanner's layer cache and advisory snapshots; one replica writes it at a time (default: scan nothing)")
+	cmd.Flags().StringVar(&scanOpts.Dir, "scan-dir", "", "directory of the scanner's layer cache and advisory snapshots; one replica writes it at a time; import advisories into it with 'stella advisories import --scan-dir' (default: scan nothing)")
 	addScanFlags(cmd.Flags(), &scanOpts)
 	return cmd
 }
@@ -230,6 +230,50 @@ change.`,
 	rotate.Flags().StringVar(&evidenceDir, "evidence-dir", "", "evidence directory (default: evidence in the data directory)")
 	keys.AddCommand(rotate)
 	return keys
+}
+
+func advisoriesCommand() *cobra.Command {
+	var dataDir, scanDir, source string
+	advisories := &cobra.Command{Use: "advisories", Short: "Manage the scanner's advisory snapshots on this machine"}
+	importCmd := &cobra.Command{
+		Use:   "import PATH",
+		Short: "Import OSV advisories into a scan directory, as the active snapshot",
+		Long: `Import OSV JSON documents (a file, a directory of .json files, or a zip of them)
+straight into a scan directory, where a running server or 'stella controllers'
+finds the new active snapshot within ten seconds and matches every report
+again. This is for deployments whose API server does not run the scanner
+(stella controllers --scan-dir); with 'stella serve', use
+'stellactl advisories import', which needs no access to the machine.`,
+		Example: `  stella advisories import --scan-dir /var/lib/stella/scan Debian-all.zip --source osv.dev/Debian`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if scanDir == "" {
+				scanDir = filepath.Join(dataDir, "scan")
+			}
+			snap, err := scan.ReadSnapshot(args[0])
+			if err != nil {
+				return err
+			}
+			store, err := scan.OpenAdvisoryStore(scan.AdvisoryDir(scanDir))
+			if err != nil {
+				return err
+			}
+			if source == "" {
+				source = args[0]
+			}
+			info, activated, err := store.Import(snap, source, time.Now())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), scan.ImportResult{Snapshot: info, Activated: activated})
+			return err
+		},
+	}
+	importCmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "data directory of the server ($STELLA_DATA_DIR)")
+	importCmd.Flags().StringVar(&scanDir, "scan-dir", "", "scan directory (default: scan in the data directory)")
+	importCmd.Flags().StringVar(&source, "source", "", "where the advisories come from, kept with the snapshot (default: PATH)")
+	advisories.AddCommand(importCmd)
+	return advisories
 }
 
 func versionCommand() *cobra.Command {

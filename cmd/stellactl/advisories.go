@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -83,18 +82,15 @@ cosign sign-blob writes it).`,
 					return err
 				}
 			}
-			docs, err := scan.ReadDocuments(path)
+			snap, err := scan.ReadSnapshot(path)
 			if err != nil {
 				return err
 			}
-			if _, err := scan.NewSnapshot(docs); err != nil {
+			var body bytes.Buffer
+			if err := snap.WriteZip(&body); err != nil {
 				return err
 			}
-			body, err := zipOf(docs)
-			if err != nil {
-				return err
-			}
-			data, err := advisoryRequest(cmd.Context(), f, http.MethodPost, scan.PathSnapshots, map[string]string{"source": source}, body)
+			data, err := advisoryRequest(cmd.Context(), f, http.MethodPost, scan.PathSnapshots, map[string]string{"source": source}, body.Bytes())
 			if err != nil {
 				return err
 			}
@@ -102,11 +98,7 @@ cosign sign-blob writes it).`,
 			if err := json.Unmarshal(data, &result); err != nil {
 				return fmt.Errorf("the server's answer: %w", err)
 			}
-			verb := "imported"
-			if !result.Activated {
-				verb = "unchanged: already active"
-			}
-			_, err = fmt.Fprintf(streams.Out, "advisory snapshot %s (%d advisories) %s\n", result.Snapshot.Digest, result.Snapshot.Documents, verb)
+			_, err = fmt.Fprintln(streams.Out, result)
 			return err
 		},
 	}
@@ -165,25 +157,6 @@ func verifyFileSignature(path, signatureFile, keyFile string) error {
 		return err
 	}
 	return scan.VerifyDetached(data, sig, key, keyFile)
-}
-
-// zipOf packs checked documents for the upload, unchanged.
-func zipOf(docs []scan.Document) ([]byte, error) {
-	var buf bytes.Buffer
-	z := zip.NewWriter(&buf)
-	for i, d := range docs {
-		w, err := z.CreateHeader(&zip.FileHeader{Name: fmt.Sprintf("%06d-%s.json", i, d.Advisory.ID), Method: zip.Deflate})
-		if err != nil {
-			return nil, err
-		}
-		if _, err := w.Write(d.Raw); err != nil {
-			return nil, err
-		}
-	}
-	if err := z.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 func advisoriesListCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {

@@ -107,11 +107,7 @@ func defaultScanCache() string {
 // active snapshot.
 func snapshotFor(cmd *cobra.Command, f cmdutil.Factory, path string) (*scan.Snapshot, error) {
 	if path != "" {
-		docs, err := scan.ReadDocuments(path)
-		if err != nil {
-			return nil, err
-		}
-		return scan.NewSnapshot(docs)
+		return scan.ReadSnapshot(path)
 	}
 	data, err := advisoryRequest(cmd.Context(), f, http.MethodGet, scan.PathSnapshots+"/active", nil, nil)
 	if err != nil {
@@ -126,11 +122,11 @@ func snapshotFor(cmd *cobra.Command, f cmdutil.Factory, path string) (*scan.Snap
 	if _, err := spool.Write(data); err != nil {
 		return nil, err
 	}
-	docs, err := scan.ReadDocuments(spool.Name())
+	snap, err := scan.ReadSnapshot(spool.Name())
 	if err != nil {
 		return nil, fmt.Errorf("the server's active snapshot: %w", err)
 	}
-	return scan.NewSnapshot(docs)
+	return snap, nil
 }
 
 func printReport(out io.Writer, ref string, r *scan.Report) error {

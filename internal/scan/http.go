@@ -35,6 +35,15 @@ type ImportResult struct {
 	Activated bool `json:"activated"`
 }
 
+// String says what the import did, for people.
+func (r ImportResult) String() string {
+	verb := "imported"
+	if !r.Activated {
+		verb = "unchanged: already active"
+	}
+	return fmt.Sprintf("advisory snapshot %s (%d advisories) %s", r.Snapshot.Digest, r.Snapshot.Documents, verb)
+}
+
 // Handler serves the advisory store.
 func (s *Scanner) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -104,13 +113,9 @@ func (s *Scanner) importZip(r *http.Request) (ImportResult, int, error) {
 	if n > MaxImportSize {
 		return ImportResult{}, http.StatusRequestEntityTooLarge, fmt.Errorf("an import has at most %d bytes", MaxImportSize)
 	}
-	docs, err := ReadDocuments(spool.Name())
+	snap, err := ReadSnapshot(spool.Name())
 	if err != nil {
 		return ImportResult{}, http.StatusBadRequest, fmt.Errorf("%s: %w", source, stripSpool(err, spool.Name()))
-	}
-	snap, err := NewSnapshot(docs)
-	if err != nil {
-		return ImportResult{}, http.StatusBadRequest, stripSpool(err, spool.Name())
 	}
 	info, activated, err := s.Import(snap, source, time.Now())
 	if err != nil {

@@ -52,7 +52,7 @@ func Open(o Options) (*Scanner, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := OpenAdvisoryStore(filepath.Join(o.Dir, "advisories"))
+	store, err := OpenAdvisoryStore(AdvisoryDir(o.Dir))
 	if err != nil {
 		return nil, err
 	}
@@ -61,6 +61,9 @@ func Open(o Options) (*Scanner, error) {
 	}
 	return &Scanner{Cataloguer: c, Advisories: store, opts: o}, nil
 }
+
+// AdvisoryDir is where the advisory store of a scanner directory is.
+func AdvisoryDir(scanDir string) string { return filepath.Join(scanDir, "advisories") }
 
 // Trust is the VEX issuer trust order.
 func (s *Scanner) Trust() []string { return s.opts.Trust }

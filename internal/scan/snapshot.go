@@ -133,6 +133,16 @@ func documentsIn(name string, data []byte) ([]Document, error) {
 	return docs, nil
 }
 
+// ReadSnapshot reads the OSV documents at path (see ReadDocuments) as one
+// snapshot.
+func ReadSnapshot(path string) (*Snapshot, error) {
+	docs, err := ReadDocuments(path)
+	if err != nil {
+		return nil, err
+	}
+	return NewSnapshot(docs)
+}
+
 // Snapshot is a set of advisories, indexed for matching.
 type Snapshot struct {
 	// Digest identifies the set: the sha256 of its sorted list of document
@@ -378,6 +388,15 @@ func (s *AdvisoryStore) List() ([]SnapshotInfo, error) {
 	}
 	slices.SortFunc(infos, func(a, b SnapshotInfo) int { return b.ImportedAt.Compare(a.ImportedAt) })
 	return infos, nil
+}
+
+// ActiveDigest is the digest of the active snapshot. Another process may
+// import into the same directory (stella advisories import), so it is read
+// from disk each time.
+func (s *AdvisoryStore) ActiveDigest() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.activeDigest()
 }
 
 func (s *AdvisoryStore) activeDigest() (string, error) {

@@ -36,6 +36,16 @@ func releaseReady(ctx context.Context, c client.Client, ns, name string) bool {
 		meta.IsStatusConditionTrue(rel.Status.Conditions, v1alpha1.ConditionReady)
 }
 
+// releaseSettled reports whether the release is Ready and lists the
+// scanner's report of each of its images: after that, its status changes
+// only when a report's verdict does.
+func releaseSettled(ctx context.Context, c client.Client, ns, name string) bool {
+	rel := &v1alpha1.Release{}
+	return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, rel) == nil &&
+		meta.IsStatusConditionTrue(rel.Status.Conditions, v1alpha1.ConditionReady) &&
+		len(rel.Status.Components) == len(rel.Spec.Components)
+}
+
 var _ = Describe("several replicas on an external etcd", func() {
 	It("hands reconciling to the other replica within 15 seconds when the Lease holder dies", func(ctx SpecContext) {
 		etcd, err := framework.StartEtcd(bin)

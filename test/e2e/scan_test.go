@@ -222,6 +222,20 @@ var _ = Describe("Scanning release images", Ordered, func() {
 		Expect(strings.Count(listAfter, "e2e-feed")).To(Equal(2), listAfter)
 	})
 
+	It("takes a snapshot imported into its scan directory by another process", func(ctx SpecContext) {
+		feed := GinkgoT().TempDir()
+		for name, doc := range map[string]string{"openssl.json": opensslAdvisory, "stdlib.json": stdlibAdvisory,
+			"low.json": strings.Replace(strings.Replace(stdlibAdvisory, "GO-2099-1001", "GO-2099-1002", 1), "CRITICAL", "LOW", 1)} {
+			Expect(os.WriteFile(filepath.Join(feed, name), []byte(doc), 0o644)).To(Succeed())
+		}
+		out, err := framework.Run(ctx, bin.Stella, nil, "advisories", "import", "--data-dir", srv.DataDir, feed, "--source", "offline-feed")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("(3 advisories) imported"))
+		Eventually(func(g Gomega) {
+			g.Expect(scanReport(ctx).Status.Findings).To(ContainElement(HaveField("Advisory", "GO-2099-1002")))
+		}).WithContext(ctx).WithTimeout(60 * time.Second).Should(Succeed())
+	})
+
 	It("says on the report when the image cannot be read", func(ctx SpecContext) {
 		missing := "127.0.0.1:1/shop/gone@sha256:" + strings.Repeat("e", 64)
 		Expect(admin.Create(ctx, &v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-gone"},

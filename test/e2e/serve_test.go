@@ -11,7 +11,6 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -34,13 +33,7 @@ var _ = Describe("stella serve", func() {
 		for _, o := range objs {
 			Expect(c.Create(ctx, o)).To(Succeed())
 		}
-		Eventually(func(g Gomega) {
-			rel := &v1alpha1.Release{}
-			g.Expect(c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-1"}, rel)).To(Succeed())
-			g.Expect(meta.IsStatusConditionTrue(rel.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue())
-			// Settled once the scanner's reports of both images show.
-			g.Expect(rel.Status.Components).To(HaveLen(len(rel.Spec.Components)))
-		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		Eventually(func() bool { return releaseSettled(ctx, c, ns, "shop-1") }).WithContext(ctx).WithTimeout(30 * time.Second).Should(BeTrue())
 		before := snapshot(ctx, c, objs)
 
 		Expect(srv.Stop()).To(Succeed(), "SIGTERM must end the server with exit code 0; log:\n%s", srv.Log())

@@ -132,7 +132,7 @@ var _ = Describe("stellactl", func() {
 	It("refuses malformed YAML with its line, and keeps what is stored", func(ctx SpecContext) {
 		good := release(ns, "shop-1.0.0", "1.0.0")
 		Expect(admin.Create(ctx, good)).To(Succeed())
-		Eventually(func() bool { return releaseReady(ctx, admin, ns, good.Name) }).WithContext(ctx).WithTimeout(30 * time.Second).Should(BeTrue())
+		Eventually(func() bool { return releaseSettled(ctx, admin, ns, good.Name) }).WithContext(ctx).WithTimeout(30 * time.Second).Should(BeTrue())
 		Expect(admin.Get(ctx, client.ObjectKeyFromObject(good), good)).To(Succeed())
 
 		broken := filepath.Join(GinkgoT().TempDir(), "broken.yaml")

@@ -56,30 +56,38 @@ func (s *Scanner) Handler() http.Handler {
 		writeJSON(w, infos)
 	})
 	mux.HandleFunc("GET "+PathPrefix+PathSnapshots+"/{digest}", func(w http.ResponseWriter, r *http.Request) {
-		var snap *Snapshot
-		var err error
-		switch d := r.PathValue("digest"); {
-		case d == "active":
-			snap, err = s.Advisories.Active()
-		case !snapshotDigest.MatchString(d):
+		d := r.PathValue("digest")
+		if d == "active" {
+			active, err := s.Advisories.ActiveDigest()
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusNotFound)
+				return
+			}
+			d = active
+		}
+		if !snapshotDigest.MatchString(d) {
 			http.Error(w, fmt.Sprintf("%q is not a snapshot digest: use sha256:<64 hex digits> or active", d), http.StatusBadRequest)
 			return
-		default:
-			snap, err = s.Advisories.Snapshot(d)
 		}
-		switch {
-		case errors.Is(err, ErrNoSnapshot), errors.Is(err, fs.ErrNotExist):
-			http.Error(w, err.Error(), http.StatusNotFound)
+		// Checked against its manifest before it is served; the zip is
+		// then sent as it was stored.
+		if _, err := s.Advisories.Snapshot(d); err != nil {
+			status := http.StatusInternalServerError
+			if errors.Is(err, fs.ErrNotExist) {
+				status = http.StatusNotFound
+			}
+			http.Error(w, err.Error(), status)
 			return
-		case err != nil:
+		}
+		f, err := s.Advisories.OpenZip(d)
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
+		defer f.Close()
 		w.Header().Set("Content-Type", "application/zip")
-		w.Header().Set(HeaderSnapshot, snap.Digest)
-		if err := snap.WriteZip(w); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
+		w.Header().Set(HeaderSnapshot, d)
+		_, _ = io.Copy(w, f)
 	})
 	mux.HandleFunc("POST "+PathPrefix+PathSnapshots, func(w http.ResponseWriter, r *http.Request) {
 		result, status, err := s.importZip(r)

@@ -239,6 +239,9 @@ func NewSnapshot(docs []Document) (*Snapshot, error) {
 func (s *Snapshot) WriteZip(w io.Writer) error {
 	z := zip.NewWriter(w)
 	for _, d := range s.Documents {
+		if d.Raw == nil {
+			return fmt.Errorf("snapshot %s was read for matching only: serve its stored zip", s.Digest)
+		}
 		f, err := z.CreateHeader(&zip.FileHeader{Name: d.Advisory.ID + ".json", Method: zip.Deflate})
 		if err != nil {
 			return err
@@ -248,6 +251,17 @@ func (s *Snapshot) WriteZip(w io.Writer) error {
 		}
 	}
 	return z.Close()
+}
+
+// forMatching is the snapshot without its documents' bytes, which matching
+// does not read: kept in memory, they would double what a snapshot costs.
+func (s *Snapshot) forMatching() *Snapshot {
+	light := *s
+	light.Documents = make([]Document, len(s.Documents))
+	for i, d := range s.Documents {
+		light.Documents[i] = Document{Name: d.Name, Advisory: d.Advisory}
+	}
+	return &light
 }
 
 func digestOf(data []byte) string {
@@ -337,7 +351,7 @@ func (s *AdvisoryStore) Import(snap *Snapshot, source string, now time.Time) (in
 	if err := pki.WriteFileAtomic(filepath.Join(s.dir, "active"), []byte(snap.Digest+"\n"), 0o600); err != nil {
 		return SnapshotInfo{}, false, fmt.Errorf("activate snapshot %s: %w", snap.Digest, err)
 	}
-	s.loaded = snap
+	s.loaded = snap.forMatching()
 	return m.SnapshotInfo, true, nil
 }
 
@@ -350,6 +364,14 @@ func (s *AdvisoryStore) Active() (*Snapshot, error) {
 		return nil, err
 	}
 	return s.load(digest)
+}
+
+// OpenZip opens the stored zip of a snapshot, its documents as imported.
+func (s *AdvisoryStore) OpenZip(digest string) (*os.File, error) {
+	if !snapshotDigest.MatchString(digest) {
+		return nil, fmt.Errorf("%q is not a snapshot digest: use sha256:<64 hex digits>, as stellactl advisories list shows", digest)
+	}
+	return os.Open(s.zipPath(digest))
 }
 
 // Snapshot reads a stored snapshot by digest.
@@ -444,8 +466,8 @@ func (s *AdvisoryStore) load(digest string) (*Snapshot, error) {
 	if snap.Digest != digest {
 		return nil, fmt.Errorf("advisory snapshot %s now has digest %s: the store was changed", digest, snap.Digest)
 	}
-	s.loaded = snap
-	return snap, nil
+	s.loaded = snap.forMatching()
+	return s.loaded, nil
 }
 
 func (s *AdvisoryStore) manifestPath(digest string) string {

@@ -108,7 +108,7 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 func addScanFlags(f *pflag.FlagSet, o *controlplane.ScanOptions) {
 	f.StringSliceVar(&o.Registries, "scan-registries", nil, "the only registries (host or host:port) the scanner reads images from (default: any)")
 	f.StringSliceVar(&o.Layouts, "scan-oci-layouts", nil, "OCI image layout directories the scanner looks in before any registry, for sites without one")
-	f.IntVar(&o.Parallel, "scan-parallel", 2, "how many images the scanner reads at once, and layers per image")
+	f.IntVar(&o.Parallel, "scan-parallel", 2, "how many scan reports are worked on at once, and how many layers are read at once in all")
 	f.StringSliceVar(&o.Trust, "vex-trust", nil, "VEX issuers, most trusted first: settles statements of the same time that disagree")
 	f.DurationVar(&o.RescanEvery, "rescan-every", 6*time.Hour, "how often each scan report is matched again, keeping it younger than the gates' maxReportAge")
 }

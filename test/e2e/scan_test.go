@@ -236,6 +236,17 @@ var _ = Describe("Scanning release images", Ordered, func() {
 		}).WithContext(ctx).WithTimeout(60 * time.Second).Should(Succeed())
 	})
 
+	It("makes a report deleted by hand again, from the cache", func(ctx SpecContext) {
+		old := scanReport(ctx)
+		Expect(admin.Delete(ctx, old)).To(Succeed())
+		Eventually(func(g Gomega) {
+			r := scanReport(ctx)
+			g.Expect(r).NotTo(BeNil())
+			g.Expect(r.UID).NotTo(Equal(old.UID))
+			g.Expect(meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionReady)).To(BeTrue(), "matched again with the registry gone")
+		}).WithContext(ctx).WithTimeout(60 * time.Second).Should(Succeed())
+	})
+
 	It("says on the report when the image cannot be read", func(ctx SpecContext) {
 		missing := "127.0.0.1:1/shop/gone@sha256:" + strings.Repeat("e", 64)
 		Expect(admin.Create(ctx, &v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-gone"},

@@ -146,13 +146,9 @@ func (r *EnvironmentReconciler) judgeCurrentRelease(ctx context.Context, env, be
 		if err := r.Get(ctx, types.NamespacedName{Namespace: env.Namespace, Name: env.Status.CurrentRelease}, rel); client.IgnoreNotFound(err) != nil {
 			return ctrl.Result{}, err
 		} else if err == nil {
-			var reports []v1alpha1.ScanReport
-			for _, c := range rel.Spec.Components {
-				var list v1alpha1.ScanReportList
-				if err := r.List(ctx, &list, client.InNamespace(env.Namespace), client.MatchingFields{indexDigest: c.Image.Digest()}); err != nil {
-					return ctrl.Result{}, err
-				}
-				reports = append(reports, list.Items...)
+			reports, err := scanReportsOf(ctx, r.Client, rel)
+			if err != nil {
+				return ctrl.Result{}, err
 			}
 			for _, ref := range env.Spec.Gates {
 				gate := &v1alpha1.Gate{}

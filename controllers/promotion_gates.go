@@ -57,22 +57,14 @@ func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promot
 	for _, e := range envs {
 		in.Upstream = append(in.Upstream, decision.Named[v1alpha1.EnvironmentStatus]{Name: e.Name, Value: e.Status})
 	}
-	seen := map[string]bool{}
-	for _, c := range rel.Spec.Components {
-		digest := c.Image.Digest()
-		if seen[digest] {
-			continue
-		}
-		seen[digest] = true
-		var reports v1alpha1.ScanReportList
-		if err := r.List(ctx, &reports, ns, client.MatchingFields{indexDigest: digest}); err != nil {
-			return in, err
-		}
-		for _, s := range reports.Items {
-			// What the scanner found, without the bookkeeping no gate reads.
-			s.Status.Conditions, s.Status.ObservedGeneration = nil, 0
-			in.ScanReports = append(in.ScanReports, decision.ScanReport{Name: s.Name, Spec: s.Spec, Status: s.Status})
-		}
+	reports, err := scanReportsOf(ctx, r.Client, rel)
+	if err != nil {
+		return in, err
+	}
+	for _, s := range reports {
+		// What the scanner found, without the bookkeeping no gate reads.
+		s.Status.Conditions, s.Status.ObservedGeneration = nil, 0
+		in.ScanReports = append(in.ScanReports, decision.ScanReport{Name: s.Name, Spec: s.Spec, Status: s.Status})
 	}
 	// The refusals judge where the release succeeded: for a rollback the
 	// environment itself, otherwise those it promotes from (often none).

@@ -59,16 +59,32 @@ func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	if err := r.List(ctx, &envs, client.InNamespace(rel.Namespace), client.MatchingFields{indexReleasesRun: rel.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
-	var reports []v1alpha1.ScanReport
-	for _, c := range rel.Spec.Components {
-		var list v1alpha1.ScanReportList
-		if err := r.List(ctx, &list, client.InNamespace(rel.Namespace), client.MatchingFields{indexDigest: c.Image.Digest()}); err != nil {
-			return ctrl.Result{}, err
-		}
-		reports = append(reports, list.Items...)
+	reports, err := scanReportsOf(ctx, r.Client, rel)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	computeReleaseStatus(rel, envs.Items, gates.LatestReports(reports))
 	return ctrl.Result{}, nil
+}
+
+// scanReportsOf lists the scan reports of the release's images, each image
+// once, from any scanner.
+func scanReportsOf(ctx context.Context, c client.Reader, rel *v1alpha1.Release) ([]v1alpha1.ScanReport, error) {
+	var reports []v1alpha1.ScanReport
+	seen := map[string]bool{}
+	for _, comp := range rel.Spec.Components {
+		digest := comp.Image.Digest()
+		if seen[digest] {
+			continue
+		}
+		seen[digest] = true
+		var list v1alpha1.ScanReportList
+		if err := c.List(ctx, &list, client.InNamespace(rel.Namespace), client.MatchingFields{indexDigest: digest}); err != nil {
+			return nil, err
+		}
+		reports = append(reports, list.Items...)
+	}
+	return reports, nil
 }
 
 // releasesPinning lists the releases in the report's namespace that pin its

@@ -256,8 +256,10 @@ func (r *ScanReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 // that means reading its layers (unless it is trying again after a failure,
 // which the status says already).
 func (r *ScanReportReconciler) inventory(ctx context.Context, report *v1alpha1.ScanReport) (*scan.Inventory, error) {
-	failing := meta.FindStatusCondition(report.Status.Conditions, v1alpha1.ConditionReconciling)
-	if !r.Scanner.Cached(report.Spec.Image.Digest()) && (failing == nil || failing.Reason != reasonScanFailed) {
+	if inv, ok := r.Scanner.Cataloguer.Cached(report.Spec.Image.Digest()); ok {
+		return inv, nil // re-matching: no image is read
+	}
+	if failing := meta.FindStatusCondition(report.Status.Conditions, v1alpha1.ConditionReconciling); failing == nil || failing.Reason != reasonScanFailed {
 		progress := report.DeepCopy()
 		markReconciling(&progress.Status.Conditions, report.Generation, reasonScanning, "reading the layers of "+string(report.Spec.Image))
 		if err := patchStatus(ctx, r.Client, report, progress); err != nil {

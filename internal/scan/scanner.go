@@ -79,30 +79,19 @@ func (s *Scanner) Inventory(ctx context.Context, ref string) (*Inventory, error)
 	if inv, ok := s.Cataloguer.Cached(digest.DigestStr()); ok {
 		return inv, nil
 	}
-	img, err := s.image(ctx, digest)
+	hash, err := v1.NewHash(digest.DigestStr())
 	if err != nil {
 		return nil, err
 	}
-	hash, err := v1.NewHash(digest.DigestStr())
+	img, err := s.image(ctx, digest, hash)
 	if err != nil {
 		return nil, err
 	}
 	return s.Cataloguer.InventoryAs(ctx, hash, img)
 }
 
-// Cached tells whether an image's inventory is in the cache, so that reading
-// it needs no registry.
-func (s *Scanner) Cached(digest string) bool {
-	_, ok := s.Cataloguer.Cached(digest)
-	return ok
-}
-
 // image finds an image in the OCI layouts, else in its registry.
-func (s *Scanner) image(ctx context.Context, ref name.Digest) (v1.Image, error) {
-	hash, err := v1.NewHash(ref.DigestStr())
-	if err != nil {
-		return nil, err
-	}
+func (s *Scanner) image(ctx context.Context, ref name.Digest, hash v1.Hash) (v1.Image, error) {
 	for _, dir := range s.opts.Layouts {
 		p, err := layout.FromPath(dir)
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/stella-ops/stella/internal/agent"
 	"github.com/stella-ops/stella/internal/controlplane"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/gctune"
 	"github.com/stella-ops/stella/internal/install"
 	kubecfg "github.com/stella-ops/stella/internal/kubeconfig"
 	"github.com/stella-ops/stella/internal/logging"
@@ -167,6 +168,7 @@ leader Lease in the stella-system namespace reconciles.`,
 				return err
 			}
 			log.Info("Starting Stella controllers", "server", cfg.Host, "version", version.String())
+			go gctune.Run(cmd.Context())
 			return mgr.Start(cmd.Context())
 		},
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agent"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/gctune"
 	"github.com/stella-ops/stella/internal/install"
 	"github.com/stella-ops/stella/internal/pki"
 	"github.com/stella-ops/stella/internal/scan"
@@ -165,6 +166,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	o.Log.Info("Stella control plane is ready", "listen", o.Listen, "kubeconfig", dir.kubeconfig(), "version", version.String())
+	// From here on, not during start-up: starting allocates fast once.
+	go gctune.Run(mgrCtx)
 
 	// Run until asked to stop or until a component fails, then stop the
 	// managers, then the API server.

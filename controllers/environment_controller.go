@@ -16,10 +16,12 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -45,7 +47,7 @@ func (r *EnvironmentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.Environment{}).
 		Watches(&v1alpha1.Promotion{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.(*v1alpha1.Promotion).Spec.Environment}}}
-		})).
+		}), builder.WithPredicates(promotionPhaseChanged)).
 		Watches(&v1alpha1.Target{}, handler.Funcs{
 			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 				r.wakeSelecting(ctx, e.Object, q)
@@ -64,6 +66,17 @@ func (r *EnvironmentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1alpha1.Gate{}, handler.EnqueueRequestsFromMapFunc(r.guardedBy)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(r)
+}
+
+// promotionPhaseChanged passes the promotion changes an environment's
+// status can follow: only a promotion's phase counts there (current
+// promotion, history), and a new promotion has none yet.
+var promotionPhaseChanged = predicate.Funcs{
+	CreateFunc:  func(e event.CreateEvent) bool { return e.Object.(*v1alpha1.Promotion).Status.Phase != "" },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectNew.(*v1alpha1.Promotion).Status.Phase != e.ObjectOld.(*v1alpha1.Promotion).Status.Phase
+	},
 }
 
 // runningImage lists the environments that run, or ran, a release that pins

@@ -90,13 +90,13 @@ func (r *PromotionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1alpha1.Environment{}, handler.EnqueueRequestsFromMapFunc(r.undecidedReadingEnvironment)).
 		Watches(&v1alpha1.Release{}, handler.EnqueueRequestsFromMapFunc(r.undecidedOfRelease)).
 		Watches(&v1alpha1.ScanReport{}, handler.EnqueueRequestsFromMapFunc(r.undecidedOfImage)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
 		Complete(r)
 }
 
 // Reconcile reads like the promotion's life: each phase either finishes the
 // reconcile (waiting, or done) or hands over to the next.
-func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	promo := &v1alpha1.Promotion{}
 	if err := r.Get(ctx, req.NamespacedName, promo); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -104,20 +104,31 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if promo.Status.Phase.IsTerminal() || !promo.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	// The cache can lag behind this reconciler's own last status write. An
-	// undecided promotion is read from the server, so that a decision is
-	// never taken twice; every later step is safe to repeat.
-	if !decided(promo) {
-		if err := r.uncached().Get(ctx, req.NamespacedName, promo); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
+	// The cache can lag behind this reconciler's own last write. Until the
+	// decision is stored, each write holds only if the promotion is still
+	// as read, so that a decision is never taken twice nor overwritten; a
+	// conflict means reading again. Every later step is safe to repeat.
+	before, fromRead := promo.DeepCopy(), !decided(promo)
+	var evaluatedAt time.Time
+	store := func() error {
+		if err := r.persist(ctx, before, promo, fromRead); err != nil {
+			evaluatedAt = time.Time{} // the evaluation is not kept
+			return err
+		}
+		if !evaluatedAt.IsZero() {
+			r.clock.observe(promo, promo.Status.Gates, evaluatedAt)
+			evaluatedAt = time.Time{}
 		}
 		if promo.Status.Phase.IsTerminal() {
-			return ctrl.Result{}, nil
+			r.clock.firstSeen.Delete(promo.UID)
 		}
+		return nil
 	}
-	before := promo.DeepCopy()
 	defer func() {
-		retErr = errors.Join(retErr, r.persist(ctx, before, promo))
+		retErr = errors.Join(retErr, store())
+		if apierrors.IsConflict(retErr) {
+			res, retErr = ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
 	}()
 
 	if promo.Status.Phase == "" {
@@ -140,9 +151,12 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	if !decided(promo) {
-		res, done, err := r.decide(ctx, promo, rel, env)
+		waiting, done, err := r.decide(ctx, promo, rel, env)
+		if err == nil {
+			evaluatedAt = time.Now()
+		}
 		if done || err != nil {
-			return res, err
+			return waiting, err
 		}
 		if err := r.planRollout(ctx, promo, rel, env); err != nil || promo.Status.Phase.IsTerminal() {
 			return ctrl.Result{}, err
@@ -150,13 +164,18 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		// The decision and the rollout plan are stored before anything is
 		// deployed, so that a crash here can never lead to deciding again
 		// with tasks already out.
-		if err := r.persist(ctx, before, promo); err != nil {
+		if err := store(); err != nil {
+			before = promo // nothing more to write
 			return ctrl.Result{}, err
 		}
-		before = promo.DeepCopy()
+		before, fromRead = promo.DeepCopy(), false
 	}
 	return r.deploy(ctx, promo, rel, env)
 }
+
+// conflictRetry is how soon a promotion whose write met a newer version is
+// read again: the cache has then most likely caught up.
+const conflictRetry = 200 * time.Millisecond
 
 // decided says whether the promotion's decision is final.
 func decided(promo *v1alpha1.Promotion) bool {
@@ -164,13 +183,25 @@ func decided(promo *v1alpha1.Promotion) bool {
 }
 
 // persist writes the status changes since before, and tells of a new phase
-// by an event and the phase metric.
-func (r *PromotionReconciler) persist(ctx context.Context, before, promo *v1alpha1.Promotion) error {
+// by an event and the phase metric once it is stored. With asRead, the
+// write fails with a conflict when the promotion changed since it was read.
+func (r *PromotionReconciler) persist(ctx context.Context, before, promo *v1alpha1.Promotion, asRead bool) error {
+	patch := client.MergeFrom(before)
+	if asRead {
+		// The lock's resourceVersion makes no patch empty: look first.
+		if data, err := patch.Data(promo); err != nil || string(data) == "{}" {
+			return err
+		}
+		patch = client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+	}
+	if err := patchStatusWith(ctx, r.Client, patch, promo); err != nil {
+		return err
+	}
 	if promo.Status.Phase != before.Status.Phase {
 		promotionPhases.WithLabelValues(string(promo.Status.Phase)).Inc()
 		r.Recorder.Eventf(promo, "Normal", string(promo.Status.Phase), "%s", readyMessage(promo))
 	}
-	return patchStatus(ctx, r.Client, before, promo)
+	return nil
 }
 
 // promotionAhead names the promotion of the same environment that goes
@@ -267,7 +298,6 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 		Result: record.Result, ReasonCodes: record.ReasonCodes, PolicyDigest: record.Inputs.PolicyDigest(),
 		InputsDigest: inputsDigest, DeterminismHash: hash, DecidedAt: &metav1.Time{Time: decidedAt},
 	}
-	r.clock.observe(promo, evals, time.Now())
 	if record.Result != v1alpha1.DecisionPending {
 		if err := r.keepStatement(promo, rel, record); err != nil {
 			return ctrl.Result{}, true, err
@@ -418,7 +448,6 @@ func untilEarliestRetry(evals []v1alpha1.GateEvaluation, now time.Time) time.Dur
 
 // finish ends the promotion in a terminal phase.
 func (r *PromotionReconciler) finish(promo *v1alpha1.Promotion, phase v1alpha1.PromotionPhase, reason, message string) {
-	r.clock.firstSeen.Delete(promo.UID)
 	promo.Status.Phase = phase
 	promo.Status.FinishedAt = &metav1.Time{Time: r.now()}
 	meta.RemoveStatusCondition(&promo.Status.Conditions, v1alpha1.ConditionReconciling)

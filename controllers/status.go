@@ -52,9 +52,18 @@ func markNotReady(conds *[]metav1.Condition, why string, generation int64, reaso
 // patchStatus writes the difference between before and obj's status in one
 // merge patch, and nothing when there is none.
 func patchStatus(ctx context.Context, c client.Client, before, obj client.Object) error {
-	patch := client.MergeFrom(before)
-	if data, err := patch.Data(obj); err == nil && string(data) == "{}" {
+	return patchStatusWith(ctx, c, client.MergeFrom(before), obj)
+}
+
+// patchStatusWith writes obj's status with patch, made once, and nothing
+// when the patch is empty.
+func patchStatusWith(ctx context.Context, c client.Client, patch client.Patch, obj client.Object) error {
+	data, err := patch.Data(obj)
+	if err != nil {
+		return err
+	}
+	if string(data) == "{}" {
 		return nil
 	}
-	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, patch, fieldOwner))
+	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, client.RawPatch(patch.Type(), data), fieldOwner))
 }

@@ -7,8 +7,7 @@
 // `hack/bench promotions -cpuprofile`); letting the heap grow to five times
 // the live data instead of twice cuts that to about a quarter. Idle, the same
 // setting would only hold more memory for nothing, so the server keeps Go's
-// default until it allocates fast, and goes back to it, handing the memory
-// back, a while after.
+// default until it allocates fast, and goes back to it a while after.
 package gctune
 
 import (
@@ -73,17 +72,14 @@ func Run(ctx context.Context) {
 			if rate >= busyAllocRate {
 				lastBusy = now
 			}
-			p := gcPercent(now.Sub(lastBusy) < idleAfter, live, heapCap)
-			if p == current {
-				continue
+			// Going back needs no forced collection: that would stall
+			// allocations while gigabytes are returned at once, and the
+			// runtime's scavenger returns what the smaller goal leaves
+			// over in the background.
+			if p := gcPercent(now.Sub(lastBusy) < idleAfter, live, heapCap); p != current {
+				debug.SetGCPercent(p)
+				current = p
 			}
-			debug.SetGCPercent(p)
-			if p < current {
-				// Collect now and hand back what the busy time grew,
-				// rather than hold it until the heap reaches the new goal.
-				debug.FreeOSMemory()
-			}
-			current = p
 		}
 	}
 }

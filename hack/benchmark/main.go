@@ -850,16 +850,18 @@ func newRelease(ns, name string) *v1alpha1.Release {
 
 // createReleases creates count Releases in ns numbered from first.
 func createReleases(ctx context.Context, clients []client.Client, ns string, first, count int) (Throughput, error) {
-	return createObjects(ctx, clients, count, func(i int) client.Object {
+	return createObjects(ctx, clients, count, 0, func(i int) client.Object {
 		return newRelease(ns, fmt.Sprintf("bench-%06d", first+i))
 	}, nil)
 }
 
 // createObjects creates the count objects newObject makes from 0 to
-// count-1, the clients taking the next number as each finishes; created,
-// when set, hears of each object as its create returns. The first error
-// stops the run.
-func createObjects(ctx context.Context, clients []client.Client, count int, newObject func(int) client.Object, created func(i int, at time.Time)) (Throughput, error) {
+// count-1, the clients taking the next number as each finishes: as fast as
+// they can, or, with every > 0, object i no sooner than i × every after the
+// start, which is a steady rate while the server keeps up. created, when
+// set, hears of each object as its create returns. The first error stops
+// the run.
+func createObjects(ctx context.Context, clients []client.Client, count int, every time.Duration, newObject func(int) client.Object, created func(i int, at time.Time)) (Throughput, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next atomic.Int64
@@ -872,6 +874,11 @@ func createObjects(ctx context.Context, clients []client.Client, count int, newO
 				i := int(next.Add(1)) - 1
 				if i >= count {
 					return
+				}
+				if every > 0 {
+					if err := sleep(ctx, time.Until(start.Add(time.Duration(i)*every))); err != nil {
+						return
+					}
 				}
 				obj := newObject(i)
 				t := time.Now()

@@ -4,8 +4,11 @@ package main
 // measures raw create throughput (Releases, 8 clients) as the baseline, sets
 // up one Environment per promotion, each with its own Target and all sharing
 // a policy gate and an open freeze window, then creates one Promotion per
-// Environment with 8 clients while watches note, per promotion, when its
-// decision (allow) and its DeployTask first appear.
+// Environment while watches note, per promotion, when its decision (allow)
+// and its DeployTask first appear: first -steady of them at a steady rate,
+// which the server keeps up with, for the latency of a decision; then -n
+// of them as fast as 8 clients can, for the throughput, where the latency
+// is mostly the time spent queued.
 
 import (
 	"context"
@@ -65,6 +68,10 @@ type promotionOptions struct {
 	// cpuProfile is where a CPU profile of the server's first
 	// profileSeconds of promoting is written.
 	cpuProfile string
+	// steady promotions are created at steadyRate per second before the
+	// saturated run, for the decision latency of a server that keeps up.
+	steady     int
+	steadyRate float64
 }
 
 const profileSeconds = 10
@@ -78,8 +85,10 @@ func parsePromotionFlags(args []string) promotionOptions {
 	fs.StringVar(&o.out, "o", "", "also write the results as JSON to this file")
 	fs.DurationVar(&o.timeout, "timeout", promotionsTimeout, "time limit of the whole run; promotions not done by then are reported as missing")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", fmt.Sprintf("write a CPU profile of the server's first %d s of promoting to this file (go tool pprof reads it)", profileSeconds))
+	fs.IntVar(&o.steady, "steady", 1000, "promotions created at -steady-rate before the saturated run, each into an Environment of its own (0: none)")
+	fs.Float64Var(&o.steadyRate, "steady-rate", 50, "promotions per second of the steady run")
 	_ = fs.Parse(args)
-	if fs.NArg() > 0 || o.promotions < 1 || o.baseline < 0 || o.timeout <= finishReserve {
+	if fs.NArg() > 0 || o.promotions < 1 || o.baseline < 0 || o.steady < 0 || o.steadyRate <= 0 || o.timeout <= finishReserve {
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -91,17 +100,24 @@ func parsePromotionFlags(args []string) promotionOptions {
 
 // PromotionResults is everything the promotions mode measured.
 type PromotionResults struct {
-	Machine       Machine          `json:"machine"`
-	Promotions    int              `json:"promotions"`
-	Namespace     string           `json:"namespace"`
-	Startup       Ready            `json:"startup"`
-	Baseline      Throughput       `json:"baseline"`
-	BaselineReady float64          `json:"baselineReadySecondsAfterCreates"`
-	Setup         Setup            `json:"setup"`
-	Run           PromotionRun     `json:"run"`
-	Server        ServerLoad       `json:"server"`
-	Controllers   []ControllerLoad `json:"controllers"`
-	Targets       []Verdict        `json:"targets"`
+	Machine       Machine    `json:"machine"`
+	Promotions    int        `json:"promotions"`
+	Namespace     string     `json:"namespace"`
+	Startup       Ready      `json:"startup"`
+	Baseline      Throughput `json:"baseline"`
+	BaselineReady float64    `json:"baselineReadySecondsAfterCreates"`
+	Setup         Setup      `json:"setup"`
+	// Steady is the run at a steady rate; SteadyRate is that rate.
+	Steady       PromotionRun `json:"steady"`
+	SteadyRate   float64      `json:"steadyRate"`
+	SteadyServer ServerLoad   `json:"steadyServer"`
+	// Run is the saturated run: 8 clients creating as fast as they can.
+	Run         PromotionRun     `json:"run"`
+	Server      ServerLoad       `json:"server"`
+	Controllers []ControllerLoad `json:"controllers"`
+	// APIRequests are the requests the API server served while promoting.
+	APIRequests []APIRequests `json:"apiRequests"`
+	Targets     []Verdict     `json:"targets"`
 	// StoppedIn names the phase the time limit ended, and where it stood,
 	// when that was before every promotion was done.
 	StoppedIn       string   `json:"stoppedIn,omitempty"`
@@ -213,6 +229,7 @@ func runPromotions(ctx context.Context, o promotionOptions) error {
 		p.serverArgs = append(p.serverArgs, "--profiling")
 	}
 	p.res.Promotions = o.promotions
+	p.res.SteadyRate = o.steadyRate
 	p.res.Namespace = namespace
 	p.res.Machine = describeMachine(ctx, o.stella)
 	defer p.stopServer()
@@ -231,7 +248,8 @@ func runPromotions(ctx context.Context, o promotionOptions) error {
 		{"start on a fresh data directory", p.start},
 		{"create Releases (baseline)", p.measureBaseline},
 		{"set up Gates, Targets and Environments", p.setUp},
-		{"create Promotions", p.measurePromotions},
+		{"create Promotions at a steady rate", p.measureSteady},
+		{"create Promotions as fast as 8 clients can", p.measurePromotions},
 	}
 	for _, ph := range phases {
 		progress("%s", ph.name)
@@ -276,7 +294,7 @@ func (p *promotionBench) start(ctx context.Context) error {
 	if err := p.connect(ctx, namespace, baselineNamespace); err != nil {
 		return err
 	}
-	t, err := createObjects(ctx, p.workers, len(p.workers), func(i int) client.Object {
+	t, err := createObjects(ctx, p.workers, len(p.workers), 0, func(i int) client.Object {
 		return newRelease(baselineNamespace, fmt.Sprintf("warm-up-%d", i))
 	}, nil)
 	if err != nil {
@@ -326,7 +344,7 @@ func (p *promotionBench) setUp(ctx context.Context) error {
 			return fmt.Errorf("create %s %s: %w", kindOf(obj), obj.GetName(), err)
 		}
 	}
-	n := p.opts.promotions
+	n := p.opts.promotions + p.opts.steady
 	for _, step := range []struct {
 		into   *Throughput
 		kind   string
@@ -335,7 +353,7 @@ func (p *promotionBench) setUp(ctx context.Context) error {
 		{&p.res.Setup.Targets, "Targets", newTarget},
 		{&p.res.Setup.Environments, "Environments", newEnvironment},
 	} {
-		t, err := createObjects(ctx, p.workers, n, step.create, nil)
+		t, err := createObjects(ctx, p.workers, n, 0, step.create, nil)
 		if err != nil {
 			return err
 		}
@@ -388,7 +406,8 @@ func (p *promotionBench) environmentsReady(ctx context.Context) (bool, string, e
 			}
 		}
 		if cont = list.Continue; cont == "" {
-			return ready >= p.opts.promotions, fmt.Sprintf("%d of %d", ready, p.opts.promotions), nil
+			want := p.opts.promotions + p.opts.steady
+			return ready >= want, fmt.Sprintf("%d of %d", ready, want), nil
 		}
 	}
 }
@@ -435,14 +454,49 @@ func waitFor(ctx context.Context, what string, check func(context.Context) (bool
 	}
 }
 
-// measurePromotions creates the Promotions and follows them until every
-// one is done or ctx reaches the time limit.
+// measureSteady creates the steady-rate promotions, into Environments of
+// their own, and waits until the follow-up work of the server (evidence,
+// environment status) has drained before the saturated run.
+func (p *promotionBench) measureSteady(ctx context.Context) error {
+	o := p.opts
+	if o.steady == 0 {
+		return nil
+	}
+	every := time.Duration(float64(time.Second) / o.steadyRate)
+	run, obs, err := p.promote(ctx, o.promotions, o.steady, every)
+	p.res.Steady = run
+	if err != nil {
+		return err
+	}
+	p.res.SteadyServer = obs.server()
+	return p.waitQuiet(ctx)
+}
+
+// measurePromotions creates the promotions as fast as 8 clients can.
 func (p *promotionBench) measurePromotions(ctx context.Context) error {
-	n := p.opts.promotions
+	run, obs, err := p.promote(ctx, 0, p.opts.promotions, 0)
+	p.res.Run = run
+	if obs != nil {
+		p.res.Server, p.res.Controllers = obs.server(), obs.controllers()
+		p.res.APIRequests = obs.apiRequests(p.opts.promotions)
+		p.res.Run.ServerDecision = obs.histogram("stella_promotion_decision_seconds", "result", string(v1alpha1.DecisionAllow))
+		if mem, err := p.rss(); err == nil {
+			p.res.Server.RSSMB, p.res.Server.PeakRSSMB = mem.rssMB(), mem.hwmMB()
+		}
+	}
+	return err
+}
+
+// promote creates the n promotions numbered from first, every apart (0: as
+// fast as the clients can), and follows them until every one is done or
+// ctx reaches the time limit. The observation covers the run when there is
+// one.
+func (p *promotionBench) promote(ctx context.Context, first, n int, every time.Duration) (PromotionRun, *observation, error) {
+	var run PromotionRun
 	runCtx, failRun := context.WithCancelCause(ctx)
 	defer failRun(nil)
 
-	tr := newPromotionTracker(n)
+	tr := newPromotionTracker(first, n)
 	watchCtx, stopWatching := context.WithCancel(runCtx)
 	var watches sync.WaitGroup
 	defer func() {
@@ -458,11 +512,11 @@ func (p *promotionBench) measurePromotions(ctx context.Context) error {
 	} {
 		c, err := newClient(ctx, p.restCfg)
 		if err != nil {
-			return err
+			return run, nil, err
 		}
 		rv, err := currentResourceVersion(ctx, c, w.list)
 		if err != nil {
-			return err
+			return run, nil, err
 		}
 		watches.Go(func() {
 			if err := tr.follow(watchCtx, c, w.list, rv, w.seen); err != nil {
@@ -473,16 +527,16 @@ func (p *promotionBench) measurePromotions(ctx context.Context) error {
 
 	obs, err := p.observe(ctx)
 	if err != nil {
-		return err
+		return run, nil, err
 	}
 	start := time.Now()
 	watches.Go(func() { reportProgress(watchCtx, tr, start) })
-	if p.opts.cpuProfile != "" {
+	if p.opts.cpuProfile != "" && every == 0 {
 		watches.Go(func() { p.profile(watchCtx) })
 	}
-	creates, err := createObjects(runCtx, p.workers, n, newPromotion, tr.noteCreated)
+	creates, err := createObjects(runCtx, p.workers, n, every, func(i int) client.Object { return newPromotion(first + i) }, tr.noteCreated)
 	if err == nil {
-		p.res.Run.Creates = creates
+		run.Creates = creates
 		progress("  %s: %d Promotions created in %.1f s, %.0f/s", clients(creates.Clients), n, creates.Seconds, creates.PerSecond)
 		err = tr.wait(runCtx)
 	}
@@ -492,23 +546,21 @@ func (p *promotionBench) measurePromotions(ctx context.Context) error {
 		if cause := context.Cause(runCtx); cause != nil {
 			err = cause // a failed watch stops the creates too
 		}
-		return err
+		return run, nil, err
 	}
 	stopWatching()
 	watches.Wait()
 	obs.finish(ctx)
 
-	p.summarize(tr, start, end, timedOut)
-	p.res.Server, p.res.Controllers = obs.server(), obs.controllers()
-	p.res.Run.ServerDecision = obs.histogram("stella_promotion_decision_seconds", "result", string(v1alpha1.DecisionAllow))
-	if mem, err := p.rss(); err == nil {
-		p.res.Server.RSSMB, p.res.Server.PeakRSSMB = mem.rssMB(), mem.hwmMB()
-	}
+	p.summarize(&run, tr, n, start, end, timedOut)
 	if timedOut {
-		return fmt.Errorf("%d of %d promotions done: %w", p.res.Run.Done, n, context.Cause(ctx))
+		return run, obs, fmt.Errorf("%d of %d promotions done: %w", run.Done, n, context.Cause(ctx))
 	}
-	return nil
+	return run, obs, nil
 }
+
+// steadyName starts the names of the steady run's verdicts.
+const steadyName = "steady rate: "
 
 // errTimeLimit ends the phases when the run's time limit is near.
 var errTimeLimit = errors.New("time limit of the run reached")
@@ -563,9 +615,7 @@ func reportProgress(ctx context.Context, tr *promotionTracker, start time.Time) 
 	}
 }
 
-func (p *promotionBench) summarize(tr *promotionTracker, start, end time.Time, timedOut bool) {
-	r := &p.res.Run
-	n := p.opts.promotions
+func (p *promotionBench) summarize(r *PromotionRun, tr *promotionTracker, n int, start, end time.Time, timedOut bool) {
 	r.Progress = tr.progressSamples()
 	r.Created, r.Decided, r.WithTask, r.Done = tr.counts()
 	r.Failed, r.Failures = tr.failureList(maxFailures)
@@ -600,6 +650,9 @@ func (r *PromotionResults) evaluateTargets() {
 	add(newVerdict(r.timeGoalName(), run.Seconds, "<", goal, "s"), run.Done == r.Promotions)
 	add(newVerdict("decision latency p50", deref(run.Decision.P50Ms), "≤", goalDecisionP50Ms, "ms"), run.Decision.P50Ms != nil)
 	add(newVerdict("decision latency p99", deref(run.Decision.P99Ms), "≤", goalDecisionP99Ms, "ms"), run.Decision.P99Ms != nil)
+	steady := r.Steady.Decision
+	add(newVerdict(steadyName+"decision latency p50", deref(steady.P50Ms), "≤", goalDecisionP50Ms, "ms"), steady.P50Ms != nil)
+	add(newVerdict(steadyName+"decision latency p99", deref(steady.P99Ms), "≤", goalDecisionP99Ms, "ms"), steady.P99Ms != nil)
 }
 
 func (r *PromotionResults) timeGoalName() string {

@@ -42,7 +42,8 @@ func printPromotionResults(w io.Writer, r *PromotionResults) {
 		row("  server CPU", fmt.Sprintf("%.1f s", s.Server.CPUSeconds), "\t", cpuNote(s.Server, m.NProc))
 	}
 
-	row(fmt.Sprintf("PROMOTIONS, %s", clients(concurrentClients)), "", "\t", "")
+	steadyRows(row, r, throughput)
+	row(fmt.Sprintf("PROMOTIONS, %s as fast as they can", clients(concurrentClients)), "", "\t", "")
 	if run.Seconds == 0 {
 		row("  not run", "", "\t", "")
 		for _, v := range r.Targets {
@@ -60,6 +61,7 @@ func printPromotionResults(w io.Writer, r *PromotionResults) {
 
 	printControllers(w, "reconcilers during the set-up", r.Setup.Controllers)
 	printControllers(w, "reconcilers while promoting", r.Controllers)
+	printAPIRequests(w, r.APIRequests)
 
 	if run.Failed > 0 {
 		fmt.Fprintf(w, "\n%d promotion(s) ended without a DeployTask:\n", run.Failed)
@@ -75,6 +77,22 @@ func printPromotionResults(w io.Writer, r *PromotionResults) {
 		if e.Error != "" {
 			fmt.Fprintf(w, "server %s: %s\n", e.Name, e.Error)
 		}
+	}
+}
+
+// steadyRows print the run at a steady rate, when there was one.
+func steadyRows(row func(...string), r *PromotionResults, throughput func(Throughput) string) {
+	st := &r.Steady
+	if st.Seconds == 0 {
+		return
+	}
+	row(fmt.Sprintf("PROMOTIONS at a steady %s, own Environments", rate(r.SteadyRate)), "", "\t", "")
+	row("  create calls", rate(st.Creates.PerSecond), "\t", throughput(st.Creates))
+	row("  end to end", rate(st.PerSecond), "\t", fmt.Sprintf("%d of %d done in %s", st.Done, st.Done+st.Failed+(st.Created-st.Done-st.Failed), seconds(st.Seconds)))
+	latencyRows(row, r, steadyName+"decision latency", st.Decision, "first watch event with status.decision.result allow")
+	latencyRows(row, r, steadyName+"DeployTask latency", st.DeployTask, "first watch event of its DeployTask")
+	if sv := r.SteadyServer; sv.Seconds > 0 {
+		row("  server CPU", fmt.Sprintf("%.1f s", sv.CPUSeconds), "\t", cpuNote(sv, r.Machine.NProc))
 	}
 }
 
@@ -151,6 +169,24 @@ func printControllers(w io.Writer, title string, loads []ControllerLoad) {
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.1f s\t%.1f ms\t%.1f ms\t%.0f\t\n",
 			c.Name, c.Reconciles, c.Errors, c.ReconcileSeconds, c.MeanReconcileMs, c.MeanQueueWaitMs, c.MaxQueueDepth)
 	}
+	_ = tw.Flush()
+}
+
+// printAPIRequests prints what the API server served while promoting, per
+// promotion.
+func printAPIRequests(w io.Writer, reqs []APIRequests) {
+	if len(reqs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nAPI requests while promoting (watches left out):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "verb\tresource\trequests\tper promotion\t")
+	var total float64
+	for _, r := range reqs {
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t\n", r.Verb, r.Resource, r.Count, r.PerPromotion)
+		total += r.PerPromotion
+	}
+	fmt.Fprintf(tw, "\tall\t\t%.2f\t\n", total)
 	_ = tw.Flush()
 }
 

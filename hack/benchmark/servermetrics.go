@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // ServerLoad is what the server and the benchmark used while the
@@ -148,16 +150,52 @@ func (m metrics) labelValues(name, key string) []string {
 	return out
 }
 
-// serverSample is the server's metrics and the benchmark's CPU time at
-// one moment.
+// APIRequests counts the API server's requests of one verb on one
+// resource while the promotions ran (apiserver_request_total).
+type APIRequests struct {
+	Verb         string  `json:"verb"`
+	Resource     string  `json:"resource"`
+	Count        float64 `json:"count"`
+	PerPromotion float64 `json:"perPromotion"`
+}
+
+// serverSample is the server's metrics, its API server's and the
+// benchmark's CPU time at one moment.
 type serverSample struct {
 	at           time.Time
 	metrics      metrics
+	api          metrics
 	benchmarkCPU time.Duration
+}
+
+// scrapeAPIServer reads the API server's own metrics, which only an admin
+// may.
+func (p *promotionBench) scrapeAPIServer(ctx context.Context) (metrics, error) {
+	hc, err := rest.HTTPClientFor(p.restCfg)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.restCfg.Host+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics of the API server: %s", resp.Status)
+	}
+	return parseMetrics(resp.Body)
 }
 
 func (p *promotionBench) sampleServer(ctx context.Context) (serverSample, error) {
 	m, err := p.scrape(ctx)
+	if err != nil {
+		return serverSample{}, err
+	}
+	api, err := p.scrapeAPIServer(ctx)
 	if err != nil {
 		return serverSample{}, err
 	}
@@ -166,7 +204,7 @@ func (p *promotionBench) sampleServer(ctx context.Context) (serverSample, error)
 		return serverSample{}, err
 	}
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return serverSample{at: time.Now(), metrics: m, benchmarkCPU: cpu}, nil
+	return serverSample{at: time.Now(), metrics: m, api: api, benchmarkCPU: cpu}, nil
 }
 
 // observation follows the server from a first sample: the deepest work
@@ -242,6 +280,45 @@ func (o *observation) histogram(name string, keyValues ...string) HistogramSumma
 		return HistogramSummary{}
 	}
 	return histogramSummary(o.before.metrics, o.after.metrics, name, keyValues...)
+}
+
+// apiRequests are the API requests between the samples, by verb and
+// resource (with its subresource), most first; watches are left out, since
+// they count connections rather than work.
+func (o *observation) apiRequests(promotions int) []APIRequests {
+	if o.after.api == nil {
+		return nil
+	}
+	counts := map[[2]string]float64{}
+	for _, m := range []struct {
+		sample metrics
+		sign   float64
+	}{{o.before.api, -1}, {o.after.api, 1}} {
+		for series, v := range m.sample {
+			name, labels := splitSeries(series)
+			if name != "apiserver_request_total" || labels["verb"] == "WATCH" {
+				continue
+			}
+			resource := labels["resource"]
+			if sub := labels["subresource"]; sub != "" {
+				resource += "/" + sub
+			}
+			counts[[2]string{labels["verb"], resource}] += m.sign * v
+		}
+	}
+	var out []APIRequests
+	for k, n := range counts {
+		if n > 0 {
+			out = append(out, APIRequests{Verb: k[0], Resource: k[1], Count: n, PerPromotion: n / float64(promotions)})
+		}
+	}
+	slices.SortFunc(out, func(a, b APIRequests) int {
+		if c := cmpFloat(b.Count, a.Count); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Verb+a.Resource, b.Verb+b.Resource)
+	})
+	return out
 }
 
 func serverLoad(before, after serverSample) ServerLoad {

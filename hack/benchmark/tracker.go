@@ -44,7 +44,9 @@ type promotionTracker struct {
 	restarts atomic.Int64
 }
 
-func newPromotionTracker(n int) *promotionTracker {
+// newPromotionTracker follows the n promotions numbered from first, known
+// to it as 0 to n-1.
+func newPromotionTracker(first, n int) *promotionTracker {
 	t := &promotionTracker{
 		index:    make(map[string]int, n),
 		created:  make([]time.Time, n),
@@ -55,7 +57,7 @@ func newPromotionTracker(n int) *promotionTracker {
 		allEnded: make(chan struct{}),
 	}
 	for i := range n {
-		t.index[promotionName(i)] = i
+		t.index[promotionName(first+i)] = i
 	}
 	return t
 }

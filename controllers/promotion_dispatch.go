@@ -96,7 +96,10 @@ func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promot
 	}
 	for i := range promo.Status.Targets {
 		if t := byTarget[promo.Status.Targets[i].Target]; t != nil {
-			promo.Status.Targets[i].Phase = t.Status.Phase
+			// A task nobody has reported on yet is as planned: Pending.
+			if t.Status.Phase != "" {
+				promo.Status.Targets[i].Phase = t.Status.Phase
+			}
 			promo.Status.Targets[i].Message = gates.Truncate(t.Status.Message, 1024)
 		}
 	}

@@ -155,8 +155,11 @@ type PromotionRun struct {
 	Failures []string   `json:"failures,omitempty"`
 	// Seconds runs from the first create to the last promotion done or
 	// failed, or to the time limit (TimedOut).
-	Seconds           float64 `json:"seconds"`
-	TimedOut          bool    `json:"timedOut"`
+	Seconds  float64 `json:"seconds"`
+	TimedOut bool    `json:"timedOut"`
+	// SettledSeconds runs from the first create until every reconciler's
+	// work queue ran empty: decisions sealed, environments up to date.
+	SettledSeconds    float64 `json:"settledSeconds,omitempty"`
 	PerSecond         float64 `json:"perSecond"`
 	PercentOfBaseline float64 `json:"percentOfBaseline"`
 	Decision          Latency `json:"decisionLatency"`
@@ -415,8 +418,14 @@ func (p *promotionBench) environmentsReady(ctx context.Context) (bool, string, e
 // waitQuiet waits until no reconciler has work queued or in hand for
 // quietTime.
 func (p *promotionBench) waitQuiet(ctx context.Context) error {
+	_, err := p.waitQuietSince(ctx)
+	return err
+}
+
+// waitQuietSince is waitQuiet that also says when the quiet began.
+func (p *promotionBench) waitQuietSince(ctx context.Context) (time.Time, error) {
 	var quietSince time.Time
-	return waitFor(ctx, "work queues empty", func(ctx context.Context) (bool, string, error) {
+	err := waitFor(ctx, "work queues empty", func(ctx context.Context) (bool, string, error) {
 		m, err := p.scrape(ctx)
 		if err != nil {
 			return false, "", err
@@ -429,6 +438,7 @@ func (p *promotionBench) waitQuiet(ctx context.Context) error {
 		}
 		return !quietSince.IsZero() && time.Since(quietSince) >= quietTime, fmt.Sprintf("%.0f queued, %.0f in hand", queued, working), nil
 	})
+	return quietSince, err
 }
 
 // waitFor polls check until it reports done, saying where it stands every
@@ -472,9 +482,17 @@ func (p *promotionBench) measureSteady(ctx context.Context) error {
 	return p.waitQuiet(ctx)
 }
 
-// measurePromotions creates the promotions as fast as 8 clients can.
+// measurePromotions creates the promotions as fast as 8 clients can, then
+// waits for the work they left behind: sealing, events, environments.
 func (p *promotionBench) measurePromotions(ctx context.Context) error {
+	start := time.Now()
 	run, obs, err := p.promote(ctx, 0, p.opts.promotions, 0)
+	if err == nil {
+		var quiet time.Time
+		if quiet, err = p.waitQuietSince(ctx); err == nil {
+			run.SettledSeconds = quiet.Sub(start).Seconds()
+		}
+	}
 	p.res.Run = run
 	if obs != nil {
 		p.res.Server, p.res.Controllers = obs.server(), obs.controllers()

@@ -115,6 +115,9 @@ func promotionRows(row func(...string), r *PromotionResults, throughput func(Thr
 		timeNote = "stopped at the time limit"
 	}
 	row("  "+r.timeGoalName(), seconds(run.Seconds), r.verdict(r.timeGoalName()), timeNote)
+	if run.SettledSeconds > 0 {
+		row("  until the work queues ran empty", seconds(run.SettledSeconds), "\t", "first create to every decision sealed and every Environment's status written")
+	}
 	latencyRows(row, r, "decision latency", run.Decision, "first watch event with status.decision.result allow")
 	latencyRows(row, r, "DeployTask latency", run.DeployTask, "first watch event of its DeployTask")
 	if h := run.ServerDecision; h.Count > 0 {

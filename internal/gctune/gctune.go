@@ -3,9 +3,9 @@
 //
 // With Go's default (GOGC=100) the collector runs each time the heap doubles,
 // so its cost grows with the allocation rate. Under a burst of API requests
-// the server spent about a quarter of its CPU collecting (profiled with
-// `hack/bench promotions -cpuprofile`); letting the heap grow to five times
-// the live data instead of twice cuts that to about a quarter. Idle, the same
+// the server spent 23% of its CPU collecting (profiled with `hack/bench
+// promotions -cpuprofile`); letting the heap grow to five times the live data
+// instead of twice brought that to about 10%. Idle, the same
 // setting would only hold more memory for nothing, so the server keeps Go's
 // default until it allocates fast, and goes back to it a while after.
 package gctune

@@ -588,27 +588,7 @@ var errTimeLimit = errors.New("time limit of the run reached")
 // profile fetches a CPU profile of the server from its API server's
 // /debug/pprof, which --profiling turned on.
 func (p *promotionBench) profile(ctx context.Context) {
-	hc, err := rest.HTTPClientFor(p.restCfg)
-	if err != nil {
-		progress("  cpu profile: %v", err)
-		return
-	}
-	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.restCfg.Host, profileSeconds)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		progress("  cpu profile: %v", err)
-		return
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		progress("  cpu profile: %v", err)
-		return
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("%s: %s", resp.Status, data)
-	}
+	data, err := p.getFromAPIServer(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", profileSeconds))
 	if err == nil {
 		err = os.WriteFile(p.opts.cpuProfile, data, 0o644)
 	}
@@ -617,6 +597,29 @@ func (p *promotionBench) profile(ctx context.Context) {
 		return
 	}
 	progress("  cpu profile of %d s written to %s", profileSeconds, p.opts.cpuProfile)
+}
+
+// getFromAPIServer reads path from the API server with the admin
+// credential.
+func (p *promotionBench) getFromAPIServer(ctx context.Context, path string) ([]byte, error) {
+	hc, err := rest.HTTPClientFor(p.restCfg)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.restCfg.Host+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s: %.200s", path, resp.Status, data)
+	}
+	return data, err
 }
 
 func reportProgress(ctx context.Context, tr *promotionTracker, start time.Time) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,8 +14,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"k8s.io/client-go/rest"
 )
 
 // ServerLoad is what the server and the benchmark used while the
@@ -171,23 +170,11 @@ type serverSample struct {
 // scrapeAPIServer reads the API server's own metrics, which only an admin
 // may.
 func (p *promotionBench) scrapeAPIServer(ctx context.Context) (metrics, error) {
-	hc, err := rest.HTTPClientFor(p.restCfg)
+	data, err := p.getFromAPIServer(ctx, "/metrics")
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.restCfg.Host+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics of the API server: %s", resp.Status)
-	}
-	return parseMetrics(resp.Body)
+	return parseMetrics(bytes.NewReader(data))
 }
 
 func (p *promotionBench) sampleServer(ctx context.Context) (serverSample, error) {

@@ -34,8 +34,8 @@ const (
 	// busy setting.
 	idleAfter = 30 * time.Second
 	interval  = time.Second
-	// memoryShare is the share of the machine's memory the heap may grow to
-	// while busy; beyond it the default applies.
+	// While busy the heap goal stays within 1/memoryShare of the machine's
+	// memory; where even the default would pass it, the default applies.
 	memoryShare = 4
 )
 

@@ -44,7 +44,9 @@ type EnvironmentReconciler struct {
 // the environments that selected it before as well.
 func (r *EnvironmentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.Environment{}).
+		// Only this reconciler writes an environment's status: its own
+		// writes need no second look.
+		For(&v1alpha1.Environment{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.Promotion{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.(*v1alpha1.Promotion).Spec.Environment}}}
 		}), builder.WithPredicates(promotionPhaseChanged)).

@@ -99,15 +99,9 @@ func (r *EnvironmentReconciler) runningImage(ctx context.Context, o client.Objec
 
 // guardedBy lists the environments whose spec.gates name the gate.
 func (r *EnvironmentReconciler) guardedBy(ctx context.Context, o client.Object) []reconcile.Request {
-	var envs v1alpha1.EnvironmentList
-	if err := r.List(ctx, &envs, client.InNamespace(o.GetNamespace())); err != nil {
-		return nil
-	}
 	var reqs []reconcile.Request
-	for _, env := range envs.Items {
-		if slices.ContainsFunc(env.Spec.Gates, func(g v1alpha1.LocalObjectReference) bool { return g.Name == o.GetName() }) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&env)})
-		}
+	for _, name := range environmentsNaming(ctx, r.Client, o.GetNamespace(), o.GetName()) {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}})
 	}
 	return reqs
 }

@@ -526,7 +526,7 @@ func (r *PromotionReconciler) queuedBehind(ctx context.Context, o client.Object)
 // undecidedBehindGate wakes the undecided promotions into environments
 // that name the changed gate.
 func (r *PromotionReconciler) undecidedBehindGate(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.undecidedInto(ctx, o.GetNamespace(), r.environmentsNaming(ctx, o.GetNamespace(), o.GetName()))
+	return r.undecidedInto(ctx, o.GetNamespace(), environmentsNaming(ctx, r.Client, o.GetNamespace(), o.GetName()))
 }
 
 // undecidedReadingEnvironment wakes the undecided promotions whose decision
@@ -545,7 +545,7 @@ func (r *PromotionReconciler) undecidedReadingEnvironment(ctx context.Context, o
 	var readers v1alpha1.GateList
 	if err := r.List(ctx, &readers, client.InNamespace(ns), client.MatchingFields{indexEnvironment: o.GetName()}, client.UnsafeDisableDeepCopy); err == nil {
 		for _, g := range readers.Items {
-			envs = append(envs, r.environmentsNaming(ctx, ns, g.Name)...)
+			envs = append(envs, environmentsNaming(ctx, r.Client, ns, g.Name)...)
 		}
 	}
 	return r.undecidedInto(ctx, ns, envs)
@@ -576,9 +576,9 @@ func (r *PromotionReconciler) undecidedOfImage(ctx context.Context, o client.Obj
 }
 
 // environmentsNaming are the environments whose spec.gates name gate.
-func (r *PromotionReconciler) environmentsNaming(ctx context.Context, ns, gate string) []string {
+func environmentsNaming(ctx context.Context, c client.Reader, ns, gate string) []string {
 	var list v1alpha1.EnvironmentList
-	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexGates: gate}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{indexGates: gate}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	names := make([]string, 0, len(list.Items))

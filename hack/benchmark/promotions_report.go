@@ -88,7 +88,7 @@ func steadyRows(row func(...string), r *PromotionResults, throughput func(Throug
 	}
 	row(fmt.Sprintf("PROMOTIONS at a steady %s, own Environments", rate(r.SteadyRate)), "", "\t", "")
 	row("  create calls", rate(st.Creates.PerSecond), "\t", throughput(st.Creates))
-	row("  end to end", rate(st.PerSecond), "\t", fmt.Sprintf("%d of %d done in %s", st.Done, st.Done+st.Failed+(st.Created-st.Done-st.Failed), seconds(st.Seconds)))
+	row("  end to end", rate(st.PerSecond), "\t", fmt.Sprintf("%d of %d done in %s", st.Done, st.Decision.Seen+st.Decision.Missing, seconds(st.Seconds)))
 	latencyRows(row, r, steadyName+"decision latency", st.Decision, "first watch event with status.decision.result allow")
 	latencyRows(row, r, steadyName+"DeployTask latency", st.DeployTask, "first watch event of its DeployTask")
 	if sv := r.SteadyServer; sv.Seconds > 0 {

@@ -59,6 +59,7 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	opts.GenericServerRunOptions.AdvertiseAddress = advertiseIP(ip)
 	opts.Etcd.StorageConfig.Transport.ServerList = etcdServers
 	opts.Etcd.StorageConfig.Prefix = o.EtcdPrefix
+	opts.Etcd.EnableWatchCache = o.WatchCache
 	opts.Authentication.ClientCert.ClientCA = certs.File(pki.CACertFile)
 	// Join tokens are bootstrap tokens: a new agent presents one to ask for
 	// its certificate (stellactl agent join-token).

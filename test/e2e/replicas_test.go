@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os/exec"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -10,6 +13,7 @@ import (
 	"github.com/onsi/gomega/gexec"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -46,6 +50,24 @@ func releaseSettled(ctx context.Context, c client.Client, ns, name string) bool 
 		len(rel.Status.Components) == len(rel.Spec.Components)
 }
 
+// watchCacheOf says whether the server's API server keeps a watch cache
+// of Releases: it reports the cache's metrics only then.
+func watchCacheOf(ctx context.Context, s *framework.Server) bool {
+	// The API server sets up a custom resource's storage on its first use.
+	Expect(s.AdminClient().List(ctx, &v1alpha1.ReleaseList{}, client.Limit(1))).To(Succeed())
+	hc, err := rest.HTTPClientFor(s.AdminConfig())
+	Expect(err).NotTo(HaveOccurred())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.AdminConfig().Host+"/metrics", nil)
+	Expect(err).NotTo(HaveOccurred())
+	resp, err := hc.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(resp.StatusCode).To(Equal(http.StatusOK), string(body))
+	return strings.Contains(string(body), `apiserver_watch_cache_initialization_duration_seconds_count{group="stella-ops.org",resource="releases"}`)
+}
+
 var _ = Describe("several replicas on an external etcd", func() {
 	It("hands reconciling to the other replica within 15 seconds when the Lease holder dies", func(ctx SpecContext) {
 		etcd, err := framework.StartEtcd(bin)
@@ -58,7 +80,14 @@ var _ = Describe("several replicas on an external etcd", func() {
 		Eventually(func() string { holder = leaseHolder(ctx, c); return holder }).
 			WithContext(ctx).WithTimeout(30 * time.Second).ShouldNot(BeEmpty())
 
-		second := startServer(framework.ServerOptions{EtcdServers: []string{etcd.ClientURL}, DataDir: first.DataDir})
+		// The second replica runs without the API server's watch cache, as
+		// a site short of memory would: what it reconciles after the
+		// takeover it reads through etcd's own watches.
+		second := startServer(framework.ServerOptions{EtcdServers: []string{etcd.ClientURL}, DataDir: first.DataDir, Args: []string{"--watch-cache=false"}})
+		Eventually(func() bool { return watchCacheOf(ctx, first) }).WithContext(ctx).WithTimeout(10*time.Second).
+			Should(BeTrue(), "the watch cache is on by default")
+		Consistently(func() bool { return watchCacheOf(ctx, second) }).WithContext(ctx).WithTimeout(2*time.Second).
+			Should(BeFalse(), "--watch-cache=false turns it off")
 		c = second.AdminClient()
 		ns := newNamespace(ctx, c)
 		Expect(c.Create(ctx, release(ns, "before", "1.0.0"))).To(Succeed())

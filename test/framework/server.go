@@ -160,12 +160,15 @@ func (s *Server) Kill() {
 // Kubeconfig is the admin kubeconfig the server wrote.
 func (s *Server) Kubeconfig() string { return filepath.Join(s.DataDir, "admin.kubeconfig") }
 
-// AdminConfig is a REST config with the admin credential.
+// AdminConfig is a REST config with the admin credential, for this
+// server: replicas that share a data directory each rewrite its kubeconfig
+// with their own address.
 func (s *Server) AdminConfig() *rest.Config {
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig())
 	if err != nil {
 		panic(fmt.Sprintf("load %s: %v", s.Kubeconfig(), err))
 	}
+	cfg.Host = "https://" + s.Listen
 	cfg.QPS, cfg.Burst = 200, 400
 	return cfg
 }

@@ -106,7 +106,10 @@ type PromotionResults struct {
 	Startup       Ready      `json:"startup"`
 	Baseline      Throughput `json:"baseline"`
 	BaselineReady float64    `json:"baselineReadySecondsAfterCreates"`
-	Setup         Setup      `json:"setup"`
+	// BaselineServer is the server's load from the first Release create
+	// until every Release was Ready.
+	BaselineServer ServerLoad `json:"baselineServer"`
+	Setup          Setup      `json:"setup"`
 	// Steady is the run at a steady rate; SteadyRate is that rate.
 	Steady       PromotionRun `json:"steady"`
 	SteadyRate   float64      `json:"steadyRate"`
@@ -115,9 +118,13 @@ type PromotionResults struct {
 	Run         PromotionRun     `json:"run"`
 	Server      ServerLoad       `json:"server"`
 	Controllers []ControllerLoad `json:"controllers"`
-	// APIRequests are the requests the API server served while promoting.
+	// APIRequests are the requests the API server served for the
+	// saturated run, from its first create until the work queues ran empty.
 	APIRequests []APIRequests `json:"apiRequests"`
-	Targets     []Verdict     `json:"targets"`
+	// Settled is the server's load over that same span: all the work of
+	// the saturated run's promotions, sealing included.
+	Settled ServerLoad `json:"settled"`
+	Targets []Verdict  `json:"targets"`
 	// StoppedIn names the phase the time limit ended, and where it stood,
 	// when that was before every promotion was done.
 	StoppedIn       string   `json:"stoppedIn,omitempty"`
@@ -313,6 +320,10 @@ func (p *promotionBench) start(ctx context.Context) error {
 // the promotions' reconcilers never list them, and waits until the release
 // reconciler has caught up.
 func (p *promotionBench) measureBaseline(ctx context.Context) error {
+	obs, err := p.observe(ctx)
+	if err != nil {
+		return err
+	}
 	t, err := createReleases(ctx, p.workers, baselineNamespace, 0, p.opts.baseline)
 	if err != nil {
 		return err
@@ -327,6 +338,8 @@ func (p *promotionBench) measureBaseline(ctx context.Context) error {
 		return err
 	}
 	p.res.BaselineReady = time.Since(created).Seconds()
+	obs.finish(ctx)
+	p.res.BaselineServer = obs.server()
 	return p.waitQuiet(ctx)
 }
 
@@ -487,17 +500,24 @@ func (p *promotionBench) measureSteady(ctx context.Context) error {
 // measurePromotions creates the promotions as fast as 8 clients can, then
 // waits for the work they left behind: sealing, events, environments.
 func (p *promotionBench) measurePromotions(ctx context.Context) error {
+	whole, err := p.observe(ctx)
+	if err != nil {
+		return err
+	}
+	defer whole.stop() // when the run ends before the queues ran empty
 	run, obs, err := p.promote(ctx, 0, p.opts.promotions, 0)
 	if err == nil {
 		var quiet time.Time
 		if quiet, err = p.waitQuietSince(ctx); err == nil {
 			run.SettledSeconds = quiet.Sub(run.started).Seconds()
+			whole.finish(ctx)
+			p.res.Settled = whole.server()
+			p.res.APIRequests = whole.apiRequests(p.opts.promotions)
 		}
 	}
 	p.res.Run = run
 	if obs != nil {
 		p.res.Server, p.res.Controllers = obs.server(), obs.controllers()
-		p.res.APIRequests = obs.apiRequests(p.opts.promotions)
 		p.res.Run.ServerDecision = obs.histogram("stella_promotion_decision_seconds", "result", string(v1alpha1.DecisionAllow))
 		if mem, err := p.rss(); err == nil {
 			p.res.Server.RSSMB, p.res.Server.PeakRSSMB = mem.rssMB(), mem.hwmMB()

@@ -28,6 +28,9 @@ func printPromotionResults(w io.Writer, r *PromotionResults) {
 	row("  ready, fresh data dir", seconds(r.Startup.Seconds), "\t", "")
 	row("  create Releases, "+clients(b.Clients), rate(b.PerSecond), "\t", throughput(b))
 	row("  all Ready after the creates", seconds(r.BaselineReady), "\t", "the release reconciler's status patches")
+	if perRelease := cpuPer(r.BaselineServer, b.Objects); perRelease > 0 {
+		row("  server CPU per Release", ms(perRelease), "\t", "first create until every Release was Ready")
+	}
 
 	s := r.Setup
 	row("SET-UP (not measured)", "", "\t", "")
@@ -118,6 +121,10 @@ func promotionRows(row func(...string), r *PromotionResults, throughput func(Thr
 	if run.SettledSeconds > 0 {
 		row("  until the work queues ran empty", seconds(run.SettledSeconds), "\t", "first create to every decision sealed and every Environment's status written")
 	}
+	if perPromotion, perRelease := cpuPer(r.Settled, r.Promotions), cpuPer(r.BaselineServer, r.Baseline.Objects); perPromotion > 0 && perRelease > 0 {
+		row("  server CPU per promotion", ms(perPromotion), "\t", fmt.Sprintf(
+			"first create until the work queues ran empty, sealing included: %.1f times that of a raw create", perPromotion/perRelease))
+	}
 	latencyRows(row, r, "decision latency", run.Decision, "first watch event with status.decision.result allow")
 	latencyRows(row, r, "DeployTask latency", run.DeployTask, "first watch event of its DeployTask")
 	if h := run.ServerDecision; h.Count > 0 {
@@ -181,7 +188,7 @@ func printAPIRequests(w io.Writer, reqs []APIRequests) {
 	if len(reqs) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nAPI requests while promoting (watches left out):\n")
+	fmt.Fprintf(w, "\nAPI requests of the saturated run, until the work queues ran empty (watches left out):\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "verb\tresource\trequests\tper promotion\t")
 	var total float64
@@ -219,4 +226,13 @@ func bucketBound(upToMs float64) string {
 		return "+Inf"
 	}
 	return seconds(upToMs / 1000)
+}
+
+// cpuPer is the server's CPU time in milliseconds per object over load;
+// zero when it was not measured.
+func cpuPer(load ServerLoad, objects int) float64 {
+	if load.Seconds == 0 || objects == 0 {
+		return 0
+	}
+	return 1000 * load.CPUSeconds / float64(objects)
 }

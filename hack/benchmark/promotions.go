@@ -324,6 +324,7 @@ func (p *promotionBench) measureBaseline(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer obs.stop() // when the Releases fail before all are Ready
 	t, err := createReleases(ctx, p.workers, baselineNamespace, 0, p.opts.baseline)
 	if err != nil {
 		return err

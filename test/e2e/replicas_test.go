@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os/exec"
 	"strings"
 	"time"
@@ -13,7 +11,7 @@ import (
 	"github.com/onsi/gomega/gexec"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/rest"
+	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -55,16 +53,8 @@ func releaseSettled(ctx context.Context, c client.Client, ns, name string) bool 
 func watchCacheOf(ctx context.Context, s *framework.Server) bool {
 	// The API server sets up a custom resource's storage on its first use.
 	Expect(s.AdminClient().List(ctx, &v1alpha1.ReleaseList{}, client.Limit(1))).To(Succeed())
-	hc, err := rest.HTTPClientFor(s.AdminConfig())
-	Expect(err).NotTo(HaveOccurred())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.AdminConfig().Host+"/metrics", nil)
-	Expect(err).NotTo(HaveOccurred())
-	resp, err := hc.Do(req)
-	Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(resp.StatusCode).To(Equal(http.StatusOK), string(body))
+	body, err := discovery.NewDiscoveryClientForConfigOrDie(s.AdminConfig()).RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	Expect(err).NotTo(HaveOccurred(), string(body))
 	return strings.Contains(string(body), `apiserver_watch_cache_initialization_duration_seconds_count{group="stella-ops.org",resource="releases"}`)
 }
 

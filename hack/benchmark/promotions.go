@@ -501,19 +501,16 @@ func (p *promotionBench) measureSteady(ctx context.Context) error {
 // measurePromotions creates the promotions as fast as 8 clients can, then
 // waits for the work they left behind: sealing, events, environments.
 func (p *promotionBench) measurePromotions(ctx context.Context) error {
-	whole, err := p.observe(ctx)
-	if err != nil {
-		return err
-	}
-	defer whole.stop() // when the run ends before the queues ran empty
 	run, obs, err := p.promote(ctx, 0, p.opts.promotions, 0)
 	if err == nil {
 		var quiet time.Time
 		if quiet, err = p.waitQuietSince(ctx); err == nil {
 			run.SettledSeconds = quiet.Sub(run.started).Seconds()
-			whole.finish(ctx)
-			p.res.Settled = whole.server()
-			p.res.APIRequests = whole.apiRequests(p.opts.promotions)
+			var settled *observation
+			if settled, err = obs.until(ctx); err == nil {
+				p.res.Settled = settled.server()
+				p.res.APIRequests = settled.apiRequests(p.opts.promotions)
+			}
 		}
 	}
 	p.res.Run = run

@@ -248,6 +248,15 @@ func (o *observation) finish(ctx context.Context) {
 	o.after = after
 }
 
+// until is the observation from the same first sample to one taken now.
+func (o *observation) until(ctx context.Context) (*observation, error) {
+	after, err := o.p.sampleServer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &observation{p: o.p, before: o.before, after: after}, nil
+}
+
 func (o *observation) server() ServerLoad {
 	if o.after.metrics == nil {
 		return ServerLoad{}

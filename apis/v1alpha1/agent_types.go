@@ -5,6 +5,7 @@ import (
 )
 
 // AgentSpec declares an agent that deploys to targets on its host.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.revoked) || !oldSelf.revoked || (has(self.revoked) && self.revoked)",message="spec.revoked cannot be set back to false: delete the Agent and let the host join again with a new token (stellactl agent join-token)"
 type AgentSpec struct {
 	// capabilities are the target types the agent can deploy to.
 	// +required
@@ -25,6 +26,14 @@ type AgentSpec struct {
 	// paused stops the agent from starting new DeployTasks while true.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// revoked cuts the agent off: while true the server refuses every
+	// request made with the agent's certificate and approves no new one for
+	// it. It cannot be set back to false; to let the host back, delete the
+	// Agent and join it again with a new token. Set by
+	// `stellactl agent revoke`.
+	// +optional
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // AgentStatus is what the agent reported.

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -125,6 +127,24 @@ type Clock struct {
 // RFC 3339, truncated to whole seconds, so equal instants encode equally.
 func ClockAt(t time.Time) Clock {
 	return Clock{Now: t.UTC().Format(time.RFC3339)}
+}
+
+// MaxInputBytes bounds the JSON encoding of an Input. The API bounds every
+// list an Input is built from, so only a promotion far outside normal use
+// reaches it; its policy gates then fail closed.
+const MaxInputBytes = 1 << 20
+
+// encode is the JSON document a policy sees as input, refused when it is
+// over MaxInputBytes.
+func (in Input) encode() ([]byte, error) {
+	data, err := json.Marshal(in.withEmptyLists())
+	if err != nil {
+		return nil, fmt.Errorf("encode policy input: %w", err)
+	}
+	if len(data) > MaxInputBytes {
+		return nil, fmt.Errorf("policy input is %d bytes of JSON, over the limit of %d: the promotion has too many components, approvals or scan reports for a policy gate", len(data), MaxInputBytes)
+	}
+	return data, nil
 }
 
 // withEmptyLists returns a copy of in whose nil lists are empty, so they

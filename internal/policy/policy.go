@@ -3,7 +3,6 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -108,6 +107,9 @@ func Compile(source string) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile policy: %s", strings.Join(describe(err), "; "))
 	}
+	if err := checkNesting(f); err != nil {
+		return nil, fmt.Errorf("compile policy: %w", err)
+	}
 	declareInput(f)
 	v := ctx.BuildFile(f)
 	if err := v.Err(); err != nil {
@@ -125,6 +127,45 @@ func Compile(source string) (*Program, error) {
 		return nil, fmt.Errorf("compile policy: %s", strings.Join(describe(err), "; "))
 	}
 	return &Program{digest: Digest(source), ctx: ctx, value: v}, nil
+}
+
+// MaxNesting bounds how deeply a policy nests structs, lists and the for
+// clauses of comprehensions (each for clause multiplies the work of those
+// inside it). Policies read a small document and need a handful of levels.
+const MaxNesting = 16
+
+// checkNesting refuses a source nested deeper than MaxNesting, naming the
+// position where it first goes too deep.
+func checkNesting(f *ast.File) error {
+	depth, deepest := 0, token.NoPos
+	levels := func(n ast.Node) int {
+		switch n := n.(type) {
+		case *ast.StructLit, *ast.ListLit:
+			return 1
+		case *ast.Comprehension:
+			fors := 0
+			for _, c := range n.Clauses {
+				if _, ok := c.(*ast.ForClause); ok {
+					fors++
+				}
+			}
+			return fors
+		}
+		return 0
+	}
+	ast.Walk(f, func(n ast.Node) bool {
+		depth += levels(n)
+		if depth > MaxNesting && !deepest.IsValid() {
+			deepest = n.Pos()
+		}
+		return !deepest.IsValid()
+	}, func(n ast.Node) {
+		depth -= levels(n)
+	})
+	if deepest.IsValid() {
+		return fmt.Errorf("%s:%d:%d: structs, lists and comprehension for clauses are nested more than %d deep; flatten the policy", sourceFile, deepest.Line(), deepest.Column(), MaxNesting)
+	}
+	return nil
 }
 
 // declareInput adds `input: _` to a policy that does not declare input
@@ -154,10 +195,15 @@ func (p *Program) Digest() string { return p.digest }
 // error means the policy itself is broken for this input (see the package
 // documentation); callers must treat it as a deny as well.
 func (p *Program) Evaluate(in Input) (Decision, error) {
-	data, err := json.Marshal(in.withEmptyLists())
+	data, err := in.encode()
 	if err != nil {
-		return Decision{}, fmt.Errorf("encode policy input: %w", err)
+		return Decision{}, err
 	}
+	return p.evaluateJSON(data)
+}
+
+// evaluateJSON is Evaluate on an input already encoded by Input.encode.
+func (p *Program) evaluateJSON(data []byte) (Decision, error) {
 	expr, err := cuejson.Extract(inputFile, data)
 	if err != nil {
 		return Decision{}, fmt.Errorf("parse policy input: %w", err)

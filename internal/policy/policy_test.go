@@ -71,6 +71,8 @@ func TestCompileRejects(t *testing.T) {
 		{"allow typed by the input schema", "input: environment: order: int\nallow: input.environment.order\nreasons: []\n", []string{"allow: conflicting values", "policy.cue:2:8"}},
 		{"non-standard import", "import \"example.com/lib\"\nallow: lib.ok\nreasons: []\n", []string{`"example.com/lib"`, "policy.cue:"}},
 		{"file embedding", "@extern(embed)\n\npackage gate\n\n_key: _ @embed(file=\"/etc/hostname\")\nallow: true\nreasons: []\n", []string{"cannot embed files"}},
+		{"lists nested too deep", "_x: " + strings.Repeat("[", policy.MaxNesting+1) + strings.Repeat("]", policy.MaxNesting+1) + "\nallow: true\nreasons: []\n", []string{"nested more than 16 deep", "policy.cue:1:"}},
+		{"for clauses nested too deep", "_l: [1]\n_x: [for a in _l " + strings.Repeat("for b in _l ", policy.MaxNesting) + "{a}]\nallow: true\nreasons: []\n", []string{"nested more than 16 deep", "policy.cue:2:6"}},
 		{"too long", "allow: true\nreasons: []\n//" + strings.Repeat("x", policy.MaxSourceBytes), []string{"over the limit of 65536"}},
 	}
 	for _, tt := range tests {

@@ -148,7 +148,7 @@ leader Lease in the stella-system namespace reconciles.`,
 			if evidenceDir == "" {
 				log.Info("No --evidence-dir: decisions are not sealed into evidence")
 			} else {
-				if o.Evidence, err = evidence.Open(evidenceDir, s3()); err != nil {
+				if o.Evidence, err = evidence.Open(evidenceDir, s3(), log); err != nil {
 					return fmt.Errorf("--evidence-dir %s: %w", evidenceDir, err)
 				}
 				defer o.Evidence.Close()

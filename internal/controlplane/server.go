@@ -113,7 +113,7 @@ func Run(ctx context.Context, o Options) error {
 		if evidenceDir == "" {
 			evidenceDir = dir.evidence()
 		}
-		if sealer, err = evidence.Open(evidenceDir, o.EvidenceS3); err != nil {
+		if sealer, err = evidence.Open(evidenceDir, o.EvidenceS3, o.Log); err != nil {
 			return fmt.Errorf("open the evidence directory %s: %w", evidenceDir, err)
 		}
 		defer sealer.Close()

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/testr"
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"golang.org/x/mod/sumdb/note"
 
@@ -46,7 +48,7 @@ func record() decision.Record {
 			{Name: "a", Spec: v1alpha1.ApprovalSpec{Promotion: "shop-to-prod", Approver: "bob", Decision: v1alpha1.ApprovalApprove}, CreatedAt: "2026-11-28T09:30:00Z"},
 		},
 	}
-	return decision.Decide(in, []v1alpha1.GateEvaluation{{Name: "two-approvers", Type: "approval", Result: v1alpha1.GatePass}})
+	return decision.Decide(in, []v1alpha1.GateEvaluation{{Name: "two-approvers", Type: "approval", Result: v1alpha1.GatePass}}, nil)
 }
 
 func statement(t *testing.T) []byte {
@@ -289,7 +291,7 @@ func BenchmarkVerify(b *testing.B) {
 
 func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSealer(dir, nil)
+	s, err := OpenSealer(dir, nil, testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +305,7 @@ func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
 	}
 	s.Close()
 	// A restart between signing and logging seals again: one entry.
-	s, err = OpenSealer(dir, nil)
+	s, err = OpenSealer(dir, nil, testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +368,7 @@ func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
 
 // BenchmarkSeal seals distinct decisions into a log on disk.
 func BenchmarkSeal(b *testing.B) {
-	s, err := OpenSealer(b.TempDir(), nil)
+	s, err := OpenSealer(b.TempDir(), nil, logr.Discard())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -385,7 +387,7 @@ func BenchmarkSeal(b *testing.B) {
 // BenchmarkVerifyPacket verifies an exported packet from a log of 10,000
 // entries, as stellactl evidence verify does after reading the file.
 func BenchmarkVerifyPacket(b *testing.B) {
-	s, err := OpenSealer(b.TempDir(), nil)
+	s, err := OpenSealer(b.TempDir(), nil, logr.Discard())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -415,7 +417,7 @@ func TestRotatedKeysStillVerifyWhatTheySealed(t *testing.T) {
 	if _, _, err := RotateSigningKey(dir); err == nil {
 		t.Fatal("rotating before any key exists succeeded")
 	}
-	s, err := OpenSealer(dir, nil)
+	s, err := OpenSealer(dir, nil, testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +430,7 @@ func TestRotatedKeysStillVerifyWhatTheySealed(t *testing.T) {
 	if err != nil || oldID != before.KeyID || newID == oldID {
 		t.Fatalf("rotate: %s → %s, %v (sealed with %s)", oldID, newID, err, before.KeyID)
 	}
-	s, err = OpenSealer(dir, nil)
+	s, err = OpenSealer(dir, nil, testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}

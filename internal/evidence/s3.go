@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/spf13/pflag"
@@ -113,15 +114,15 @@ func (s *S3Store) URI(d v1alpha1.Digest) string {
 
 // Open opens the evidence directory dir, with blobs on disk, or in the
 // bucket s3 names when it is set.
-func Open(dir string, s3 *S3Options) (*Sealer, error) {
+func Open(dir string, s3 *S3Options, log logr.Logger) (*Sealer, error) {
 	if s3 == nil {
-		return OpenSealer(dir, nil)
+		return OpenSealer(dir, nil, log)
 	}
 	store, err := NewS3Store(*s3)
 	if err != nil {
 		return nil, err
 	}
-	return OpenSealer(dir, store)
+	return OpenSealer(dir, store, log)
 }
 
 // AddS3Flags registers the --evidence-s3-* flags and returns what they set:

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr/testr"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
@@ -64,7 +65,7 @@ func TestS3StoreKeepsAndChecksBlobs(t *testing.T) {
 }
 
 func TestSealerWithS3Blobs(t *testing.T) {
-	s, err := Open(t.TempDir(), func() *S3Options { o := fakeS3(t, "evidence"); return &o }())
+	s, err := Open(t.TempDir(), func() *S3Options { o := fakeS3(t, "evidence"); return &o }(), testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -39,6 +40,11 @@ type LogEntry struct {
 	Statement     v1alpha1.Digest `json:"statement"`
 }
 
+// logEntry is the log's entry for statement st, stored under digest.
+func logEntry(st *Statement, digest v1alpha1.Digest) ([]byte, error) {
+	return canonicalJSON(LogEntry{Type: LogEntryType, PredicateType: st.PredicateType, Statement: digest})
+}
+
 // Sealer signs statements, stores them with their envelopes and logs them.
 type Sealer struct {
 	dir      string
@@ -63,8 +69,8 @@ type Seal struct {
 
 // OpenSealer opens the evidence directory dir, creating its keys, log and
 // blob store on first use. Blobs go to store, or to the directory when it
-// is nil.
-func OpenSealer(dir string, store BlobStore) (*Sealer, error) {
+// is nil. log hears what opening the transparency log changed.
+func OpenSealer(dir string, store BlobStore, log logr.Logger) (*Sealer, error) {
 	key, err := LoadOrCreateSigningKey(dir)
 	if err != nil {
 		return nil, err
@@ -73,19 +79,8 @@ func OpenSealer(dir string, store BlobStore) (*Sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	cpKey, err := loadOrCreateCheckpointKey(dir)
+	o, err := logOptions(dir, log)
 	if err != nil {
-		return nil, err
-	}
-	origin, err := LogOrigin(cpKey.Public().(ed25519.PublicKey))
-	if err != nil {
-		return nil, err
-	}
-	noteSigner, verifier, vkey, err := NoteKeys(origin, cpKey)
-	if err != nil {
-		return nil, err
-	}
-	if err := pki.WriteFileAtomic(filepath.Join(dir, CheckpointVerifierFile), []byte(vkey+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	if store == nil {
@@ -93,11 +88,42 @@ func OpenSealer(dir string, store BlobStore) (*Sealer, error) {
 			return nil, err
 		}
 	}
-	l, err := tlog.Open(filepath.Join(dir, logDir), origin, noteSigner)
+	l, err := tlog.Open(filepath.Join(dir, logDir), o)
 	if err != nil {
 		return nil, err
 	}
-	return &Sealer{dir: dir, signer: signer, log: l, origin: origin, verifier: verifier, Store: store}, nil
+	return &Sealer{dir: dir, signer: signer, log: l, origin: o.Origin, verifier: o.Verifier, Store: store}, nil
+}
+
+// OpenLog opens the transparency log of the evidence directory dir alone,
+// for tools that read it while no server runs.
+func OpenLog(dir string, log logr.Logger) (*tlog.Log, error) {
+	o, err := logOptions(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	return tlog.Open(filepath.Join(dir, logDir), o)
+}
+
+// logOptions open the transparency log of the evidence directory dir with
+// its checkpoint key, made on first use.
+func logOptions(dir string, log logr.Logger) (tlog.Options, error) {
+	cpKey, err := loadOrCreateCheckpointKey(dir)
+	if err != nil {
+		return tlog.Options{}, err
+	}
+	origin, err := LogOrigin(cpKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		return tlog.Options{}, err
+	}
+	noteSigner, verifier, vkey, err := NoteKeys(origin, cpKey)
+	if err != nil {
+		return tlog.Options{}, err
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(dir, CheckpointVerifierFile), []byte(vkey+"\n"), 0o644); err != nil {
+		return tlog.Options{}, err
+	}
+	return tlog.Options{Origin: origin, Signer: noteSigner, Verifier: verifier, Log: log}, nil
 }
 
 // LogOrigin names the log of a checkpoint key in its checkpoints.
@@ -169,10 +195,12 @@ func (s *Sealer) Seal(statement []byte) (Seal, error) {
 	if err != nil {
 		return Seal{}, err
 	}
-	entry, err := canonicalJSON(LogEntry{Type: LogEntryType, PredicateType: st.PredicateType, Statement: stDigest})
+	entry, err := logEntry(st, stDigest)
 	if err != nil {
 		return Seal{}, err
 	}
+	// Append returns once a checkpoint covering the entry is stored, so the
+	// index and checkpoint below are never lost by a restart.
 	index, err := s.log.Append(entry)
 	if err != nil {
 		return Seal{}, fmt.Errorf("log statement %s: %w", stDigest, err)

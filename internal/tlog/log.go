@@ -3,10 +3,15 @@
 // signed checkpoints (C2SP tlog-checkpoint in a signed note) and inclusion
 // and consistency proofs that anyone can check offline.
 //
-// An entry is durable once Append returns: it was written and synced. A
-// crash in the middle of an append leaves at most a torn record at the end
-// of the file, which the next Open cuts off; it was never acknowledged.
-// Damage anywhere else is reported, never repaired by dropping entries.
+// An entry is acknowledged once Append returns: its record was written and
+// synced, and so was a signed checkpoint covering it (CheckpointFile, kept
+// apart from the entries). A crash in the middle of an append leaves at most
+// records beyond the stored checkpoint, which were never acknowledged: the
+// next Open keeps the intact ones and cuts a damaged tail, and logs what it
+// cut. Damage to an entry the stored checkpoint covers is refused, never
+// repaired by dropping entries: restore the directory from a backup, or run
+// `stella log repair`, which rebuilds the entries from the evidence store
+// and never signs a second root for a size it signed before.
 package tlog
 
 import (
@@ -22,6 +27,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/go-logr/logr"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -47,12 +53,29 @@ const (
 	checksumSize = sha256.Size
 )
 
+// RepairHint says how to recover a log whose acknowledged entries are
+// damaged; every refusal of Open ends with it.
+const RepairHint = "restore the log directory from a backup, or stop the server and run `stella log repair`, " +
+	"which rebuilds the entries from the sealed statements in the evidence store"
+
 var hasher = rfc6962.DefaultHasher
+
+// Options open a log.
+type Options struct {
+	// Origin names the log in its checkpoints.
+	Origin string
+	// Signer signs checkpoints; Verifier checks the stored one on Open.
+	Signer   note.Signer
+	Verifier note.Verifier
+	// Log hears what Open changed: a damaged tail it cut, entries it
+	// adopted under a new checkpoint.
+	Log logr.Logger
+}
 
 // Log is an open transparency log. It is safe for concurrent use.
 type Log struct {
-	origin string
-	signer note.Signer
+	o   Options
+	dir *os.File
 
 	mu   sync.Mutex
 	file *os.File
@@ -63,31 +86,83 @@ type Log struct {
 	byLeaf map[[sha256.Size]byte]uint64
 	// offsets[i] is where entry i's record starts in the file.
 	offsets []int64
+	// checkpoint is the latest signed checkpoint, as CheckpointFile holds
+	// it, of checkpointSize entries. No other leaves the process.
+	checkpoint     []byte
+	checkpointSize uint64
 }
 
-// Open opens the log in dir, creating it when absent. origin names the log
-// in its checkpoints; signer signs them.
-func Open(dir, origin string, signer note.Signer) (*Log, error) {
+// Open opens the log in dir, creating it when absent, and holds the
+// directory until Close: a second Open, in this process or another, fails
+// rather than write the same file.
+func Open(dir string, o Options) (*Log, error) {
+	if o.Signer == nil || o.Verifier == nil {
+		return nil, errors.New("a transparency log needs a checkpoint signer and verifier")
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, EntriesFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	d, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	l, err := openLocked(d, o)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func openLocked(d *os.File, o Options) (*Log, error) {
+	stored, signed, err := readCheckpoint(d.Name(), o)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(d.Name(), EntriesFile)
+	flags := os.O_RDWR | os.O_CREATE
+	if stored != nil && stored.Size > 0 {
+		// Entries were acknowledged: a missing file is damage, not a new log.
+		flags = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s is missing, but the log's checkpoint signed %d entries; %s", path, stored.Size, RepairHint)
+	}
 	if err != nil {
 		return nil, err
 	}
 	rf := &compact.RangeFactory{Hash: hasher.HashChildren}
-	l := &Log{origin: origin, signer: signer, file: f, rng: rf.NewEmptyRange(0), byLeaf: map[[sha256.Size]byte]uint64{}}
-	if err := l.load(path); err != nil {
+	l := &Log{o: o, dir: d, file: f, rng: rf.NewEmptyRange(0), byLeaf: map[[sha256.Size]byte]uint64{}}
+	if stored != nil {
+		l.checkpoint, l.checkpointSize = signed, stored.Size
+	}
+	if err := l.load(path, stored); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if stored == nil && l.rng.End() > 0 {
+		// A data directory from before checkpoints were stored. Its intact
+		// records are the log every checkpoint it ever signed covered (the
+		// old Open cut only a torn last record, as load does here), so they
+		// are adopted as they are, under a checkpoint stored from now on.
+		o.Log.Info("The transparency log had no stored checkpoint; its intact entries are adopted under a new one", "log", path, "entries", l.rng.End())
+	} else if l.rng.End() > l.checkpointSize {
+		// Records written and synced by an append that stopped before its
+		// checkpoint was stored: intact, never acknowledged, kept.
+		o.Log.Info("The transparency log kept entries written after its last checkpoint", "log", path, "checkpointed", l.checkpointSize, "entries", l.rng.End())
+	}
+	if err := l.storeCheckpoint(); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
-// load reads every record, rebuilds the tree, and cuts off a torn record
-// at the end.
-func (l *Log) load(path string) error {
+// load reads every record and rebuilds the tree. A damaged record among
+// the entries the stored checkpoint covers is refused; one after them
+// starts a tail of unacknowledged records, which is cut and logged.
+func (l *Log) load(path string, stored *log.Checkpoint) error {
 	info, err := l.file.Stat()
 	if err != nil {
 		return err
@@ -105,29 +180,79 @@ func (l *Log) load(path string) error {
 	}
 	offset := int64(len(fileMagic))
 	for {
+		if stored != nil && l.rng.End() == stored.Size {
+			if err := l.checkRoot(path, stored); err != nil {
+				return err
+			}
+		}
 		entry, n, err := readRecord(r)
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			// A torn append: it was never acknowledged.
-			if err := l.file.Truncate(offset); err != nil {
-				return fmt.Errorf("cut the torn record at the end of %s: %w", path, err)
-			}
-			if err := l.file.Sync(); err != nil {
+		if err != nil {
+			if err := l.cutTail(path, stored, offset, info.Size(), err); err != nil {
 				return err
 			}
 			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s, entry %d at byte %d: %w; the log is damaged and was left as it is", path, len(l.offsets), offset, err)
 		}
 		if err := l.add(entry, offset); err != nil {
 			return err
 		}
 		offset += n
 	}
+	if stored != nil && l.rng.End() < stored.Size {
+		return fmt.Errorf("%s holds %d entries (%d bytes), but the log's checkpoint signed %d: entries %d to %d are missing; %s",
+			path, l.rng.End(), info.Size(), stored.Size, l.rng.End(), stored.Size-1, RepairHint)
+	}
 	_, err = l.file.Seek(offset, io.SeekStart)
+	return err
+}
+
+// checkRoot compares the entries read so far with the stored checkpoint
+// of as many entries: an entry altered along with its checksum changes the
+// root.
+func (l *Log) checkRoot(path string, stored *log.Checkpoint) error {
+	root, err := l.root()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(root, stored.Hash) {
+		return fmt.Errorf("%s: the first %d entries have the root %s, but the log's checkpoint signed %s for them: an entry was altered; %s",
+			path, stored.Size, hex.EncodeToString(root), hex.EncodeToString(stored.Hash), RepairHint)
+	}
+	return nil
+}
+
+// cutTail cuts the file at offset, where a record failed to read with
+// cause, when no acknowledged entry starts there; otherwise it refuses,
+// leaving the file as it is. Without a stored checkpoint only a record cut
+// short is taken for a torn append.
+func (l *Log) cutTail(path string, stored *log.Checkpoint, offset, size int64, cause error) error {
+	index := l.rng.End()
+	acknowledged := stored != nil && index < stored.Size
+	if acknowledged || (stored == nil && !errors.Is(cause, io.ErrUnexpectedEOF)) {
+		detail := "the log is damaged and was left as it is"
+		if acknowledged {
+			detail = fmt.Sprintf("the log's checkpoint signed %d entries, so this one was acknowledged: the log is damaged and was left as it is", stored.Size)
+		}
+		return fmt.Errorf("%s, entry %d at byte %d: %w; %s; %s", path, index, offset, describe(cause), detail, RepairHint)
+	}
+	if err := l.file.Truncate(offset); err != nil {
+		return fmt.Errorf("cut the damaged tail of %s at byte %d: %w", path, offset, err)
+	}
+	if err := l.file.Sync(); err != nil {
+		return err
+	}
+	l.o.Log.Info("Cut a damaged tail off the transparency log: records written after its last checkpoint, never acknowledged",
+		"log", path, "entry", index, "offset", offset, "bytes", size-offset, "reason", describe(cause).Error())
+	return nil
+}
+
+// describe names a record cut short as such.
+func describe(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errors.New("the record runs past the end of the file (cut short, or its length field is damaged)")
+	}
 	return err
 }
 
@@ -179,18 +304,33 @@ func (l *Log) store(id compact.NodeID, hash []byte) {
 	}
 }
 
-// Append adds entry and returns its index, once it is on disk. An entry
-// already in the log is not added again: its index is returned, so that
-// logging the same evidence twice (a retry after a crash) leaves one entry.
+// Append adds entry and returns its index, once the entry and a signed
+// checkpoint covering it are on disk. An entry already in the log is not
+// added again: its index is returned, so that logging the same evidence
+// twice (a retry after a crash) leaves one entry.
 func (l *Log) Append(entry []byte) (uint64, error) {
 	if len(entry) == 0 || len(entry) > MaxEntrySize {
 		return 0, fmt.Errorf("a log entry has 1 to %d bytes, this one %d", MaxEntrySize, len(entry))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if index, ok := l.byLeaf[[sha256.Size]byte(hasher.HashLeaf(entry))]; ok {
-		return index, nil
+	index, ok := l.byLeaf[[sha256.Size]byte(hasher.HashLeaf(entry))]
+	if !ok {
+		var err error
+		if index, err = l.write(entry); err != nil {
+			return 0, err
+		}
 	}
+	// A retry of an append whose checkpoint failed finds its entry here,
+	// and is acknowledged only once the checkpoint is stored.
+	if err := l.storeCheckpoint(); err != nil {
+		return 0, fmt.Errorf("entry %d is written, but the checkpoint covering it is not: %w", index, err)
+	}
+	return index, nil
+}
+
+// write appends entry's record, synced, and puts it in the tree.
+func (l *Log) write(entry []byte) (uint64, error) {
 	offset, err := l.file.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return 0, err
@@ -242,10 +382,19 @@ func (l *Log) Entry(index uint64) ([]byte, error) {
 	return entry, nil
 }
 
-// Checkpoint is the signed checkpoint of the log as it is now.
+// Checkpoint is the signed checkpoint of the log as it is now, as stored
+// in CheckpointFile.
 func (l *Log) Checkpoint() ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.storeCheckpoint(); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(l.checkpoint), nil
+}
+
+// root is the root hash of the tree as it is now.
+func (l *Log) root() ([]byte, error) {
 	root, err := l.rng.GetRootHash(nil)
 	if err != nil {
 		return nil, err
@@ -253,8 +402,29 @@ func (l *Log) Checkpoint() ([]byte, error) {
 	if root == nil {
 		root = hasher.EmptyRoot()
 	}
-	cp := log.Checkpoint{Origin: l.origin, Size: l.rng.End(), Hash: root}
-	return note.Sign(&note.Note{Text: string(cp.Marshal())}, l.signer)
+	return root, nil
+}
+
+// storeCheckpoint signs a checkpoint of the log as it is now and stores it
+// durably, unless the stored one covers every entry already.
+func (l *Log) storeCheckpoint() error {
+	if l.checkpoint != nil && l.checkpointSize == l.rng.End() {
+		return nil
+	}
+	root, err := l.root()
+	if err != nil {
+		return err
+	}
+	cp := log.Checkpoint{Origin: l.o.Origin, Size: l.rng.End(), Hash: root}
+	signed, err := note.Sign(&note.Note{Text: string(cp.Marshal())}, l.o.Signer)
+	if err != nil {
+		return fmt.Errorf("sign the checkpoint of %d entries: %w", cp.Size, err)
+	}
+	if err := writeCheckpoint(l.dir, signed); err != nil {
+		return err
+	}
+	l.checkpoint, l.checkpointSize = signed, cp.Size
+	return nil
 }
 
 // InclusionProof proves that entry index is in the log of the given size.
@@ -296,11 +466,11 @@ func (l *Log) hashes(nodes proof.Nodes) ([][]byte, error) {
 	return nodes.Rehash(hashes, hasher.HashChildren)
 }
 
-// Close closes the file.
+// Close closes the file and lets the directory go.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.file.Close()
+	return errors.Join(l.file.Close(), l.dir.Close())
 }
 
 // LeafHash is the RFC 6962 hash of an entry, as proofs use it.

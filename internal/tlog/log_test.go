@@ -2,28 +2,42 @@ package tlog
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	"github.com/go-logr/logr/testr"
 	"golang.org/x/mod/sumdb/note"
 )
 
 const origin = "stella.test/log"
 
-func noteKeys(t testing.TB) (note.Signer, note.Verifier) {
+// testOptions are the options of a log with a new checkpoint key, whose
+// messages go to t's log.
+func testOptions(t testing.TB) Options {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, "stella-test")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return keyOptions(t, skey, vkey)
+}
+
+func keyOptions(t testing.TB, skey, vkey string) Options {
+	t.Helper()
 	s, err := note.NewSigner(skey)
 	if err != nil {
 		t.Fatal(err)
@@ -32,14 +46,14 @@ func noteKeys(t testing.TB) (note.Signer, note.Verifier) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, v
+	return Options{Origin: origin, Signer: s, Verifier: v, Log: testr.NewWithInterface(t, testr.Options{})}
 }
 
 func entry(i int) []byte { return []byte(fmt.Sprintf(`{"entry":%d}`, i)) }
 
-func open(t testing.TB, dir string, s note.Signer) *Log {
+func open(t testing.TB, dir string, o Options) *Log {
 	t.Helper()
-	l, err := Open(dir, origin, s)
+	l, err := Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +62,9 @@ func open(t testing.TB, dir string, s note.Signer) *Log {
 }
 
 func TestProofsVerifyAtEverySize(t *testing.T) {
-	s, v := noteKeys(t)
-	l := open(t, t.TempDir(), s)
+	o := testOptions(t)
+	v := o.Verifier
+	l := open(t, t.TempDir(), o)
 	var checkpoints [][]byte
 	for i := range 37 {
 		index, err := l.Append(entry(i))
@@ -96,16 +111,16 @@ func TestProofsVerifyAtEverySize(t *testing.T) {
 	if _, err := l.InclusionProof(37, 37); err == nil {
 		t.Error("a proof of an entry beyond the log was given")
 	}
-	_, other := noteKeys(t)
+	other := testOptions(t).Verifier
 	if _, err := VerifyCheckpoint(checkpoints[0], origin, other); err == nil {
 		t.Error("a checkpoint verified with another key")
 	}
 }
 
 func TestReopenKeepsEntriesAndRoot(t *testing.T) {
-	s, _ := noteKeys(t)
+	o := testOptions(t)
 	dir := t.TempDir()
-	l := open(t, dir, s)
+	l := open(t, dir, o)
 	for i := range 10 {
 		if _, err := l.Append(entry(i)); err != nil {
 			t.Fatal(err)
@@ -117,7 +132,7 @@ func TestReopenKeepsEntriesAndRoot(t *testing.T) {
 	}
 	before, _ := l.Checkpoint()
 	l.Close()
-	r := open(t, dir, s)
+	r := open(t, dir, o)
 	after, _ := r.Checkpoint()
 	if string(before) != string(after) {
 		t.Fatalf("checkpoint changed across a reopen:\n%s\n%s", before, after)
@@ -130,47 +145,261 @@ func TestReopenKeepsEntriesAndRoot(t *testing.T) {
 	}
 }
 
-func TestTornTailIsCutAndDamageIsRefused(t *testing.T) {
-	s, _ := noteKeys(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, EntriesFile)
-	l := open(t, dir, s)
-	for i := range 5 {
-		if _, err := l.Append(entry(i)); err != nil {
-			t.Fatal(err)
+// recordOffset is where record i starts in a log of entry(0), entry(1)...
+func recordOffset(i int) int {
+	offset := len(fileMagic)
+	for j := range i {
+		offset += lengthSize + len(entry(j)) + checksumSize
+	}
+	return offset
+}
+
+// sixEntries makes a log of entry(0) to entry(5) in dir, closed, and
+// returns its file's bytes and its checkpoint.
+func sixEntries(t *testing.T, dir string, o Options) ([]byte, []byte) {
+	t.Helper()
+	l := open(t, dir, o)
+	for i := range 6 {
+		if index, err := l.Append(entry(i)); err != nil || index != uint64(i) {
+			t.Fatalf("append %d: index %d, %v", i, index, err)
 		}
 	}
-	l.Close()
-	good, _ := os.ReadFile(path)
-
-	// A crash during an append: the length and half the entry made it.
-	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	f.Write([]byte{0, 0, 0, 40, '{', '"'})
-	f.Close()
-	r := open(t, dir, s)
-	if r.Size() != 5 {
-		t.Fatalf("size after a torn append = %d, want 5", r.Size())
+	cp, err := l.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if index, err := r.Append(entry(5)); err != nil || index != 5 {
+	l.Close()
+	data, err := os.ReadFile(filepath.Join(dir, EntriesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, cp
+}
+
+// TestDamageToAcknowledgedEntriesIsRefused damages the entries a stored
+// checkpoint covers in every way a disk or a person can, and checks that
+// Open refuses, names the entry and the way out, and changes nothing.
+func TestDamageToAcknowledgedEntriesIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+		want   []string
+	}{{
+		name:   "the last 10 bytes cut off",
+		damage: func(b []byte) []byte { return b[:len(b)-10] },
+		want:   []string{"entry 5 at byte " + strconv.Itoa(recordOffset(5)), "checkpoint signed 6 entries", "cut short"},
+	}, {
+		name:   "the last record cut off whole",
+		damage: func(b []byte) []byte { return b[:recordOffset(5)] },
+		want:   []string{"holds 5 entries", "checkpoint signed 6", "entries 5 to 5 are missing"},
+	}, {
+		name:   "every entry cut off",
+		damage: func(b []byte) []byte { return b[:len(fileMagic)] },
+		want:   []string{"holds 0 entries", "entries 0 to 5 are missing"},
+	}, {
+		name:   "a length over the limit in record 2",
+		damage: func(b []byte) []byte { b[recordOffset(2)] ^= 0x40; return b },
+		want:   []string{"entry 2 at byte " + strconv.Itoa(recordOffset(2)), "outside 1..65536"},
+	}, {
+		name:   "a length past the end of the file in record 2",
+		damage: func(b []byte) []byte { b[recordOffset(2)+2] ^= 0x80; return b },
+		want:   []string{"entry 2 at byte " + strconv.Itoa(recordOffset(2)), "length field is damaged"},
+	}, {
+		name:   "a shorter length in record 2",
+		damage: func(b []byte) []byte { b[recordOffset(2)+3] ^= 0x01; return b },
+		want:   []string{"entry 2 at byte " + strconv.Itoa(recordOffset(2)), "checksum"},
+	}, {
+		name:   "a flipped byte in the entry of record 2",
+		damage: func(b []byte) []byte { b[recordOffset(2)+lengthSize+3] ^= 0xff; return b },
+		want:   []string{"entry 2 at byte " + strconv.Itoa(recordOffset(2)), "checksum"},
+	}, {
+		name: "entry 2 altered with its checksum",
+		damage: func(b []byte) []byte {
+			at := recordOffset(2) + lengthSize
+			altered := []byte(`{"entry":9}`)
+			sum := sha256.Sum256(altered)
+			copy(b[at:], altered)
+			copy(b[at+len(altered):], sum[:])
+			return b
+		},
+		want: []string{"the first 6 entries have the root", "an entry was altered"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t)
+			dir := t.TempDir()
+			path := filepath.Join(dir, EntriesFile)
+			good, _ := sixEntries(t, dir, o)
+			damaged := tc.damage(bytes.Clone(good))
+			if err := os.WriteFile(path, damaged, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Open(dir, o)
+			if err == nil {
+				t.Fatal("a log with damaged acknowledged entries opened")
+			}
+			for _, want := range append(tc.want, path, "stella log repair", "restore the log directory from a backup") {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("the refusal does not say %q:\n%v", want, err)
+				}
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, damaged) {
+				t.Error("opening a damaged log changed it")
+			}
+		})
+	}
+}
+
+// TestTornTailAfterTheCheckpointIsCut writes what a crash in the middle of
+// an append leaves, and checks that Open cuts it, says what it cut, and
+// gives the next entry the next index.
+func TestTornTailAfterTheCheckpointIsCut(t *testing.T) {
+	o := testOptions(t)
+	messages := &logLines{}
+	o.Log = funcr.New(messages.add, funcr.Options{})
+	dir := t.TempDir()
+	path := filepath.Join(dir, EntriesFile)
+	good, cp := sixEntries(t, dir, o)
+
+	// The length and half the entry made it to the disk.
+	torn := append(bytes.Clone(good), 0, 0, 0, 40, '{', '"')
+	if err := os.WriteFile(path, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := open(t, dir, o)
+	if r.Size() != 6 {
+		t.Fatalf("size after a torn append = %d, want 6", r.Size())
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, good) {
+		t.Fatal("the torn record was not cut, or more was")
+	}
+	for _, want := range []string{"Cut a damaged tail", `"entry"=6`, fmt.Sprintf(`"offset"=%d`, len(good)), `"bytes"=6`} {
+		if !strings.Contains(messages.String(), want) {
+			t.Errorf("the log of the cut does not say %s:\n%s", want, messages)
+		}
+	}
+	if again, _ := r.Checkpoint(); !bytes.Equal(again, cp) {
+		t.Errorf("the checkpoint changed with the cut:\n%s\n%s", cp, again)
+	}
+	if index, err := r.Append(entry(6)); err != nil || index != 6 {
 		t.Fatalf("append after the cut: %d, %v", index, err)
 	}
 	r.Close()
 
-	// One flipped byte inside an acknowledged entry is damage, not a tear.
-	damaged := append([]byte(nil), good...)
-	damaged[len(fileMagic)+6] ^= 0xff
-	os.WriteFile(path, damaged, 0o600)
-	if _, err := Open(dir, origin, s); err == nil || !strings.Contains(err.Error(), "checksum") {
-		t.Fatalf("opening a damaged log: %v, want a checksum error", err)
+	// A damaged record written after the checkpoint: its append never
+	// returned, so it goes, as a torn one does.
+	l := open(t, dir, o)
+	l.Close()
+	data, _ := os.ReadFile(path)
+	unacknowledged := binary.BigEndian.AppendUint32(bytes.Clone(data), uint32(len(entry(7))))
+	unacknowledged = append(unacknowledged, entry(7)...)
+	unacknowledged = append(unacknowledged, make([]byte, checksumSize)...)
+	os.WriteFile(path, unacknowledged, 0o600)
+	r = open(t, dir, o)
+	if r.Size() != 7 {
+		t.Fatalf("size after a damaged unacknowledged record = %d, want 7", r.Size())
 	}
-	if after, _ := os.ReadFile(path); string(after) != string(damaged) {
-		t.Fatal("opening a damaged log changed it")
+	if !strings.Contains(messages.String(), "checksum") {
+		t.Errorf("the log of the cut does not say why:\n%s", messages)
 	}
+}
 
-	os.WriteFile(path, []byte("something else\n"), 0o600)
-	if _, err := Open(dir, origin, s); err == nil || !strings.Contains(err.Error(), "not a Stella transparency log") {
+// TestIntactRecordsAfterTheCheckpointAreKept covers a crash between an
+// append's record and its checkpoint: the record is whole, and kept.
+func TestIntactRecordsAfterTheCheckpointAreKept(t *testing.T) {
+	o := testOptions(t)
+	dir := t.TempDir()
+	sixEntries(t, dir, o)
+	cp, _ := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	l := open(t, dir, o)
+	l.Append(entry(6))
+	l.Close()
+	os.WriteFile(filepath.Join(dir, CheckpointFile), cp, 0o600)
+	r := open(t, dir, o)
+	if r.Size() != 7 {
+		t.Fatalf("size = %d, want the 7 intact entries", r.Size())
+	}
+	stored, _ := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	parsed, err := VerifyCheckpoint(stored, origin, o.Verifier)
+	if err != nil || parsed.Size != 7 {
+		t.Fatalf("the stored checkpoint after the reopen: %v, %v; want one of 7 entries", parsed, err)
+	}
+}
+
+// TestLogWithoutCheckpointIsAdopted opens a log of a data directory from
+// before checkpoints were stored.
+func TestLogWithoutCheckpointIsAdopted(t *testing.T) {
+	o := testOptions(t)
+	messages := &logLines{}
+	o.Log = funcr.New(messages.add, funcr.Options{})
+	dir := t.TempDir()
+	good, cp := sixEntries(t, dir, o)
+	os.Remove(filepath.Join(dir, CheckpointFile))
+	os.WriteFile(filepath.Join(dir, EntriesFile), append(good, 0, 0), 0o600)
+	l := open(t, dir, o)
+	if l.Size() != 6 {
+		t.Fatalf("size = %d, want 6", l.Size())
+	}
+	if !strings.Contains(messages.String(), "no stored checkpoint") || !strings.Contains(messages.String(), `"entries"=6`) {
+		t.Errorf("the adoption was not logged:\n%s", messages)
+	}
+	l.Close()
+	stored, err := os.ReadFile(filepath.Join(dir, CheckpointFile))
+	if err != nil || !bytes.Equal(stored, cp) {
+		t.Fatalf("the stored checkpoint = %s, %v; want the log's\n%s", stored, err, cp)
+	}
+	// From now on the checkpoint guards the entries.
+	os.WriteFile(filepath.Join(dir, EntriesFile), good[:len(good)-10], 0o600)
+	if _, err := Open(dir, o); err == nil {
+		t.Fatal("a cut log opened after its checkpoint was stored")
+	}
+}
+
+func TestCheckpointOfAnotherKeyIsRefused(t *testing.T) {
+	o := testOptions(t)
+	dir := t.TempDir()
+	sixEntries(t, dir, o)
+	other := testOptions(t)
+	if _, err := Open(dir, other); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, CheckpointFile)) {
+		t.Fatalf("opening with another checkpoint key: %v, want a refusal naming the checkpoint", err)
+	}
+}
+
+func TestOneProcessWritesTheLog(t *testing.T) {
+	o := testOptions(t)
+	dir := t.TempDir()
+	l := open(t, dir, o)
+	if _, err := Open(dir, o); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("a second open of an open log: %v", err)
+	}
+	l.Close()
+	open(t, dir, o)
+}
+
+func TestOtherFileIsRefused(t *testing.T) {
+	o := testOptions(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, EntriesFile), []byte("something else\n"), 0o600)
+	if _, err := Open(dir, o); err == nil || !strings.Contains(err.Error(), "not a Stella transparency log") {
 		t.Fatalf("opening another file: %v", err)
 	}
+}
+
+// logLines keeps what a funcr logger writes.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) add(prefix, args string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, prefix+" "+args)
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }
 
 // TestKillDuringAppends kills a process appending as fast as it can, and
@@ -178,14 +407,18 @@ func TestTornTailIsCutAndDamageIsRefused(t *testing.T) {
 // consistent.
 func TestKillDuringAppends(t *testing.T) {
 	if dir := os.Getenv("STELLA_TLOG_APPENDER"); dir != "" {
-		appendForever(dir)
+		appendForever(t, dir, os.Getenv("STELLA_TLOG_SKEY"), os.Getenv("STELLA_TLOG_VKEY"))
 		return
 	}
-	s, v := noteKeys(t)
+	skey, vkey, err := note.GenerateKey(rand.Reader, "stella-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := keyOptions(t, skey, vkey)
 	dir := t.TempDir()
 	for round := range 3 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringAppends$")
-		cmd.Env = append(os.Environ(), "STELLA_TLOG_APPENDER="+dir)
+		cmd.Env = append(os.Environ(), "STELLA_TLOG_APPENDER="+dir, "STELLA_TLOG_SKEY="+skey, "STELLA_TLOG_VKEY="+vkey)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -209,7 +442,7 @@ func TestKillDuringAppends(t *testing.T) {
 		if acked < 0 {
 			t.Fatal("the appender acknowledged nothing")
 		}
-		l, err := Open(dir, origin, s)
+		l, err := Open(dir, o)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -222,7 +455,7 @@ func TestKillDuringAppends(t *testing.T) {
 			}
 		}
 		cp, _ := l.Checkpoint()
-		parsed, err := VerifyCheckpoint(cp, origin, v)
+		parsed, err := VerifyCheckpoint(cp, origin, o.Verifier)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -236,16 +469,10 @@ func TestKillDuringAppends(t *testing.T) {
 
 // appendForever appends entries after those present, printing each index
 // once it is acknowledged, until killed.
-func appendForever(dir string) {
-	skey, _, err := note.GenerateKey(rand.Reader, "appender")
-	if err != nil {
-		panic(err)
-	}
-	s, err := note.NewSigner(skey)
-	if err != nil {
-		panic(err)
-	}
-	l, err := Open(dir, origin, s)
+func appendForever(t *testing.T, dir, skey, vkey string) {
+	o := keyOptions(t, skey, vkey)
+	o.Log = logr.Discard()
+	l, err := Open(dir, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -260,8 +487,9 @@ func appendForever(dir string) {
 }
 
 func BenchmarkAppend(b *testing.B) {
-	s, _ := noteKeys(b)
-	l := open(b, b.TempDir(), s)
+	o := testOptions(b)
+	o.Log = logr.Discard()
+	l := open(b, b.TempDir(), o)
 	for i := 0; b.Loop(); i++ {
 		if _, err := l.Append(entry(i)); err != nil {
 			b.Fatal(err)

@@ -24,7 +24,6 @@ import (
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/evidence"
-	"github.com/stella-ops/stella/internal/tlog"
 	"github.com/stella-ops/stella/test/framework"
 )
 
@@ -355,7 +354,7 @@ var _ = Describe("evidence across a crash", func() {
 			Expect(p.Status.Verified).To(BeTrue(), p.Name)
 		}
 		Expect(again.Stop()).To(Succeed())
-		entries, err := tlog.Open(filepath.Join(again.DataDir, "evidence", "log"), "reader", nil)
+		entries, err := evidence.OpenLog(filepath.Join(again.DataDir, "evidence"), GinkgoLogr)
 		Expect(err).NotTo(HaveOccurred())
 		defer entries.Close()
 		Expect(entries.Size()).To(Equal(uint64(n)), "one log entry per decision: none lost, none twice")

@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/internal/tlog"
+	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/test/framework"
 )
 
@@ -409,7 +409,7 @@ var _ = Describe("a promotion across a server restart", func() {
 		Expect(deployment.Spec.Type).To(Equal(v1alpha1.EvidenceDeployment))
 		Expect(deployment.Status.LogIndex).To(Equal("1"))
 		Expect(again.Stop()).To(Succeed())
-		entries, err := tlog.Open(filepath.Join(again.DataDir, "evidence", "log"), "reader", nil)
+		entries, err := evidence.OpenLog(filepath.Join(again.DataDir, "evidence"), GinkgoLogr)
 		Expect(err).NotTo(HaveOccurred())
 		defer entries.Close()
 		Expect(entries.Size()).To(Equal(uint64(2)), "the decision and the deployment are logged once each, whatever the restarts")

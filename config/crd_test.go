@@ -73,6 +73,38 @@ func TestGeneratedCRDsAreBounded(t *testing.T) {
 	}
 }
 
+// kubectl resolves a short name to the first resource that declares it, so a
+// Stella kind whose short name or plural a built-in resource already uses is
+// unreachable by that name (EvidencePacket's "ev" once showed Events). The
+// list is the short names and plurals of Kubernetes' own resources that
+// kubectl knows.
+func TestGeneratedCRDNamesCollideWithNothingKubectlKnows(t *testing.T) {
+	builtin := map[string]bool{}
+	for _, name := range strings.Fields(`
+		cs componentstatuses cm configmaps ep endpoints ev events limits limitranges ns namespaces
+		no nodes pvc persistentvolumeclaims pv persistentvolumes po pods rc replicationcontrollers
+		quota resourcequotas sa serviceaccounts svc services crd crds customresourcedefinitions
+		ds daemonsets deploy deployments rs replicasets sts statefulsets hpa horizontalpodautoscalers
+		cj cronjobs jobs csr certificatesigningrequests ing ingresses netpol networkpolicies
+		pdb poddisruptionbudgets pc priorityclasses sc storageclasses vac volumeattributesclasses
+		leases secrets bindings roles rolebindings clusterroles clusterrolebindings
+		apiservices tokenreviews selfsubjectreviews events.events.k8s.io all`) {
+		builtin[name] = true
+	}
+	files, err := fs.Glob(Manifests, path.Join(CRDDir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		names := loadCRDFile(t, f).Spec.Names
+		for _, name := range append([]string{names.Plural, names.Singular}, names.ShortNames...) {
+			if builtin[name] {
+				t.Errorf("%s: the name %q is a Kubernetes resource's; kubectl would not reach %s by it", f, name, names.Kind)
+			}
+		}
+	}
+}
+
 func checkBounded(t *testing.T, crd, at string, s *apiextensionsv1.JSONSchemaProps) {
 	t.Helper()
 	// Label selectors are Kubernetes' own type, bounded by the request size.

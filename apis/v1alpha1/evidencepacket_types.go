@@ -125,7 +125,7 @@ type EvidencePacketStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=ev,categories=stella
+// +kubebuilder:resource:shortName=evp,categories=stella
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Promotion",type=string,JSONPath=`.spec.promotion`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

@@ -17,6 +17,13 @@ import (
 	"github.com/stella-ops/stella/controllers"
 )
 
+// Exit codes of gates check, so that a CI step can gate on the verdict:
+// 0 is allow.
+const (
+	exitGatesDeny    = 8
+	exitGatesPending = 9
+)
+
 func gatesCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{Use: "gates", Short: "Explain what the gates of an environment would decide"}
 	var env string
@@ -25,7 +32,10 @@ func gatesCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.
 		Short: "Dry-run every gate of an environment for a release, with the current inputs",
 		Long: `Evaluate every gate of the environment as a promotion of the release by
 you, now, would face it, and print each verdict with its reasons. Nothing is
-created or changed.`,
+created or changed.
+
+Exit status: 0 when the decision is allow, 8 when it is deny, 9 when it is
+pending (for example waiting for approvals), 1 for any other error.`,
 		Example: "  stellactl gates check shop-2.3.1 --env prod",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,12 +76,26 @@ func runGatesCheck(ctx context.Context, f cmdutil.Factory, out io.Writer, releas
 	}
 	if !ex.UpstreamOK {
 		fmt.Fprintf(out, "\nDecision: deny (promotion.upstream-not-succeeded): %s has not succeeded in an environment %s promotes from\n", release, env)
-		return nil
+		return &exitError{code: exitGatesDeny, err: fmt.Errorf("the gates of %s deny %s", env, release)}
 	}
 	reasons := ""
 	if len(ex.Decision.ReasonCodes) > 0 {
 		reasons = " (" + strings.Join(ex.Decision.ReasonCodes, ", ") + ")"
 	}
-	_, err = fmt.Fprintf(out, "\nDecision: %s%s\n", ex.Decision.Result, reasons)
-	return err
+	if _, err := fmt.Fprintf(out, "\nDecision: %s%s\n", ex.Decision.Result, reasons); err != nil {
+		return err
+	}
+	return gatesVerdictExit(ex.Decision.Result, release, env)
+}
+
+// gatesVerdictExit turns a decision other than allow into its exit code.
+func gatesVerdictExit(result v1alpha1.DecisionResult, release, env string) error {
+	switch result {
+	case v1alpha1.DecisionAllow:
+		return nil
+	case v1alpha1.DecisionPending:
+		return &exitError{code: exitGatesPending, err: fmt.Errorf("the gates of %s are pending for %s", env, release)}
+	default:
+		return &exitError{code: exitGatesDeny, err: fmt.Errorf("the gates of %s deny %s", env, release)}
+	}
 }

@@ -13,12 +13,16 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
+	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/images"
 	"github.com/stella-ops/stella/internal/scan"
 )
 
+// exitScanFindings ends a scan that found something at or above --fail-on.
+const exitScanFindings = 10
+
 func scanCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	var output, advisories, cacheDir string
+	var output, advisories, cacheDir, failOn string
 	var vexFiles, trust []string
 	cmd := &cobra.Command{
 		Use:   "scan IMAGE",
@@ -33,16 +37,28 @@ server. Layers already read are kept in --cache-dir, so scanning an image on
 the same base again reads only its own layers.
 
 Output: a table of findings (table), the report as JSON (json), or the
-image's CycloneDX 1.6 SBOM (cyclonedx).`,
+image's CycloneDX 1.6 SBOM (cyclonedx).
+
+With --fail-on SEVERITY, the scan exits 10 when a finding that VEX does not
+suppress is at or above that severity (Low, Medium, High or Critical), so a CI
+step can stop on it; the report is printed either way.`,
 		Example: `  stellactl scan registry.example.com/shop/api:1.4.2
   stellactl scan registry.example.com/shop/api@sha256:... --advisories Debian-all.zip -o json
-  stellactl scan registry.example.com/shop/api:1.4.2 -o cyclonedx > sbom.cdx.json`,
+  stellactl scan registry.example.com/shop/api:1.4.2 -o cyclonedx > sbom.cdx.json
+  stellactl scan registry.example.com/shop/api:1.4.2 --fail-on high`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch output {
 			case "table", "json", "cyclonedx":
 			default:
 				return fmt.Errorf("-o %q: use table, json or cyclonedx", output)
+			}
+			threshold, err := failOnSeverity(failOn)
+			if err != nil {
+				return err
+			}
+			if threshold != "" && output == "cyclonedx" {
+				return fmt.Errorf("--fail-on needs findings, and -o cyclonedx prints only the SBOM: use -o table or json")
 			}
 			ref, err := images.Resolver{}.Pin(cmd.Context(), args[0])
 			if err != nil {
@@ -82,10 +98,14 @@ image's CycloneDX 1.6 SBOM (cyclonedx).`,
 			}
 			report := scan.Evaluate(inv, snap, docs, trust)
 			if output == "json" {
-				_, err := streams.Out.Write(report.Canonical())
+				_, err = streams.Out.Write(report.Canonical())
+			} else {
+				err = printReport(streams.Out, ref, report)
+			}
+			if err != nil {
 				return err
 			}
-			return printReport(streams.Out, ref, report)
+			return findingsExit(report.MaxSeverity, threshold)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or cyclonedx")
@@ -93,7 +113,29 @@ image's CycloneDX 1.6 SBOM (cyclonedx).`,
 	cmd.Flags().StringSliceVar(&vexFiles, "vex", nil, "OpenVEX documents to apply")
 	cmd.Flags().StringSliceVar(&trust, "vex-trust", nil, "VEX issuers, most trusted first")
 	cmd.Flags().StringVar(&cacheDir, "cache-dir", defaultScanCache(), "where the layers read are kept")
+	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit 10 when a finding is at or above this severity: low, medium, high or critical")
 	return cmd
+}
+
+// failOnSeverity reads --fail-on; empty means never fail on findings.
+func failOnSeverity(flag string) (v1alpha1.Severity, error) {
+	if flag == "" {
+		return "", nil
+	}
+	for _, s := range []v1alpha1.Severity{v1alpha1.SeverityLow, v1alpha1.SeverityMedium, v1alpha1.SeverityHigh, v1alpha1.SeverityCritical} {
+		if strings.EqualFold(flag, string(s)) {
+			return s, nil
+		}
+	}
+	return "", fmt.Errorf("--fail-on %q: use low, medium, high or critical", flag)
+}
+
+// findingsExit fails a scan whose worst finding reaches the threshold.
+func findingsExit(worst, threshold v1alpha1.Severity) error {
+	if threshold == "" || worst.Rank() < threshold.Rank() {
+		return nil
+	}
+	return &exitError{code: exitScanFindings, err: fmt.Errorf("a %s finding is at or above --fail-on %s", worst, threshold)}
 }
 
 func defaultScanCache() string {

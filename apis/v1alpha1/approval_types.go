@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // ApprovalDecision is an approver's verdict.
@@ -14,6 +15,14 @@ const (
 )
 
 // ApprovalSpec is one person's verdict on a promotion. Immutable.
+//
+// An approval is bound to the very promotion it approves: promotionUID,
+// release and components record, at creation, the Promotion as stored and
+// the images its release pins. An approval gate counts it only for a
+// promotion with that UID whose release still pins those images, so a
+// promotion deleted and created again under the same name, or a release
+// replaced under the same name, is not approved by it.
+// +kubebuilder:validation:XValidation:rule="has(self.promotionUID) == has(self.release) && has(self.release) == has(self.components)",message="spec.promotionUID, spec.release and spec.components bind the approval together: set all three (stellactl approve does) or none (the Stella server fills them)"
 type ApprovalSpec struct {
 	// promotion being approved or rejected.
 	// +required
@@ -43,6 +52,35 @@ type ApprovalSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
 	ApproverGroups []string `json:"approverGroups,omitempty"`
+
+	// promotionUID is the metadata.uid of the Promotion approved, as stored
+	// when the approval was created. The Stella server fills it from the
+	// stored Promotion and refuses an Approval of a Promotion that does not
+	// exist or a value that differs; on another Kubernetes cluster the
+	// client sets it (stellactl approve does) and the admission policies
+	// require it.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	PromotionUID types.UID `json:"promotionUID,omitempty"`
+
+	// release is the spec.release of the Promotion approved, set like
+	// promotionUID.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Release string `json:"release,omitempty"`
+
+	// components are the images of that release, each pinned by digest, as
+	// the Release held them when the approval was created; set like
+	// promotionUID.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	Components []ComponentDigest `json:"components,omitempty"`
 }
 
 // ApprovalStatus says whether the approval counted.

@@ -21,15 +21,18 @@ import (
 )
 
 // ApprovalReconciler shows on each Approval whether the approval gates of
-// its promotion's environment count it, and why not when they do not (the
-// requester approving their own promotion, an approver outside the allowed
-// users and groups, a second approval by the same person).
+// its promotion's environment count it, and why not when they do not (an
+// approval bound to an earlier promotion of the same name or to other
+// release images, the requester approving their own promotion, an approver
+// outside the allowed users and groups, a second approval by the same
+// person).
 type ApprovalReconciler struct {
 	client.Client
 }
 
 // SetupWithManager registers the reconciler; a promotion wakes its
-// approvals, since who requested it decides whether they count.
+// approvals, since which promotion has the name and who requested it decide
+// whether they count.
 func (r *ApprovalReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Approval{}).
@@ -60,7 +63,19 @@ func (r *ApprovalReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	verdicts, err := r.verdicts(ctx, promo)
+	rel := &v1alpha1.Release{}
+	err = r.Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: promo.Spec.Release}, rel)
+	if apierrors.IsNotFound(err) {
+		appr.Status.Counted = ptr.To(false)
+		appr.Status.Reason = "approval.release-not-found"
+		markStalled(&appr.Status.Conditions, appr.Generation, v1alpha1.ReasonDependencyNotFound,
+			fmt.Sprintf("Release %s of Promotion %s does not exist in namespace %s", promo.Spec.Release, promo.Name, appr.Namespace))
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	verdicts, err := r.verdicts(ctx, promo, rel)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -70,7 +85,7 @@ func (r *ApprovalReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 
 // verdicts are what each approval gate of the promotion's environment says
 // about the promotion's approvals.
-func (r *ApprovalReconciler) verdicts(ctx context.Context, promo *v1alpha1.Promotion) (map[string][]gates.ApprovalVerdict, error) {
+func (r *ApprovalReconciler) verdicts(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release) (map[string][]gates.ApprovalVerdict, error) {
 	env := &v1alpha1.Environment{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: promo.Spec.Environment}, env); err != nil {
 		return nil, client.IgnoreNotFound(err)
@@ -79,7 +94,7 @@ func (r *ApprovalReconciler) verdicts(ctx context.Context, promo *v1alpha1.Promo
 	if err := r.List(ctx, &approvals, client.InNamespace(promo.Namespace), client.MatchingFields{indexPromotion: promo.Name}); err != nil {
 		return nil, err
 	}
-	in := gates.Inputs{Now: time.Now(), Promotion: promo, Approvals: approvals.Items}
+	in := gates.Inputs{Now: time.Now(), Promotion: promo, Release: rel, Approvals: approvals.Items}
 	out := map[string][]gates.ApprovalVerdict{}
 	for _, ref := range env.Spec.Gates {
 		g := &v1alpha1.Gate{}

@@ -19,14 +19,20 @@ import (
 // The rules, in the order they are applied to each Approval (oldest first, by
 // creation time then name, so "the first one counts" is deterministic):
 //  1. an Approval of another promotion is ignored (approval.other-promotion);
-//  2. one without an approver is ignored (approval.approver-unknown);
-//  3. when users or groups are set, an approver in neither is ignored
+//  2. one not bound to this very promotion is ignored (see ApprovalBinding):
+//     without spec.promotionUID (approval.unbound), bound to another UID,
+//     that is an earlier promotion of the same name (approval.promotion-
+//     replaced), or to other release images than the promotion's release
+//     pins now (approval.release-changed). A name alone never carries an
+//     approval over to whatever promotion has that name later;
+//  3. one without an approver is ignored (approval.approver-unknown);
+//  4. when users or groups are set, an approver in neither is ignored
 //     (approval.not-allowed); when both are empty anyone may approve, because
 //     the RBAC role that may create Approvals already limits who can;
-//  4. with separation of duties (the default), an approve by the promotion's
+//  5. with separation of duties (the default), an approve by the promotion's
 //     spec.requestedBy is ignored (approval.requester-cannot-approve). A reject
 //     by the requester counts: withdrawing one's own promotion is always fine;
-//  5. each approver counts once per decision; later duplicates are ignored
+//  6. each approver counts once per decision; later duplicates are ignored
 //     (approval.duplicate).
 //
 // Any counted reject fails the gate (approval.rejected), however many
@@ -53,6 +59,41 @@ type ApprovalVerdict struct {
 	Reason string
 }
 
+// ApprovalBinding is the reason code saying why approval spec a is not bound
+// to promo as it is now, whose spec.release is rel, or "" when it is: the
+// Promotion's UID, its release and that release's images (name and digest,
+// whatever their order) are those the approval recorded when it was made.
+func ApprovalBinding(a *v1alpha1.ApprovalSpec, promo *v1alpha1.Promotion, rel *v1alpha1.Release) string {
+	switch {
+	case a.PromotionUID == "":
+		return ReasonApprovalUnbound
+	case a.PromotionUID != promo.UID:
+		return ReasonApprovalPromotionReplaced
+	case a.Release != promo.Spec.Release || rel.Name != promo.Spec.Release || !sameImages(a.Components, rel.Spec.Components):
+		return ReasonApprovalReleaseChanged
+	}
+	return ""
+}
+
+// sameImages reports whether bound pins exactly the images of components.
+func sameImages(bound []v1alpha1.ComponentDigest, components []v1alpha1.ReleaseComponent) bool {
+	if len(bound) != len(components) {
+		return false
+	}
+	images := make(map[string]v1alpha1.ImageDigestRef, len(components))
+	for _, c := range components {
+		images[c.Name] = c.Image
+	}
+	for _, b := range bound {
+		image, ok := images[b.Name]
+		if !ok || image != b.Image {
+			return false
+		}
+		delete(images, b.Name)
+	}
+	return len(images) == 0
+}
+
 // EvaluateApproval counts the approvals in in.Approvals for in.Promotion.
 func EvaluateApproval(g *v1alpha1.ApprovalGate, in Inputs) Outcome {
 	if errs := validateApproval(g, field.NewPath("spec", TypeApproval)); len(errs) > 0 {
@@ -60,6 +101,9 @@ func EvaluateApproval(g *v1alpha1.ApprovalGate, in Inputs) Outcome {
 	}
 	if in.Promotion == nil {
 		return fail(TypeApproval, "no promotion given", ReasonInputMissing)
+	}
+	if in.Release == nil {
+		return fail(TypeApproval, "no release given: approvals are bound to its images", ReasonInputMissing)
 	}
 	need := int(max(g.Count, 1))
 	sod := g.SeparationOfDuties == nil || *g.SeparationOfDuties
@@ -85,9 +129,12 @@ func EvaluateApproval(g *v1alpha1.ApprovalGate, in Inputs) Outcome {
 	for _, a := range ordered {
 		v := ApprovalVerdict{Name: a.Name, Approver: a.Spec.Approver, Decision: a.Spec.Decision}
 		k := key{a.Spec.Approver, a.Spec.Decision}
+		binding := ApprovalBinding(&a.Spec, in.Promotion, in.Release)
 		switch {
 		case in.Promotion.Name != "" && a.Spec.Promotion != in.Promotion.Name:
 			v.Reason = ReasonApprovalOtherPromotion
+		case binding != "":
+			v.Reason = binding
 		case a.Spec.Approver == "":
 			v.Reason = ReasonApprovalApproverUnknown
 		case a.Spec.Decision != v1alpha1.ApprovalApprove && a.Spec.Decision != v1alpha1.ApprovalReject:

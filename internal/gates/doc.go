@@ -39,6 +39,9 @@
 //	approval.duplicate                 -        a second approval (or rejection) by the same approver was ignored
 //	approval.approver-unknown          -        an approval without spec.approver was ignored
 //	approval.other-promotion           -        an approval of another promotion was ignored
+//	approval.unbound                   -        an approval without spec.promotionUID (bound to no promotion) was ignored
+//	approval.promotion-replaced        -        an approval of an earlier promotion of the same name (another UID) was ignored
+//	approval.release-changed           -        an approval of other release images than the promotion's release pins now was ignored
 //	approval.decision-unknown          -        an approval whose decision is neither approve nor reject was ignored
 //	freeze.active                      Pending  a freeze window covers Now; RetryAt is when it opens
 //	soak.environment-not-found         Fail     the soak environment does not exist

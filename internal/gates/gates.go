@@ -34,11 +34,12 @@ type Inputs struct {
 	// Now is the frozen clock of the evaluation. Required.
 	Now time.Time
 
-	// Promotion being evaluated: its name, spec.release, spec.requestedBy,
-	// status.startedAt and creation time are read.
+	// Promotion being evaluated: its name, UID, spec.release,
+	// spec.requestedBy, status.startedAt and creation time are read.
 	Promotion *v1alpha1.Promotion
 
-	// Release being promoted (the one spec.release names).
+	// Release being promoted (the one spec.release names). Approval gates
+	// compare its name and images with those each approval is bound to.
 	Release *v1alpha1.Release
 
 	// Releases are other releases a dependency gate with a component looks

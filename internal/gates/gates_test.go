@@ -95,15 +95,9 @@ func TestTimeBasedHelpers(t *testing.T) {
 
 // The same inputs in another order give the same outcome, field for field.
 func TestDeterministicUnderReordering(t *testing.T) {
-	promo := &v1alpha1.Promotion{
-		ObjectMeta: metav1.ObjectMeta{Name: "promo-1"},
-		Spec:       v1alpha1.PromotionSpec{RequestedBy: "alice"},
-		Status:     v1alpha1.PromotionStatus{StartedAt: mts("2024-06-03T10:00:00Z")},
-	}
-	release := &v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Name: "shop-2.3.1"}, Spec: v1alpha1.ReleaseSpec{Components: []v1alpha1.ReleaseComponent{
-		{Name: "api", Image: v1alpha1.ImageDigestRef("reg.example/shop/api@" + apiDigest)},
-		{Name: "worker", Image: v1alpha1.ImageDigestRef("reg.example/shop/worker@" + workerDigest)},
-	}}}
+	promo := promo1("alice")
+	promo.Status.StartedAt = mts("2024-06-03T10:00:00Z")
+	release := shop()
 	// Equal creation times: the name breaks the tie.
 	sameTime := func(name, who string) v1alpha1.Approval {
 		a := approval(0, who, approve)

@@ -21,7 +21,7 @@ func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promot
 	ns := client.InNamespace(promo.Namespace)
 	in := decision.Inputs{
 		Clock:       decision.Clock(r.now()),
-		Promotion:   decision.Promotion{Name: promo.Name, Spec: promo.Spec, StartedAt: startedAt(promo)},
+		Promotion:   decision.Promotion{Name: promo.Name, UID: promo.UID, Spec: promo.Spec, StartedAt: startedAt(promo)},
 		Release:     decision.Named[v1alpha1.ReleaseSpec]{Name: rel.Name, Value: rel.Spec},
 		Environment: decision.Named[v1alpha1.EnvironmentSpec]{Name: env.Name, Value: env.Spec},
 	}
@@ -41,12 +41,15 @@ func (r *PromotionReconciler) freeze(ctx context.Context, promo *v1alpha1.Promot
 		}
 		in.Gates = append(in.Gates, gate)
 	}
+	// Every Approval naming the promotion is frozen, bound to it or not:
+	// the approval gates count only those bound to its UID and release, and
+	// the record shows why the others did not count.
 	var approvals v1alpha1.ApprovalList
 	if err := r.List(ctx, &approvals, ns, client.MatchingFields{indexPromotion: promo.Name}); err != nil {
 		return in, err
 	}
 	for _, a := range approvals.Items {
-		in.Approvals = append(in.Approvals, decision.Approval{Name: a.Name, Spec: a.Spec, CreatedAt: decision.Clock(a.CreationTimestamp.Time)})
+		in.Approvals = append(in.Approvals, decision.Approval{Name: a.Name, UID: a.UID, Spec: a.Spec, CreatedAt: decision.Clock(a.CreationTimestamp.Time)})
 	}
 	// Only the environments the gates name are inputs: freezing every
 	// environment of a namespace would make each decision grow with it.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gowebpki/jcs"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
@@ -48,7 +49,10 @@ type Inputs struct {
 
 // Promotion is the promotion decided on.
 type Promotion struct {
-	Name string                 `json:"name"`
+	Name string `json:"name"`
+	// UID tells this promotion from any other that had or will have its
+	// name: approvals count only when bound to it.
+	UID  types.UID              `json:"uid"`
 	Spec v1alpha1.PromotionSpec `json:"spec"`
 	// StartedAt is when its evaluation began (RFC 3339, UTC): fail-closed
 	// timeouts count from it.
@@ -64,9 +68,11 @@ type Gate struct {
 	Invalid string `json:"invalid,omitempty"`
 }
 
-// Approval is an approval of the promotion.
+// Approval is an approval of the promotion, bound or not (its spec says
+// to which promotion UID and release images).
 type Approval struct {
 	Name string                `json:"name"`
+	UID  types.UID             `json:"uid"`
 	Spec v1alpha1.ApprovalSpec `json:"spec"`
 	// CreatedAt orders approvals (RFC 3339, UTC).
 	CreatedAt string `json:"createdAt"`
@@ -91,13 +97,30 @@ type Record struct {
 	Gates       []v1alpha1.GateEvaluation `json:"gates"`
 	Result      v1alpha1.DecisionResult   `json:"result"`
 	ReasonCodes []string                  `json:"reasonCodes"`
+	// CountedApprovals are the approvals the approval gates counted, each
+	// with its UID and the promotion UID it is bound to, sorted by gate and
+	// name; absent when no approval counted.
+	CountedApprovals []CountedApproval `json:"countedApprovals,omitempty"`
+}
+
+// CountedApproval is an approval that an approval gate counted.
+type CountedApproval struct {
+	Gate     string                    `json:"gate"`
+	Name     string                    `json:"name"`
+	UID      types.UID                 `json:"uid"`
+	Approver string                    `json:"approver"`
+	Decision v1alpha1.ApprovalDecision `json:"decision"`
+	// PromotionUID is the promotion the approval is bound to: always the
+	// decided promotion's UID, recorded so that the record shows it.
+	PromotionUID types.UID `json:"promotionUID"`
 }
 
 // Decide combines the gates' verdicts: any Fail denies, whatever else
 // passed (approvals cannot outvote a failing gate); otherwise any Pending
 // leaves the decision pending; otherwise it allows. Reason codes are those of
-// every gate that did not pass, sorted and without duplicates.
-func Decide(in Inputs, gates []v1alpha1.GateEvaluation) Record {
+// every gate that did not pass, sorted and without duplicates. counted are
+// the approvals the approval gates counted.
+func Decide(in Inputs, gates []v1alpha1.GateEvaluation, counted []CountedApproval) Record {
 	gates = slices.Clone(gates)
 	slices.SortFunc(gates, func(a, b v1alpha1.GateEvaluation) int { return cmp.Compare(a.Name, b.Name) })
 	result := v1alpha1.DecisionAllow
@@ -116,7 +139,11 @@ func Decide(in Inputs, gates []v1alpha1.GateEvaluation) Record {
 		}
 	}
 	slices.Sort(codes)
-	return Record{Inputs: in.sorted(), Gates: gates, Result: result, ReasonCodes: slices.Compact(codes)}
+	counted = slices.Clone(counted)
+	slices.SortFunc(counted, func(a, b CountedApproval) int {
+		return cmp.Or(cmp.Compare(a.Gate, b.Gate), cmp.Compare(a.Name, b.Name))
+	})
+	return Record{Inputs: in.sorted(), Gates: gates, Result: result, ReasonCodes: slices.Compact(codes), CountedApprovals: counted}
 }
 
 // Hash is the record's determinism hash, sha256:<hex> of its canonical JSON.

@@ -31,7 +31,7 @@ func TestDecide(t *testing.T) {
 			v1alpha1.DecisionDeny, []string{"a.code", "z.code"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := Decide(Inputs{}, tc.gates)
+			r := Decide(Inputs{}, tc.gates, nil)
 			if r.Result != tc.want || strings.Join(r.ReasonCodes, ",") != strings.Join(tc.wantCodes, ",") {
 				t.Errorf("Decide = %s %v, want %s %v", r.Result, r.ReasonCodes, tc.want, tc.wantCodes)
 			}
@@ -57,7 +57,7 @@ func inputs() Inputs {
 
 func TestHashIgnoresListingOrderButNotContent(t *testing.T) {
 	gates := []v1alpha1.GateEvaluation{eval("two", v1alpha1.GatePass), eval("cue", v1alpha1.GatePass)}
-	base, err := Decide(inputs(), gates).Hash()
+	base, err := Decide(inputs(), gates, nil).Hash()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,24 +68,24 @@ func TestHashIgnoresListingOrderButNotContent(t *testing.T) {
 	shuffled := inputs()
 	shuffled.Gates[0], shuffled.Gates[1] = shuffled.Gates[1], shuffled.Gates[0]
 	shuffled.Approvals[0], shuffled.Approvals[1] = shuffled.Approvals[1], shuffled.Approvals[0]
-	if got, _ := Decide(shuffled, []v1alpha1.GateEvaluation{gates[1], gates[0]}).Hash(); got != base {
+	if got, _ := Decide(shuffled, []v1alpha1.GateEvaluation{gates[1], gates[0]}, nil).Hash(); got != base {
 		t.Errorf("the order of the inputs changed the hash: %s != %s", got, base)
 	}
 
-	inputsOnly, _ := Decide(inputs(), gates).InputsDigest()
-	otherOutputs, _ := Decide(inputs(), []v1alpha1.GateEvaluation{eval("two", v1alpha1.GateFail, "x")}).InputsDigest()
+	inputsOnly, _ := Decide(inputs(), gates, nil).InputsDigest()
+	otherOutputs, _ := Decide(inputs(), []v1alpha1.GateEvaluation{eval("two", v1alpha1.GateFail, "x")}, nil).InputsDigest()
 	if inputsOnly != otherOutputs || inputsOnly == base {
 		t.Errorf("the inputs digest must depend on the inputs only: %s, %s (record %s)", inputsOnly, otherOutputs, base)
 	}
 
 	later := inputs()
 	later.Clock = Clock(time.Date(2026, 11, 28, 17, 0, 1, 0, time.UTC))
-	if got, _ := Decide(later, gates).Hash(); got == base {
+	if got, _ := Decide(later, gates, nil).Hash(); got == base {
 		t.Error("a different clock must change the hash")
 	}
 	forged := inputs()
 	forged.Approvals[0].Spec.Approver = "mallory"
-	if got, _ := Decide(forged, gates).Hash(); got == base {
+	if got, _ := Decide(forged, gates, nil).Hash(); got == base {
 		t.Error("a different approver must change the hash")
 	}
 }
@@ -97,7 +97,7 @@ func TestClockIsUTC(t *testing.T) {
 }
 
 func TestCanonicalSortsKeys(t *testing.T) {
-	raw, err := Decide(inputs(), nil).Canonical()
+	raw, err := Decide(inputs(), nil, nil).Canonical()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,5 +114,33 @@ func TestPolicyDigest(t *testing.T) {
 	b.Policies[0].Value = v1alpha1.Digest("sha256:" + strings.Repeat("b", 64))
 	if a.PolicyDigest() == b.PolicyDigest() {
 		t.Error("a different policy must change the policy digest")
+	}
+}
+
+// The approvals counted, named by UID, are part of the record: listing them
+// in another order changes nothing, counting another one changes the hash.
+func TestCountedApprovalsAreRecorded(t *testing.T) {
+	gates := []v1alpha1.GateEvaluation{eval("two", v1alpha1.GatePass)}
+	bob := CountedApproval{Gate: "two", Name: "b", UID: "uid-b", Approver: "bob", Decision: v1alpha1.ApprovalApprove, PromotionUID: "uid-p"}
+	carol := CountedApproval{Gate: "two", Name: "c", UID: "uid-c", Approver: "carol", Decision: v1alpha1.ApprovalApprove, PromotionUID: "uid-p"}
+	r := Decide(inputs(), gates, []CountedApproval{carol, bob})
+	if len(r.CountedApprovals) != 2 || r.CountedApprovals[0].Name != "b" {
+		t.Fatalf("counted approvals %+v, want b then c", r.CountedApprovals)
+	}
+	base, _ := r.Hash()
+	if got, _ := Decide(inputs(), gates, []CountedApproval{bob, carol}).Hash(); got != base {
+		t.Errorf("the order of the counted approvals changed the hash")
+	}
+	stale := carol
+	stale.PromotionUID = "uid-of-a-deleted-promotion"
+	if got, _ := Decide(inputs(), gates, []CountedApproval{bob, stale}).Hash(); got == base {
+		t.Errorf("another bound promotion UID must change the hash")
+	}
+	raw, err := r.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"countedApprovals":[{"approver":"bob","decision":"approve","gate":"two","name":"b","promotionUID":"uid-p","uid":"uid-b"}`) {
+		t.Errorf("the canonical record does not name the counted approvals: %s", raw)
 	}
 }

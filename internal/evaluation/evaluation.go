@@ -5,10 +5,11 @@
 package evaluation
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +29,7 @@ const (
 	ReasonPolicyDenied          = "policy.denied"
 	ReasonPolicyRejected        = "policy.input-rejected"
 	ReasonPolicyError           = "policy.error"
+	ReasonPolicyBudget          = "policy.budget-exceeded"
 )
 
 // RefusalGate names the verdict on the promotion itself, which comes before
@@ -38,15 +40,16 @@ const RefusalGate = "promotion"
 // maxMessage bounds a gate's message, as the API does.
 const maxMessage = 1024
 
-// Evaluator evaluates gates, keeping each CUE policy compiled once.
+// Evaluator evaluates gates. CUE policies run in a sandbox, so that one
+// that never finishes or exhausts memory fails its own gate and stops
+// nothing else; a replay meets the same budgets, so it reproduces such a
+// verdict too.
 type Evaluator struct {
-	mu       sync.Mutex
-	programs map[string]compiled
-}
-
-type compiled struct {
-	program *policy.Program
-	err     error
+	// Policies runs the CUE policies; policy.Default() when nil.
+	Policies *policy.Sandbox
+	// Namespace is the tenant whose policies these are: a tenant's
+	// policies take turns in the sandbox, so one never holds every worker.
+	Namespace string
 }
 
 // Evaluate runs every gate the environment names, in its order, and
@@ -67,6 +70,7 @@ func (e *Evaluator) Evaluate(in decision.Inputs) (decision.Record, []v1alpha1.Ga
 	}
 	in.Policies = nil
 	var evals []v1alpha1.GateEvaluation
+	var counted []decision.CountedApproval
 	if refused := refusal(in); refused != nil {
 		evals = append(evals, *refused)
 	}
@@ -84,15 +88,36 @@ func (e *Evaluator) Evaluate(in decision.Inputs) (decision.Record, []v1alpha1.Ga
 			evals = append(evals, v1alpha1.GateEvaluation{Name: ref.Name, Type: t, Result: v1alpha1.GateFail,
 				ReasonCodes: []string{gates.ReasonInvalid}, Message: gates.Truncate("the gate's configuration is invalid: "+g.Invalid, maxMessage)})
 		case g.Spec.Policy != nil:
-			ev, digest := e.evaluatePolicy(ref.Name, g.Spec.Policy, in, now)
+			ev, digest, err := e.evaluatePolicy(ref.Name, g.Spec.Policy, in, now)
+			if err != nil {
+				return decision.Record{}, nil, err
+			}
 			evals = append(evals, ev)
 			in.Policies = append(in.Policies, decision.Named[v1alpha1.Digest]{Name: ref.Name, Value: v1alpha1.Digest(digest)})
 		default:
 			gate := &v1alpha1.Gate{ObjectMeta: metav1.ObjectMeta{Name: g.Name}, Spec: g.Spec}
-			evals = append(evals, gates.Evaluate(gate, objects).Evaluation(ref.Name))
+			out := gates.Evaluate(gate, objects)
+			evals = append(evals, out.Evaluation(ref.Name))
+			counted = append(counted, countedApprovals(ref.Name, out.Approvals, in.Approvals)...)
 		}
 	}
-	return decision.Decide(in, evals), evals, nil
+	return decision.Decide(in, evals, counted), evals, nil
+}
+
+// countedApprovals are the approvals gate counted, by their verdicts, named
+// by their UIDs and the promotion UID they are bound to.
+func countedApprovals(gate string, verdicts []gates.ApprovalVerdict, approvals []decision.Approval) []decision.CountedApproval {
+	var out []decision.CountedApproval
+	for _, v := range verdicts {
+		i := slices.IndexFunc(approvals, func(a decision.Approval) bool { return a.Name == v.Name })
+		if !v.Counted || i < 0 {
+			continue
+		}
+		a := approvals[i]
+		out = append(out, decision.CountedApproval{Gate: gate, Name: a.Name, UID: a.UID, Approver: a.Spec.Approver,
+			Decision: a.Spec.Decision, PromotionUID: a.Spec.PromotionUID})
+	}
+	return out
 }
 
 // refusal is the verdict on the promotion itself, or nil when it may go on
@@ -115,7 +140,7 @@ func refusal(in decision.Inputs) *v1alpha1.GateEvaluation {
 // field they read is in the inputs, and only those.
 func objectsOf(in decision.Inputs, now time.Time) (gates.Inputs, error) {
 	out := gates.Inputs{Now: now}
-	promo := &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Name: in.Promotion.Name}, Spec: in.Promotion.Spec}
+	promo, rel := decidedObjects(in)
 	if in.Promotion.StartedAt != "" {
 		t, err := time.Parse(time.RFC3339, in.Promotion.StartedAt)
 		if err != nil {
@@ -123,8 +148,7 @@ func objectsOf(in decision.Inputs, now time.Time) (gates.Inputs, error) {
 		}
 		promo.Status.StartedAt = &metav1.Time{Time: t}
 	}
-	out.Promotion = promo
-	out.Release = &v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Name: in.Release.Name}, Spec: in.Release.Value}
+	out.Promotion, out.Release = promo, rel
 	for _, r := range in.OtherReleases {
 		out.Releases = append(out.Releases, v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Name: r.Name}, Spec: r.Value})
 	}
@@ -136,7 +160,7 @@ func objectsOf(in decision.Inputs, now time.Time) (gates.Inputs, error) {
 		if err != nil {
 			return out, fmt.Errorf("inputs: approval %s: createdAt %q: %w", a.Name, a.CreatedAt, err)
 		}
-		out.Approvals = append(out.Approvals, v1alpha1.Approval{ObjectMeta: metav1.ObjectMeta{Name: a.Name, CreationTimestamp: metav1.Time{Time: t}}, Spec: a.Spec})
+		out.Approvals = append(out.Approvals, v1alpha1.Approval{ObjectMeta: metav1.ObjectMeta{Name: a.Name, UID: a.UID, CreationTimestamp: metav1.Time{Time: t}}, Spec: a.Spec})
 	}
 	for _, r := range in.ScanReports {
 		out.ScanReports = append(out.ScanReports, v1alpha1.ScanReport{ObjectMeta: metav1.ObjectMeta{Name: r.Name}, Spec: r.Spec, Status: r.Status})
@@ -144,17 +168,34 @@ func objectsOf(in decision.Inputs, now time.Time) (gates.Inputs, error) {
 	return out, nil
 }
 
+// decidedObjects are the promotion and release decided on, as far as the
+// inputs record them.
+func decidedObjects(in decision.Inputs) (*v1alpha1.Promotion, *v1alpha1.Release) {
+	return &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Name: in.Promotion.Name, UID: in.Promotion.UID}, Spec: in.Promotion.Spec},
+		&v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Name: in.Release.Name}, Spec: in.Release.Value}
+}
+
 // evaluatePolicy runs a CUE policy gate, and returns its verdict and the
-// digest of the source evaluated.
-func (e *Evaluator) evaluatePolicy(name string, g *v1alpha1.PolicyGate, in decision.Inputs, now time.Time) (v1alpha1.GateEvaluation, string) {
+// digest of the source evaluated. A policy that does not compile, exceeds
+// its budget or breaks on the input fails its gate; an error is the sandbox
+// failing, which decides nothing.
+func (e *Evaluator) evaluatePolicy(name string, g *v1alpha1.PolicyGate, in decision.Inputs, now time.Time) (v1alpha1.GateEvaluation, string, error) {
 	ev := v1alpha1.GateEvaluation{Name: name, Type: gates.TypePolicy}
-	prog, err := e.program(g.Source)
-	if err != nil {
-		ev.Result, ev.ReasonCodes, ev.Message = v1alpha1.GateFail, []string{gates.ReasonInvalid}, gates.Truncate(err.Error(), maxMessage)
-		return ev, policy.Digest(g.Source)
+	policies := e.Policies
+	if policies == nil {
+		policies = policy.Default()
 	}
-	d, err := prog.Evaluate(PolicyInput(in, now))
+	// No context: the sandbox's time budget bounds the call.
+	d, err := policies.Evaluate(context.Background(), e.Namespace, g.Source, PolicyInput(in, now))
+	_, invalid := errors.AsType[*policy.CompileError](err)
+	_, overBudget := errors.AsType[*policy.BudgetError](err)
 	switch {
+	case err != nil && !policy.IsPolicyFault(err):
+		return ev, "", fmt.Errorf("policy gate %s: %w", name, err)
+	case invalid:
+		ev.Result, ev.ReasonCodes, ev.Message = v1alpha1.GateFail, []string{gates.ReasonInvalid}, gates.Truncate(err.Error(), maxMessage)
+	case overBudget:
+		ev.Result, ev.ReasonCodes, ev.Message = v1alpha1.GateFail, []string{ReasonPolicyBudget}, gates.Truncate(err.Error(), maxMessage)
 	case err != nil:
 		ev.Result, ev.ReasonCodes, ev.Message = v1alpha1.GateFail, []string{ReasonPolicyError}, gates.Truncate(err.Error(), maxMessage)
 	case d.Allow:
@@ -164,28 +205,13 @@ func (e *Evaluator) evaluatePolicy(name string, g *v1alpha1.PolicyGate, in decis
 	default:
 		ev.Result, ev.ReasonCodes, ev.Message = v1alpha1.GateFail, []string{ReasonPolicyDenied}, gates.Truncate(strings.Join(d.Reasons, "; "), maxMessage)
 	}
-	return ev, prog.Digest()
+	return ev, policy.Digest(g.Source), nil
 }
 
-// program is the compiled policy of source, compiled on first use. The
-// cache is keyed by the source, so an edited gate compiles again and a
-// replay of an old decision compiles the old source.
-func (e *Evaluator) program(source string) (*policy.Program, error) {
-	key := policy.Digest(source)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if c, ok := e.programs[key]; ok {
-		return c.program, c.err
-	}
-	prog, err := policy.Compile(source)
-	if e.programs == nil {
-		e.programs = map[string]compiled{}
-	}
-	e.programs[key] = compiled{program: prog, err: err}
-	return prog, err
-}
-
-// PolicyInput is the documented input document of policy gates.
+// PolicyInput is the documented input document of policy gates. Its
+// approvals are those bound to the promotion decided on, as approval gates
+// count them: an approval of an earlier promotion of the same name, or of
+// other release images, is not shown to a policy.
 func PolicyInput(in decision.Inputs, now time.Time) policy.Input {
 	out := policy.Input{
 		Release:     policy.Release{Name: in.Release.Name, Version: in.Release.Value.Version},
@@ -199,7 +225,11 @@ func PolicyInput(in decision.Inputs, now time.Time) policy.Input {
 	for _, c := range in.Release.Value.Components {
 		out.Release.Components = append(out.Release.Components, policy.Component{Name: c.Name, Image: string(c.Image), Digest: c.Image.Digest(), Role: string(c.Role)})
 	}
+	promo, rel := decidedObjects(in)
 	for _, a := range in.Approvals {
+		if a.Spec.Promotion != promo.Name || gates.ApprovalBinding(&a.Spec, promo, rel) != "" {
+			continue
+		}
 		out.Approvals = append(out.Approvals, policy.Approval{Approver: a.Spec.Approver, Groups: a.Spec.ApproverGroups, Decision: string(a.Spec.Decision)})
 	}
 	slices.SortFunc(out.Approvals, func(a, b policy.Approval) int { return strings.Compare(a.Approver+a.Decision, b.Approver+b.Decision) })

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/decision"
+	"github.com/stella-ops/stella/internal/gates"
 )
 
 const image = "127.0.0.1:5000/shop/api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -36,7 +38,7 @@ func variedInputs(i int) decision.Inputs {
 	env := v1alpha1.EnvironmentSpec{Order: 3}
 	in := decision.Inputs{
 		Clock:     decision.Clock(clock),
-		Promotion: decision.Promotion{Name: fmt.Sprintf("p-%d", i), Spec: v1alpha1.PromotionSpec{Release: "shop", Environment: "prod", RequestedBy: "alice"}, StartedAt: at(time.Duration(i%7) * time.Hour)},
+		Promotion: decision.Promotion{Name: fmt.Sprintf("p-%d", i), UID: types.UID(fmt.Sprintf("uid-p-%d", i)), Spec: v1alpha1.PromotionSpec{Release: "shop", Environment: "prod", RequestedBy: "alice"}, StartedAt: at(time.Duration(i%7) * time.Hour)},
 		Release: decision.Named[v1alpha1.ReleaseSpec]{Name: "shop", Value: v1alpha1.ReleaseSpec{Version: "1.2.3",
 			Components: []v1alpha1.ReleaseComponent{{Name: "api", Image: image}}}},
 		Upstream: []decision.Named[v1alpha1.EnvironmentStatus]{{Name: "stage", Value: v1alpha1.EnvironmentStatus{CurrentRelease: "shop",
@@ -67,8 +69,14 @@ func variedInputs(i int) decision.Inputs {
 	}
 	in.Environment = decision.Named[v1alpha1.EnvironmentSpec]{Name: "prod", Value: env}
 	for j, who := range []string{"alice", "bob", "carol", "bob"}[:i%5%4+1] {
-		in.Approvals = append(in.Approvals, decision.Approval{Name: fmt.Sprintf("a-%d", j), CreatedAt: at(time.Duration(j) * time.Minute),
-			Spec: v1alpha1.ApprovalSpec{Promotion: in.Promotion.Name, Approver: who, Decision: v1alpha1.ApprovalApprove}})
+		bound := in.Promotion.UID
+		if i%7 == 3 && j == 1 { // made for an earlier promotion of this name
+			bound = "uid-of-a-deleted-promotion"
+		}
+		in.Approvals = append(in.Approvals, decision.Approval{Name: fmt.Sprintf("a-%d", j), UID: types.UID(fmt.Sprintf("uid-a-%d-%d", i, j)),
+			CreatedAt: at(time.Duration(j) * time.Minute),
+			Spec: v1alpha1.ApprovalSpec{Promotion: in.Promotion.Name, Approver: who, Decision: v1alpha1.ApprovalApprove,
+				PromotionUID: bound, Release: "shop", Components: []v1alpha1.ComponentDigest{{Name: "api", Image: image}}}})
 	}
 	if i%3 != 0 { // every third decision has no report yet: pending, then deny
 		severity := []v1alpha1.Severity{v1alpha1.SeverityLow, v1alpha1.SeverityHigh}[i%2]
@@ -131,5 +139,44 @@ func TestEvaluateRefusesBrokenInputs(t *testing.T) {
 	in.Approvals[0].CreatedAt = ""
 	if _, _, err := (&Evaluator{}).Evaluate(in); err == nil {
 		t.Error("an approval without a creation time was accepted")
+	}
+}
+
+// An approval bound to an earlier promotion of the same name is neither
+// counted by an approval gate nor shown to a policy, and the record names
+// the approvals that did count by their UIDs and the promotion UID.
+func TestOnlyBoundApprovalsCount(t *testing.T) {
+	in := variedInputs(0)
+	in.Gates = []decision.Gate{
+		{Name: "one-approver", Spec: v1alpha1.GateSpec{Approval: &v1alpha1.ApprovalGate{Count: 1}}},
+		{Name: "policy", Spec: v1alpha1.GateSpec{Policy: &v1alpha1.PolicyGate{Source: "allow: len(input.approvals) >= 1\nreasons: [if !allow {\"no approval\"}]\n"}}},
+	}
+	in.Environment.Value.Gates = []v1alpha1.LocalObjectReference{{Name: "one-approver"}, {Name: "policy"}}
+	bob := decision.Approval{Name: "a-bob", UID: "uid-a-bob", CreatedAt: in.Clock, Spec: v1alpha1.ApprovalSpec{
+		Promotion: in.Promotion.Name, Approver: "bob", Decision: v1alpha1.ApprovalApprove,
+		PromotionUID: "uid-of-the-deleted-promotion", Release: "shop", Components: []v1alpha1.ComponentDigest{{Name: "api", Image: image}}}}
+	in.Approvals = []decision.Approval{bob}
+
+	record, _, err := (&Evaluator{}).Evaluate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The approval gate waits, and the policy, shown no approval, denies.
+	wantCodes := []string{gates.ReasonApprovalInsufficient, gates.ReasonApprovalPromotionReplaced, ReasonPolicyDenied}
+	if !slices.Equal(record.ReasonCodes, wantCodes) || len(record.CountedApprovals) != 0 {
+		t.Fatalf("an approval of a deleted promotion: %s %v, counted %+v; want %v with none counted", record.Result, record.ReasonCodes, record.CountedApprovals, wantCodes)
+	}
+	if got := PolicyInput(in, time.Time{}).Approvals; len(got) != 0 {
+		t.Errorf("the policy was shown %+v", got)
+	}
+
+	in.Approvals[0].Spec.PromotionUID = in.Promotion.UID
+	record, _, err = (&Evaluator{}).Evaluate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []decision.CountedApproval{{Gate: "one-approver", Name: "a-bob", UID: "uid-a-bob", Approver: "bob", Decision: v1alpha1.ApprovalApprove, PromotionUID: in.Promotion.UID}}
+	if record.Result != v1alpha1.DecisionAllow || !slices.Equal(record.CountedApprovals, want) {
+		t.Errorf("a bound approval: %s %v, counted %+v; want allow counting %+v", record.Result, record.ReasonCodes, record.CountedApprovals, want)
 	}
 }

@@ -13,7 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/admission/initializer"
 	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
@@ -27,11 +29,12 @@ const IdentityPluginName = "StellaIdentity"
 // authenticated request, never from what the client claims: on create, the
 // plugin fills spec.requestedBy of a Promotion and spec.approver and
 // spec.approverGroups of an Approval from the credential, and refuses a
-// request that names anybody else. The specs are immutable afterwards (CEL
-// rules in the CRDs). On an external Kubernetes cluster the admission
-// policies in config/admission do the same; in the embedded server this
-// plugin does it from the first request on, without waiting for the
-// policies' schema refresh.
+// request that names anybody else. It also binds each new Approval to the
+// stored Promotion it approves (binding.go). The specs are immutable
+// afterwards (CEL rules in the CRDs). On an external Kubernetes cluster the
+// admission policies in config/admission do the same for identities and
+// require a binding; in the embedded server this plugin does it from the
+// first request on, without waiting for the policies' schema refresh.
 func RegisterIdentity(plugins *admission.Plugins) {
 	plugins.Register(IdentityPluginName, func(io.Reader) (admission.Interface, error) {
 		return &identity{Handler: admission.NewHandler(admission.Create)}, nil
@@ -40,13 +43,19 @@ func RegisterIdentity(plugins *admission.Plugins) {
 
 type identity struct {
 	*admission.Handler
+	// stored reads Promotions and Releases from the API server itself.
+	stored dynamic.Interface
 }
 
-var _ admission.MutationInterface = &identity{}
+var (
+	_ admission.MutationInterface       = &identity{}
+	_ initializer.WantsDynamicClient    = &identity{}
+	_ admission.InitializationValidator = &identity{}
+)
 
 // Admit checks and stamps the requester's identity in new Promotions and
-// Approvals.
-func (p *identity) Admit(_ context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
+// Approvals, and binds new Approvals to the promotion they approve.
+func (p *identity) Admit(ctx context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
 	if a.GetSubresource() != "" || a.GetResource().Group != v1alpha1.GroupVersion.Group {
 		return nil
 	}
@@ -60,6 +69,12 @@ func (p *identity) Admit(_ context.Context, a admission.Attributes, _ admission.
 		errs = stampName(obj, a.GetUserInfo(), "requestedBy")
 	case "approvals":
 		errs = append(stampName(obj, a.GetUserInfo(), "approver"), stampGroups(obj, a.GetUserInfo(), "approverGroups")...)
+		if len(errs) == 0 {
+			var err error
+			if errs, err = p.bindApproval(ctx, a.GetNamespace(), obj); err != nil {
+				return err
+			}
+		}
 	default:
 		return nil
 	}

@@ -107,6 +107,24 @@ func (s *S3Store) Get(d v1alpha1.Digest) ([]byte, error) {
 	return data, checkContent(d, data)
 }
 
+// List lists the bucket's blobs under the prefix, oldest first.
+func (s *S3Store) List() ([]StoredBlob, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
+	defer cancel()
+	var blobs []StoredBlob
+	for obj := range s.client.ListObjects(ctx, s.o.Bucket, minio.ListObjectsOptions{Prefix: s.o.Prefix + "sha256/"}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("list the blobs of bucket %s: %w", s.o.Bucket, obj.Err)
+		}
+		d := v1alpha1.Digest("sha256:" + strings.TrimPrefix(obj.Key, s.o.Prefix+"sha256/"))
+		if checkDigest(d) == nil {
+			blobs = append(blobs, StoredBlob{Digest: d, Stored: obj.LastModified})
+		}
+	}
+	sortOldestFirst(blobs)
+	return blobs, nil
+}
+
 // URI is the blob's s3:// address.
 func (s *S3Store) URI(d v1alpha1.Digest) string {
 	return "s3://" + s.o.Bucket + "/" + s.key(d)

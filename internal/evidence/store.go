@@ -1,13 +1,16 @@
 package evidence
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/pki"
@@ -27,6 +30,8 @@ type BlobStore interface {
 	Get(d v1alpha1.Digest) ([]byte, error)
 	// URI says where a blob is, for people and for export.
 	URI(d v1alpha1.Digest) string
+	// List lists the blobs, oldest first.
+	List() ([]StoredBlob, error)
 }
 
 // FileStore keeps blobs on the filesystem under their sha256, so that
@@ -102,4 +107,38 @@ func (s *FileStore) path(d v1alpha1.Digest) string {
 func DigestOf(data []byte) v1alpha1.Digest {
 	sum := sha256.Sum256(data)
 	return v1alpha1.Digest("sha256:" + hex.EncodeToString(sum[:]))
+}
+
+// StoredBlob names a blob of a store and when it was stored.
+type StoredBlob struct {
+	Digest v1alpha1.Digest
+	Stored time.Time
+}
+
+// List lists the store's blobs, oldest first.
+func (s *FileStore) List() ([]StoredBlob, error) {
+	files, err := os.ReadDir(filepath.Join(s.dir, "sha256"))
+	if err != nil {
+		return nil, err
+	}
+	var blobs []StoredBlob
+	for _, f := range files {
+		d := v1alpha1.Digest("sha256:" + f.Name())
+		if f.IsDir() || checkDigest(d) != nil {
+			continue // a temporary file of an unfinished Put
+		}
+		info, err := f.Info()
+		if err != nil {
+			return nil, err
+		}
+		blobs = append(blobs, StoredBlob{Digest: d, Stored: info.ModTime()})
+	}
+	sortOldestFirst(blobs)
+	return blobs, nil
+}
+
+func sortOldestFirst(blobs []StoredBlob) {
+	slices.SortFunc(blobs, func(a, b StoredBlob) int {
+		return cmp.Or(a.Stored.Compare(b.Stored), cmp.Compare(a.Digest, b.Digest))
+	})
 }

@@ -63,6 +63,22 @@ type CompileError struct{ msg string }
 
 func (e *CompileError) Error() string { return e.msg }
 
+// EvaluateError is a policy broken for one input (see Program.Evaluate), or
+// an input too large to hand it; either way the policy's gate fails.
+type EvaluateError struct{ msg string }
+
+func (e *EvaluateError) Error() string { return e.msg }
+
+// IsPolicyFault reports whether err is the policy's own doing (a
+// *CompileError, *BudgetError or *EvaluateError), the same every time, rather
+// than the sandbox failing, which is worth a retry.
+func IsPolicyFault(err error) bool {
+	_, compile := errors.AsType[*CompileError](err)
+	_, budget := errors.AsType[*BudgetError](err)
+	_, evaluate := errors.AsType[*EvaluateError](err)
+	return compile || budget || evaluate
+}
+
 // SandboxOptions configure a Sandbox. Zero fields take the defaults.
 type SandboxOptions struct {
 	// Workers is how many worker processes run policies at once.
@@ -145,18 +161,18 @@ func (s *Sandbox) Check(ctx context.Context, tenant, source string) error {
 }
 
 // Evaluate compiles source and decides in on it, in a worker. Errors are
-// as Check's, plus Evaluate's own (the policy broken for this input).
+// as Check's, plus an *EvaluateError; see IsPolicyFault.
 func (s *Sandbox) Evaluate(ctx context.Context, tenant, source string, in Input) (Decision, error) {
 	data, err := in.encode()
 	if err != nil {
-		return Decision{}, err
+		return Decision{}, &EvaluateError{err.Error()}
 	}
 	resp, err := s.run(ctx, tenant, request{Op: opEvaluate, Source: source, Input: data})
 	if err != nil {
 		return Decision{}, err
 	}
 	if resp.EvaluateError != "" {
-		return Decision{}, errors.New(resp.EvaluateError)
+		return Decision{}, &EvaluateError{resp.EvaluateError}
 	}
 	if resp.Decision == nil {
 		return Decision{}, errors.New("policy worker answered without a decision")

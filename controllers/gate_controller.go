@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/gates"
@@ -29,9 +30,13 @@ type GateReconciler struct {
 	Now func() time.Time
 }
 
-// SetupWithManager registers the reconciler.
+// SetupWithManager registers the reconciler. Gates are reconciled several
+// at a time: checking a policy can take up to its time budget, and gates of
+// other namespaces must not wait behind it.
 func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.Gate{}).Complete(r)
+	return ctrl.NewControllerManagedBy(mgr).For(&v1alpha1.Gate{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Complete(r)
 }
 
 // Reconcile validates the gate and computes its status.
@@ -44,7 +49,16 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 	defer func() {
 		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, before, gate))
 	}()
-	return computeGateStatus(gate, r.now()), nil
+	var policyErr error
+	if gate.Spec.Policy != nil {
+		// The sandbox remembers a policy over its budget, so checking it
+		// again costs no worker.
+		policyErr = policy.Default().Check(ctx, gate.Namespace, gate.Spec.Policy.Source)
+		if policyErr != nil && !policy.IsPolicyFault(policyErr) {
+			return ctrl.Result{}, fmt.Errorf("check the policy of gate %s: %w", req, policyErr)
+		}
+	}
+	return computeGateStatus(gate, r.now(), policyErr), nil
 }
 
 func (r *GateReconciler) now() time.Time {
@@ -54,8 +68,9 @@ func (r *GateReconciler) now() time.Time {
 	return time.Now()
 }
 
-// computeGateStatus fills the gate's status and says when to look again.
-func computeGateStatus(gate *v1alpha1.Gate, now time.Time) ctrl.Result {
+// computeGateStatus fills the gate's status and says when to look again;
+// policyErr is what the policy sandbox found wrong with its policy.
+func computeGateStatus(gate *v1alpha1.Gate, now time.Time, policyErr error) ctrl.Result {
 	st := &gate.Status
 	typ, err := gates.TypeOf(&gate.Spec)
 	st.Type = typ
@@ -63,15 +78,18 @@ func computeGateStatus(gate *v1alpha1.Gate, now time.Time) ctrl.Result {
 	if err == nil {
 		err = gates.Validate(gate)
 	}
+	reason := v1alpha1.ReasonInvalidSpec
 	if err == nil && gate.Spec.Policy != nil {
-		_, err = policy.Compile(gate.Spec.Policy.Source)
-		if err != nil {
-			err = fmt.Errorf("spec.policy.source: %w", err)
-		}
 		st.PolicyDigest = v1alpha1.Digest(policy.Digest(gate.Spec.Policy.Source))
+		if policyErr != nil {
+			err = fmt.Errorf("spec.policy.source: %w", policyErr)
+		}
+		if _, ok := errors.AsType[*policy.BudgetError](policyErr); ok {
+			reason = v1alpha1.ReasonPolicyBudgetExceeded
+		}
 	}
 	if err != nil {
-		markStalled(&st.Conditions, gate.Generation, v1alpha1.ReasonInvalidSpec, gates.Truncate(err.Error(), 32768))
+		markStalled(&st.Conditions, gate.Generation, reason, gates.Truncate(err.Error(), 32768))
 		return ctrl.Result{}
 	}
 	var result ctrl.Result

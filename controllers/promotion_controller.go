@@ -61,9 +61,8 @@ type PromotionReconciler struct {
 	// keeps none.
 	Evidence *evidence.Sealer
 	// Now is the clock; time.Now when nil.
-	Now       func() time.Time
-	evaluator evaluation.Evaluator
-	clock     decisionClock
+	Now   func() time.Time
+	clock decisionClock
 }
 
 func (r *PromotionReconciler) now() time.Time {
@@ -277,7 +276,7 @@ func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promot
 	if err != nil {
 		return ctrl.Result{}, true, err
 	}
-	record, evals, err := r.evaluator.Evaluate(in)
+	record, evals, err := (&evaluation.Evaluator{Namespace: promo.Namespace}).Evaluate(in)
 	if err != nil {
 		return ctrl.Result{}, true, err
 	}
@@ -369,7 +368,7 @@ func (r *PromotionReconciler) Explain(ctx context.Context, promo *v1alpha1.Promo
 	if err != nil {
 		return Explanation{}, err
 	}
-	record, evals, err := r.evaluator.Evaluate(in)
+	record, evals, err := (&evaluation.Evaluator{Namespace: promo.Namespace}).Evaluate(in)
 	if err != nil {
 		return Explanation{}, err
 	}

@@ -33,6 +33,10 @@ const (
 	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonDependencyNotFound: an object the spec refers to does not exist.
 	ReasonDependencyNotFound = "DependencyNotFound"
+	// ReasonPolicyBudgetExceeded: a Gate's CUE policy ran out of its time or
+	// memory budget and was stopped; the gate fails closed until its source
+	// changes.
+	ReasonPolicyBudgetExceeded = "PolicyBudgetExceeded"
 )
 
 // LocalObjectReference names another object in the same namespace.

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -78,21 +79,52 @@ func approvalCommand(f cmdutil.Factory, streams genericiooptions.IOStreams, deci
 		Use:   verb + " PROMOTION [--comment TEXT]",
 		Short: map[v1alpha1.ApprovalDecision]string{v1alpha1.ApprovalApprove: "Approve a promotion", v1alpha1.ApprovalReject: "Reject a promotion"}[decision],
 		Long: "Create an Approval of the promotion. The server records you as the approver; an approval gate counts it when you are " +
-			"allowed to approve and did not request the promotion yourself. A rejection by an allowed approver rejects the promotion.",
+			"allowed to approve and did not request the promotion yourself. A rejection by an allowed approver rejects the promotion. " +
+			"The approval is bound to the promotion as it is now (its UID, its release and that release's image digests): it never " +
+			"counts for a promotion created later under the same name, nor for other images.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if decision == v1alpha1.ApprovalReject && comment == "" {
 				return fmt.Errorf("--comment is required to reject: say why, it is kept in the promotion's evidence")
 			}
-			appr := &v1alpha1.Approval{
-				ObjectMeta: metav1.ObjectMeta{GenerateName: args[0] + "-"},
-				Spec:       v1alpha1.ApprovalSpec{Promotion: args[0], Decision: decision, Comment: comment},
+			c, ns, err := clientFor(f)
+			if err != nil {
+				return err
 			}
+			spec, err := boundApproval(cmd.Context(), c, ns, args[0])
+			if err != nil {
+				return err
+			}
+			spec.Decision, spec.Comment = decision, comment
+			appr := &v1alpha1.Approval{ObjectMeta: metav1.ObjectMeta{GenerateName: args[0] + "-"}, Spec: spec}
 			return create(cmd.Context(), f, streams.Out, appr, "approval")
 		},
 	}
 	cmd.Flags().StringVar(&comment, "comment", "", "why, kept in the promotion's evidence")
 	return cmd
+}
+
+// boundApproval is the spec of an approval of promotion name in ns, bound to
+// the promotion and its release as the server holds them now. The Stella
+// server binds approvals itself; another Kubernetes cluster's admission
+// policies require the client to.
+func boundApproval(ctx context.Context, c client.Reader, ns, name string) (v1alpha1.ApprovalSpec, error) {
+	promo := &v1alpha1.Promotion{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, promo); err != nil {
+		if apierrors.IsNotFound(err) {
+			return v1alpha1.ApprovalSpec{}, fmt.Errorf("there is no promotion %s in namespace %s to approve (stellactl get promotions)", name, ns)
+		}
+		return v1alpha1.ApprovalSpec{}, fmt.Errorf("read promotion %s: %w", name, err)
+	}
+	rel := &v1alpha1.Release{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: promo.Spec.Release}, rel); err != nil {
+		return v1alpha1.ApprovalSpec{}, fmt.Errorf("read release %s of promotion %s: %w", promo.Spec.Release, name, err)
+	}
+	spec := v1alpha1.ApprovalSpec{Promotion: name, PromotionUID: promo.UID, Release: rel.Name}
+	for _, comp := range rel.Spec.Components {
+		spec.Components = append(spec.Components, v1alpha1.ComponentDigest{Name: comp.Name, Image: comp.Image})
+	}
+	return spec, nil
 }
 
 // clientFor is a client of the Stella API and the current namespace.

@@ -87,7 +87,7 @@ func decideToday(ctx context.Context, f cmdutil.Factory, out io.Writer, st *evid
 		return err
 	}
 	in := pred.Record.Inputs
-	promo := &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: pred.Namespace, Name: in.Promotion.Name}, Spec: in.Promotion.Spec}
+	promo := &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: pred.Namespace, Name: in.Promotion.Name, UID: in.Promotion.UID}, Spec: in.Promotion.Spec}
 	if started, err := time.Parse(time.RFC3339, in.Promotion.StartedAt); err == nil {
 		promo.Status.StartedAt = &metav1.Time{Time: started}
 	}
@@ -135,7 +135,7 @@ func readPacketFile(path string) (*evidence.Packet, error) {
 	defer file.Close()
 	p, err := evidence.ReadPacket(file)
 	if err != nil {
-		return nil, verificationExit(err)
+		return nil, verificationExit(fmt.Errorf("%s: %w", path, err))
 	}
 	return p, nil
 }
@@ -163,12 +163,27 @@ func replay(out io.Writer, st *evidence.Statement) error {
 		return err
 	}
 	if diff == "" && hash == pred.DeterminismHash {
-		_, err := fmt.Fprintf(out, "replayed %s/%s: identical, %s %v, determinism hash %s\n",
-			pred.Namespace, pred.Promotion, replayed.Result, replayed.ReasonCodes, hash)
-		return err
+		if _, err := fmt.Fprintf(out, "replayed %s/%s: identical, %s %v, determinism hash %s\n",
+			pred.Namespace, pred.Promotion, replayed.Result, replayed.ReasonCodes, hash); err != nil {
+			return err
+		}
+		return printCounted(out, replayed)
 	}
 	fmt.Fprintf(out, "replayed %s/%s: DIFFERENT (sealed %s, replayed %s)\n%s", pred.Namespace, pred.Promotion, pred.DeterminismHash, hash, diff)
 	return &exitError{code: exitReplayMismatch, err: fmt.Errorf("the replayed decision differs from the sealed one")}
+}
+
+// printCounted names the approvals the replayed decision counted, each by
+// its UID and the promotion UID it is bound to, which is the UID of the
+// promotion decided on: the replay counted them under the same rule.
+func printCounted(out io.Writer, r decision.Record) error {
+	for _, a := range r.CountedApprovals {
+		if _, err := fmt.Fprintf(out, "  gate %s counted approval %s (uid %s): %s by %s, bound to promotion uid %s\n",
+			a.Gate, a.Name, a.UID, a.Decision, a.Approver, a.PromotionUID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recordDiff lists the lines of the indented JSON of two records that

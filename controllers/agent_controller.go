@@ -20,6 +20,9 @@ import (
 // Reasons the server gives when an agent stops reporting.
 const (
 	reasonAgentSilent = "AgentSilent"
+	// ReasonAgentRevoked (Ready False): spec.revoked is set and the server
+	// refuses the agent's certificate.
+	ReasonAgentRevoked = "Revoked"
 )
 
 // defaultHeartbeatGrace applies when an Agent sets no grace period.
@@ -27,7 +30,8 @@ const defaultHeartbeatGrace = 2 * time.Minute
 
 // AgentReconciler notices agents that went silent: once an agent's Lease
 // was not renewed within its grace period, the Agent is not Ready and what
-// runs on its Targets is Unknown, since nobody observes them any more.
+// runs on its Targets is Unknown, since nobody observes them any more. A
+// revoked Agent is not Ready at once, for the same reason.
 type AgentReconciler struct {
 	client.Client
 	Recorder record.EventRecorder
@@ -55,6 +59,13 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err := r.Get(ctx, req.NamespacedName, agent); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if agent.Spec.Revoked {
+		message := "revoked: the server refuses its certificate; delete the Agent and join its host again with a new token (stellactl agent join-token)"
+		if err := r.markNotReady(ctx, agent, ReasonAgentRevoked, message); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, r.markTargetsUnknown(ctx, agent, ReasonAgentRevoked, fmt.Sprintf("Agent %s is revoked: what runs on its targets is unknown", agent.Name))
+	}
 	last, err := r.lastHeartbeat(ctx, agent)
 	if err != nil || last.IsZero() {
 		return ctrl.Result{}, err // never started: nothing to go stale
@@ -67,10 +78,10 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{RequeueAfter: left + time.Second}, nil
 	}
 	message := fmt.Sprintf("no heartbeat since %s (grace period %s): what runs on its targets is unknown", last.UTC().Format(time.RFC3339), grace)
-	if err := r.markSilent(ctx, agent, message); err != nil {
+	if err := r.markNotReady(ctx, agent, reasonAgentSilent, message); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, r.markTargetsUnknown(ctx, agent, message)
+	return ctrl.Result{}, r.markTargetsUnknown(ctx, agent, reasonAgentSilent, fmt.Sprintf("Agent %s is silent: %s", agent.Name, message))
 }
 
 // lastHeartbeat is when the agent last renewed its Lease, or reported a
@@ -89,22 +100,25 @@ func (r *AgentReconciler) lastHeartbeat(ctx context.Context, agent *v1alpha1.Age
 	return time.Time{}, nil
 }
 
-func (r *AgentReconciler) markSilent(ctx context.Context, agent *v1alpha1.Agent, message string) error {
+// markNotReady says why the agent is not Ready. Silence does not replace
+// what the agent said itself when it stopped; a revocation replaces
+// anything.
+func (r *AgentReconciler) markNotReady(ctx context.Context, agent *v1alpha1.Agent, reason, message string) error {
 	ready := meta.FindStatusCondition(agent.Status.Conditions, v1alpha1.ConditionReady)
-	if ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason != reasonAgentSilent {
+	if reason == reasonAgentSilent && ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason != reasonAgentSilent {
 		return nil // it said it stopped, which says more than silence
 	}
 	before := agent.DeepCopy()
 	meta.SetStatusCondition(&agent.Status.Conditions, metav1.Condition{
-		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonAgentSilent, Message: message, ObservedGeneration: agent.Generation,
+		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message, ObservedGeneration: agent.Generation,
 	})
-	if ready == nil || ready.Reason != reasonAgentSilent {
-		r.Recorder.Eventf(agent, "Warning", reasonAgentSilent, "%s", message)
+	if ready == nil || ready.Reason != reason {
+		r.Recorder.Eventf(agent, "Warning", reason, "%s", message)
 	}
 	return patchStatus(ctx, r.Client, before, agent)
 }
 
-func (r *AgentReconciler) markTargetsUnknown(ctx context.Context, agent *v1alpha1.Agent, message string) error {
+func (r *AgentReconciler) markTargetsUnknown(ctx context.Context, agent *v1alpha1.Agent, reason, message string) error {
 	var targets v1alpha1.TargetList
 	if err := r.List(ctx, &targets, client.InNamespace(agent.Namespace), client.MatchingFields{FieldTargetAgent: agent.Name}); err != nil {
 		return err
@@ -114,8 +128,7 @@ func (r *AgentReconciler) markTargetsUnknown(ctx context.Context, agent *v1alpha
 		before := t.DeepCopy()
 		t.Status.Drift, t.Status.Health = v1alpha1.DriftUnknown, v1alpha1.HealthUnknown
 		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{
-			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonAgentSilent,
-			Message: fmt.Sprintf("Agent %s is silent: %s", agent.Name, message), ObservedGeneration: t.Generation,
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message, ObservedGeneration: t.Generation,
 		})
 		if err := patchStatus(ctx, r.Client, before, t); err != nil {
 			return fmt.Errorf("mark Target %s unknown: %w", t.Name, err)

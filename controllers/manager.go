@@ -92,6 +92,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		&AgentReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("stella-agents")},
 		&VEXStatementReconciler{Client: c},
 		&agentauth.Approver{Client: c, Clientset: clientset},
+		&agentauth.JoinTokenCleaner{Client: c},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return nil, err

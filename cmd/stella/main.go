@@ -98,6 +98,7 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 	f.StringVar(&o.EvidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs (default: evidence in the data directory)")
 	f.StringVar(&o.MetricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
 	f.BoolVar(&o.WatchCache, "watch-cache", true, "keep every object and its recent changes decoded in the API server's memory, so that lists and watches do not read etcd: faster, at about twice the memory under load (see README, Memory)")
+	f.DurationVar(&o.AgentCertTTL, "cert-ttl", 30*24*time.Hour, "longest lifetime of an agent's certificate: a request asking for more, or for no lifetime, is granted this; agents renew after two thirds of it")
 	f.BoolVar(&o.Profiling, "profiling", false, "serve Go profiles of the whole process at /debug/pprof on the API server (admins only)")
 	addDeployerFlags(f, &o.Deployer)
 	f.BoolVar(&o.Scan.Enabled, "scan", true, "scan the images of releases against the imported advisories (with --controllers)")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -33,15 +34,29 @@ const (
 	clientSigner     = "kubernetes.io/kube-apiserver-client"
 	reasonAgentJoin  = "StellaAgentJoin"
 	reasonAgentRenew = "StellaAgentRenewal"
+	// The Agent is gone or revoked.
+	reasonAgentJoinDenied  = "StellaAgentJoinRefused"
+	reasonAgentRenewDenied = "StellaAgentRenewalRefused"
 )
+
+// joinRequestLifetime is how long a request made with a join token may stay
+// undecided before it is deleted. The agent that made it waits two minutes
+// and then discards its key, so the request can never serve after that; the
+// hour leaves a person time to see why a join was not approved.
+const joinRequestLifetime = time.Hour
 
 // Approver approves the certificate requests of agents: a first one made
 // with a join token for the Agent the token names, which uses the token
 // up, and later ones an agent makes with its own certificate for the same
-// identity. Every other request is left for a person to decide.
+// identity, while its Agent exists and is not revoked. It denies those
+// whose Agent is gone or revoked, and deletes requests made with a join
+// token that stayed undecided for joinRequestLifetime. Every other request
+// is left for a person to decide.
 type Approver struct {
 	client.Client
 	Clientset kubernetes.Interface
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // SetupWithManager registers the approver.
@@ -49,7 +64,15 @@ func (r *Approver) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).Named("agent-csr").For(&certificatesv1.CertificateSigningRequest{}).Complete(r)
 }
 
-// Reconcile approves one request when it is an agent's.
+func (r *Approver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Reconcile decides one request when it is an agent's, and expires an
+// undecided one made with a join token.
 func (r *Approver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	csr := &certificatesv1.CertificateSigningRequest{}
 	if err := r.Get(ctx, req.NamespacedName, csr); err != nil {
@@ -58,48 +81,105 @@ func (r *Approver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	if decided(csr) || csr.Spec.SignerName != clientSigner {
 		return ctrl.Result{}, nil
 	}
-	agent, ok := requestedAgent(csr)
-	if !ok {
+	tokenID, withToken := joinTokenOf(csr)
+	if agent, ok := requestedAgent(csr); ok {
+		switch {
+		case csr.Spec.Username == UserName(agent.Namespace, agent.Name):
+			return ctrl.Result{}, r.decideRenewal(ctx, csr, agent)
+		case withToken:
+			if done, err := r.decideJoin(ctx, csr, agent, tokenID); err != nil || done {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	if !withToken {
 		return ctrl.Result{}, nil
 	}
-	requester := csr.Spec.Username
-	switch {
-	case requester == UserName(agent.Namespace, agent.Name):
-		return ctrl.Result{}, r.approve(ctx, csr, reasonAgentRenew, "stella-agent renews its own certificate")
-	case strings.HasPrefix(requester, bootstrapPrefix) && slices.Contains(csr.Spec.Groups, BootstrapGroup):
-		return ctrl.Result{}, r.approveJoin(ctx, csr, agent, strings.TrimPrefix(requester, bootstrapPrefix))
+	return r.expireJoinRequest(ctx, csr)
+}
+
+// joinTokenOf is the id of the join token a request was made with.
+func joinTokenOf(csr *certificatesv1.CertificateSigningRequest) (string, bool) {
+	id, ok := strings.CutPrefix(csr.Spec.Username, bootstrapPrefix)
+	return id, ok && slices.Contains(csr.Spec.Groups, BootstrapGroup)
+}
+
+// decideRenewal approves a request an agent makes with its own certificate
+// while its Agent stands, and denies it once the Agent is gone or revoked.
+func (r *Approver) decideRenewal(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, agent Agent) error {
+	refusal, err := r.refusal(ctx, agent)
+	if err != nil {
+		return err
 	}
+	if refusal != "" {
+		return r.decide(ctx, csr, certificatesv1.CertificateDenied, reasonAgentRenewDenied, refusal)
+	}
+	return r.decide(ctx, csr, certificatesv1.CertificateApproved, reasonAgentRenew, "stella-agent renews its own certificate")
+}
+
+// decideJoin approves a request made with a join token issued for agent,
+// and deletes the token so that it serves once; it denies the request when
+// the Agent is gone or revoked. done is false when the request is left for
+// a person: its token is used up, expired, or another agent's.
+func (r *Approver) decideJoin(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, agent Agent, tokenID string) (done bool, err error) {
+	token := &corev1.Secret{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: tokenSecretsNS, Name: "bootstrap-token-" + tokenID}, token); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if token.Labels[LabelTokenNamespace] != agent.Namespace || token.Labels[LabelTokenAgent] != agent.Name {
+		return false, nil
+	}
+	refusal, err := r.refusal(ctx, agent)
+	if err != nil {
+		return false, err
+	}
+	if refusal != "" {
+		return true, r.decide(ctx, csr, certificatesv1.CertificateDenied, reasonAgentJoinDenied, refusal)
+	}
+	if err := r.decide(ctx, csr, certificatesv1.CertificateApproved, reasonAgentJoin, fmt.Sprintf("join token %s of Agent %s/%s", tokenID, agent.Namespace, agent.Name)); err != nil {
+		return true, err
+	}
+	if err := r.Delete(ctx, token); err != nil && !apierrors.IsNotFound(err) {
+		return true, fmt.Errorf("use up join token %s: %w", tokenID, err)
+	}
+	return true, nil
+}
+
+// refusal says why agent may have no certificate, or is empty when it may.
+func (r *Approver) refusal(ctx context.Context, agent Agent) (string, error) {
+	a := &v1alpha1.Agent{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: agent.Namespace, Name: agent.Name}, a)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("Agent %s/%s does not exist: create it and join its host with a new token (stellactl agent join-token)", agent.Namespace, agent.Name), nil
+	case err != nil:
+		return "", fmt.Errorf("read Agent %s/%s: %w", agent.Namespace, agent.Name, err)
+	case a.Spec.Revoked:
+		return fmt.Sprintf("Agent %s/%s is revoked: delete it and join its host again with a new token (stellactl agent join-token)", agent.Namespace, agent.Name), nil
+	}
+	return "", nil
+}
+
+// expireJoinRequest deletes an undecided request made with a join token
+// once it is joinRequestLifetime old, and comes back then otherwise.
+func (r *Approver) expireJoinRequest(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) (ctrl.Result, error) {
+	if left := csr.CreationTimestamp.Add(joinRequestLifetime).Sub(r.now()); left > 0 {
+		return ctrl.Result{RequeueAfter: left}, nil
+	}
+	if err := r.Delete(ctx, csr, client.Preconditions{UID: &csr.UID}); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("delete join request %s, undecided since %s: %w", csr.Name, csr.CreationTimestamp.UTC().Format(time.RFC3339), err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Deleted a join request left undecided", "csr", csr.Name, "requester", csr.Spec.Username, "created", csr.CreationTimestamp.UTC())
 	return ctrl.Result{}, nil
 }
 
-// approveJoin approves a request made with a join token issued for agent,
-// and deletes the token so that it serves once.
-func (r *Approver) approveJoin(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, agent Agent, tokenID string) error {
-	token := &corev1.Secret{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: tokenSecretsNS, Name: "bootstrap-token-" + tokenID}, token); err != nil {
-		return client.IgnoreNotFound(err) // used up or expired: the request waits for a person
-	}
-	if token.Labels[LabelTokenNamespace] != agent.Namespace || token.Labels[LabelTokenAgent] != agent.Name {
-		return nil // a token for another agent
-	}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: agent.Namespace, Name: agent.Name}, &v1alpha1.Agent{}); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	if err := r.approve(ctx, csr, reasonAgentJoin, fmt.Sprintf("join token %s of Agent %s/%s", tokenID, agent.Namespace, agent.Name)); err != nil {
-		return err
-	}
-	if err := r.Delete(ctx, token); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("use up join token %s: %w", tokenID, err)
-	}
-	return nil
-}
-
-func (r *Approver) approve(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, reason, message string) error {
+// decide approves or denies a request.
+func (r *Approver) decide(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, decision certificatesv1.RequestConditionType, reason, message string) error {
 	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastUpdateTime: metav1.Now(),
+		Type: decision, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastUpdateTime: metav1.Now(),
 	})
 	if _, err := r.Clientset.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("approve %s: %w", csr.Name, err)
+		return fmt.Errorf("%s %s: %w", decision, csr.Name, err)
 	}
 	return nil
 }
@@ -117,12 +197,8 @@ func decided(csr *certificatesv1.CertificateSigningRequest) bool {
 // for exactly that: CN stella:agent:<ns>:<name>, O stella:agents, client
 // authentication only.
 func requestedAgent(csr *certificatesv1.CertificateSigningRequest) (Agent, bool) {
-	block, _ := pem.Decode(csr.Spec.Request)
-	if block == nil || block.Type != "CERTIFICATE REQUEST" {
-		return Agent{}, false
-	}
-	req, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil || req.CheckSignature() != nil {
+	req, err := parseRequest(csr.Spec.Request)
+	if err != nil {
 		return Agent{}, false
 	}
 	if !slices.Equal(req.Subject.Organization, []string{Group}) || len(req.DNSNames)+len(req.IPAddresses)+len(req.EmailAddresses)+len(req.URIs) > 0 {
@@ -135,4 +211,20 @@ func requestedAgent(csr *certificatesv1.CertificateSigningRequest) (Agent, bool)
 	}
 	agent, ok, err := agentOf(&user.DefaultInfo{Name: req.Subject.CommonName, Groups: []string{Group}})
 	return agent, ok && err == nil
+}
+
+// parseRequest reads a PEM certificate request and checks its signature.
+func parseRequest(data []byte) (*x509.CertificateRequest, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		return nil, fmt.Errorf("not a PEM certificate request")
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("read the certificate request: %w", err)
+	}
+	if err := req.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("check the certificate request's signature: %w", err)
+	}
+	return req, nil
 }

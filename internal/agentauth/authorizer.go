@@ -28,17 +28,25 @@ const (
 // it belongs to is in the object, which an authorizer does not see; status
 // writes are allowed here and checked against the stored object by the
 // admission plugin.
-func Authorizer() authorizer.Authorizer {
-	return authorizer.AuthorizerFunc(authorize)
+//
+// An identity whose Agent was deleted or revoked is refused everything,
+// whatever its certificate's lifetime, as agents says.
+func Authorizer(agents *Agents) authorizer.Authorizer {
+	return authorizer.AuthorizerFunc(func(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+		return authorize(agents, a)
+	})
 }
 
-func authorize(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+func authorize(agents *Agents, a authorizer.Attributes) (authorizer.Decision, string, error) {
 	agent, ok, err := agentOf(a.GetUser())
 	if !ok {
 		return authorizer.DecisionNoOpinion, "", nil
 	}
 	if err != nil {
 		return authorizer.DecisionDeny, err.Error(), nil
+	}
+	if reason := agents.refusal(agent); reason != "" {
+		return authorizer.DecisionDeny, reason, nil
 	}
 	if !a.IsResourceRequest() {
 		return authorizer.DecisionNoOpinion, "", nil

@@ -2,17 +2,51 @@ package agentauth
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
 )
+
+// agentsOf are loaded Agents holding the given ones.
+func agentsOf(t *testing.T, agents ...*unstructured.Unstructured) *Agents {
+	t.Helper()
+	store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	for _, a := range agents {
+		kept, err := keepStanding(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Add(kept); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := NewAgents()
+	w.use(cache.NewGenericLister(store, v1alpha1.GroupVersion.WithResource("agents").GroupResource()))
+	return w
+}
+
+func agentObject(ns, name string, revoked bool) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "Agent",
+		"metadata": map[string]any{"namespace": ns, "name": name},
+		"spec":     map[string]any{"capabilities": []any{"docker"}, "revoked": revoked},
+		"status":   map[string]any{"hostname": "h"},
+	}}
+	return u
+}
 
 func TestAuthorizer(t *testing.T) {
 	agentA := &user.DefaultInfo{Name: UserName("shop", "host-a"), Groups: []string{Group}}
+	agents := agentsOf(t, agentObject("shop", "host-a", false))
 	byLabel := func(value string) labels.Requirements {
 		r, err := labels.NewRequirement(labelAgent, selection.Equals, []string{value})
 		if err != nil {
@@ -56,9 +90,53 @@ func TestAuthorizer(t *testing.T) {
 		{"other users go to RBAC", authorizer.AttributesRecord{User: &user.DefaultInfo{Name: "alice"}, Verb: "list", Namespace: "shop", APIGroup: "stella-ops.org", Resource: "deploytasks", ResourceRequest: true}, authorizer.DecisionNoOpinion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, reason, err := Authorizer().Authorize(context.Background(), tc.attr)
+			got, reason, err := Authorizer(agents).Authorize(context.Background(), tc.attr)
 			if err != nil || got != tc.want {
 				t.Fatalf("got %v (%s, %v), want %v", got, reason, err, tc.want)
+			}
+		})
+	}
+}
+
+// An agent's certificate outlives its Agent: once the Agent is deleted or
+// revoked, the identity is refused everything, its own Targets, its
+// certificate renewal and discovery included, and the reason says why.
+func TestAuthorizerRefusesAgentsGoneOrRevoked(t *testing.T) {
+	ownTargets := func(u user.Info, name string) authorizer.AttributesRecord {
+		return authorizer.AttributesRecord{User: u, Verb: "list", Namespace: "shop", APIGroup: "stella-ops.org", Resource: "targets", ResourceRequest: true,
+			FieldSelectorRequirements: fields.Requirements{{Field: fieldAgent, Operator: selection.Equals, Value: name}}}
+	}
+	renewal := func(u user.Info) authorizer.AttributesRecord {
+		return authorizer.AttributesRecord{User: u, Verb: "create", APIGroup: "certificates.k8s.io", Resource: "certificatesigningrequests", ResourceRequest: true}
+	}
+	discovery := func(u user.Info) authorizer.AttributesRecord {
+		return authorizer.AttributesRecord{User: u, Verb: "get", Path: "/apis"}
+	}
+	identity := func(name string) user.Info {
+		return &user.DefaultInfo{Name: UserName("shop", name), Groups: []string{Group}}
+	}
+	loaded := agentsOf(t, agentObject("shop", "host-a", false), agentObject("shop", "host-r", true), agentObject("other", "host-d", false))
+	for _, tc := range []struct {
+		name   string
+		agents *Agents
+		attr   authorizer.AttributesRecord
+		want   authorizer.Decision
+		reason string
+	}{
+		{"standing agent lists its targets", loaded, ownTargets(identity("host-a"), "host-a"), authorizer.DecisionAllow, ""},
+		{"standing agent renews", loaded, renewal(identity("host-a")), authorizer.DecisionAllow, ""},
+		{"deleted agent lists its targets", loaded, ownTargets(identity("host-d"), "host-d"), authorizer.DecisionDeny, "Agent shop/host-d does not exist"},
+		{"deleted agent renews", loaded, renewal(identity("host-d")), authorizer.DecisionDeny, "Agent shop/host-d does not exist"},
+		{"deleted agent discovers", loaded, discovery(identity("host-d")), authorizer.DecisionDeny, "Agent shop/host-d does not exist"},
+		{"revoked agent lists its targets", loaded, ownTargets(identity("host-r"), "host-r"), authorizer.DecisionDeny, "Agent shop/host-r is revoked"},
+		{"revoked agent renews", loaded, renewal(identity("host-r")), authorizer.DecisionDeny, "Agent shop/host-r is revoked"},
+		{"agents not loaded yet", NewAgents(), ownTargets(identity("host-a"), "host-a"), authorizer.DecisionDeny, "not loaded the Agents yet"},
+		{"other users need no Agent", NewAgents(), discovery(&user.DefaultInfo{Name: "alice"}), authorizer.DecisionNoOpinion, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, reason, err := Authorizer(tc.agents).Authorize(context.Background(), tc.attr)
+			if err != nil || got != tc.want || !strings.Contains(reason, tc.reason) {
+				t.Fatalf("got %v (%q, %v), want %v (%q)", got, reason, err, tc.want, tc.reason)
 			}
 		})
 	}

@@ -30,7 +30,7 @@ type apiServer struct {
 // startAPIServer builds the generic control plane (core, RBAC, coordination,
 // certificates, admission policies and CRDs) over etcd and serves it until
 // ctx is cancelled.
-func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs pki.Dir, extra map[string]http.Handler) (*apiServer, error) {
+func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs pki.Dir, agents *agentauth.Agents, extra map[string]http.Handler) (*apiServer, error) {
 	host, portStr, err := net.SplitHostPort(o.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("--listen %q: %w (want host:port, such as 127.0.0.1:6443)", o.Listen, err)
@@ -49,7 +49,7 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	opts := server.NewOptions()
 	admission := opts.Admission.GenericAdmission
 	stellaadmission.RegisterIdentity(admission.Plugins)
-	agentauth.Register(admission.Plugins)
+	agentauth.Register(admission.Plugins, o.AgentCertTTL)
 	// Stamp identities before any policy or webhook sees the object.
 	admission.RecommendedPluginOrder = append([]string{stellaadmission.IdentityPluginName, agentauth.PluginName}, admission.RecommendedPluginOrder...)
 	opts.SecureServing.BindAddress = ip
@@ -82,7 +82,7 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	if err != nil {
 		return nil, fmt.Errorf("configure API server: %w", err)
 	}
-	if err := confineAgents(config); err != nil {
+	if err := confineAgents(config, agents); err != nil {
 		return nil, err
 	}
 	// The generic control plane assumes three API servers and delays every
@@ -139,12 +139,12 @@ func (s *apiServer) waitReady(ctx context.Context) error {
 // confineAgents puts the agent authorizer before RBAC in each server of
 // the chain, so that no role binding can widen what an agent identity
 // reaches.
-func confineAgents(config *server.Config) error {
+func confineAgents(config *server.Config, agents *agentauth.Agents) error {
 	for _, info := range []*genericapiserver.AuthorizationInfo{
 		&config.ControlPlane.Generic.Authorization, &config.APIExtensions.GenericConfig.Authorization, &config.Aggregator.GenericConfig.Authorization,
 	} {
 		chained, err := union.New(
-			union.NamedAuthorizer{AuthorizerName: "StellaAgents", Authorizer: agentauth.Authorizer()},
+			union.NamedAuthorizer{AuthorizerName: "StellaAgents", Authorizer: agentauth.Authorizer(agents)},
 			union.NamedAuthorizer{AuthorizerName: "Configured", Authorizer: info.Authorizer},
 		)
 		if err != nil {

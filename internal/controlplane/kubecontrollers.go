@@ -26,6 +26,9 @@ import (
 // certificates API (user credentials); a CSR may ask for less.
 const issuedCertLifetime = 365 * 24 * time.Hour
 
+// minCertTTL is the shortest lifetime the signer grants.
+const minCertTTL = 10 * time.Minute
+
 // kubeControllers are the parts of kube-controller-manager that a control
 // plane without nodes needs: namespace deletion, garbage collection of owned
 // objects, and signing of approved client certificate requests. They run

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agent"
+	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/gctune"
 	"github.com/stella-ops/stella/internal/install"
@@ -65,6 +66,10 @@ type Options struct {
 	// Deployer configures the deploying the reconcilers do themselves, to
 	// the Targets that name no agent (SSH targets).
 	Deployer agent.ServerOptions
+	// AgentCertTTL is the longest an agent's certificate may live: a
+	// request for an agent identity asking for more, or naming no
+	// lifetime, is lowered to it.
+	AgentCertTTL time.Duration
 	// Scan configures the scanning of releases' images; its Dir defaults
 	// to the scan directory of DataDir.
 	Scan ScanOptions
@@ -76,6 +81,9 @@ type Options struct {
 // order: reconcilers, API server, etcd. It logs "Stella control plane is
 // ready" once the API is served and the admin kubeconfig written.
 func Run(ctx context.Context, o Options) error {
+	if o.AgentCertTTL < minCertTTL || o.AgentCertTTL > issuedCertLifetime {
+		return fmt.Errorf("--cert-ttl %s: give between %s and %s (the certificates API signs for no less, and Stella for no more)", o.AgentCertTTL, minCertTTL, issuedCertLifetime)
+	}
 	dir := dataDir(o.DataDir)
 	isNew, err := dir.check()
 	if err != nil {
@@ -144,7 +152,8 @@ func Run(ctx context.Context, o Options) error {
 	// outlives the API server.
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAPI()
-	api, err := startAPIServer(apiCtx, o, etcdServers, certs, extra)
+	agents := agentauth.NewAgents()
+	api, err := startAPIServer(apiCtx, o, etcdServers, certs, agents, extra)
 	if err != nil {
 		return err
 	}
@@ -156,6 +165,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if err := install.Apply(ctx, api.loopback, install.Options{}); err != nil {
 		return stopAPIAfter(fmt.Errorf("install the Stella API: %w", err))
+	}
+	// The agent authorizer refuses agents until it has loaded the Agents.
+	if err := agents.Start(apiCtx, api.loopback); err != nil {
+		return stopAPIAfter(err)
 	}
 	if err := writeAdminKubeconfig(dir.kubeconfig(), o.Listen, certs); err != nil {
 		return stopAPIAfter(err)

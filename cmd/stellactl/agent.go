@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -27,12 +28,19 @@ import (
 const agentExample = `  # Let the agent host-1 of namespace shop join, within the hour
   stellactl agent join-token host-1 -n shop --ttl 1h`
 
+const revokeExample = `  # Cut the agent host-1 of namespace shop off at once
+  stellactl agent revoke host-1 -n shop
+
+  # Let its host back later, with a new identity
+  kubectl delete agent host-1 -n shop
+  stellactl agent join-token host-1 -n shop`
+
 func agentCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Let stella-agents join",
+		Short: "Let stella-agents join, or cut them off",
 	}
-	cmd.AddCommand(joinTokenCommand(f, streams))
+	cmd.AddCommand(joinTokenCommand(f, streams), revokeCommand(f, streams))
 	return cmd
 }
 
@@ -107,15 +115,75 @@ func runJoinToken(ctx context.Context, f cmdutil.Factory, out io.Writer, name st
 	return nil
 }
 
-// ensureAgent creates the Agent unless it exists.
+// ensureAgent creates the Agent unless it exists, and refuses a revoked
+// one: the server would approve no certificate for it.
 func ensureAgent(ctx context.Context, c client.Client, ns, name string, capabilities []string) error {
 	agent := &v1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	for _, t := range capabilities {
 		agent.Spec.Capabilities = append(agent.Spec.Capabilities, v1alpha1.TargetType(t))
 	}
-	if err := c.Create(ctx, agent); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create Agent %s/%s: %w", ns, name, err)
+	err := c.Create(ctx, agent)
+	if !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			return fmt.Errorf("create Agent %s/%s: %w", ns, name, err)
+		}
+		return nil
 	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(agent), agent); err != nil {
+		return fmt.Errorf("read Agent %s/%s: %w", ns, name, err)
+	}
+	if agent.Spec.Revoked {
+		return fmt.Errorf("Agent %s/%s is revoked: delete it first (kubectl delete agent %s -n %s), then make its join token", ns, name, name, ns)
+	}
+	return nil
+}
+
+func revokeCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke AGENT",
+		Short: "Cut an agent off at once: its certificate is refused and not renewed",
+		Long: `Revoke the Agent AGENT of the namespace (-n): set its spec.revoked, and
+delete the join tokens made for it that are still unused.
+
+From the moment the server sees the change (it watches the Agents, so within
+milliseconds) every request made with the agent's certificate is refused, and
+no new certificate is approved for it; the Agent turns Ready=False with reason
+Revoked. A revocation cannot be undone: to let the host back, delete the Agent
+and join the host again with a new token.`,
+		Example: revokeExample,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRevoke(cmd.Context(), f, streams.Out, args[0])
+		},
+	}
+}
+
+func runRevoke(ctx context.Context, f cmdutil.Factory, out io.Writer, name string) error {
+	c, ns, err := clientFor(f)
+	if err != nil {
+		return err
+	}
+	agent := &v1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"revoked":true}}`))
+	if err := c.Patch(ctx, agent, patch); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("Agent %s/%s does not exist: its certificate, if any, is refused already", ns, name)
+		}
+		return fmt.Errorf("revoke Agent %s/%s: %w", ns, name, err)
+	}
+	fmt.Fprintf(out, "Agent %s/%s is revoked: the server refuses its certificate from now on.\n", ns, name)
+	tokens := &corev1.SecretList{}
+	if err := c.List(ctx, tokens, client.InNamespace("kube-system"),
+		client.MatchingLabels{agentauth.LabelTokenNamespace: ns, agentauth.LabelTokenAgent: name}); err != nil {
+		return fmt.Errorf("list the join tokens of Agent %s/%s: %w", ns, name, err)
+	}
+	for i := range tokens.Items {
+		if err := c.Delete(ctx, &tokens.Items[i]); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete join token %s of Agent %s/%s: %w", tokens.Items[i].Name, ns, name, err)
+		}
+		fmt.Fprintf(out, "Deleted its unused join token %s.\n", tokens.Items[i].Name)
+	}
+	fmt.Fprintf(out, "To let the host back: kubectl delete agent %s -n %s, then stellactl agent join-token %s -n %s\n", name, ns, name, ns)
 	return nil
 }
 

@@ -52,7 +52,7 @@ func rootCommand() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 shows errors and Stella's own messages, 1 and up everything the Kubernetes libraries log")
-	root.AddCommand(serveCommand(), controllersCommand(), installCRDsCommand(), keysCommand(), advisoriesCommand(), versionCommand())
+	root.AddCommand(serveCommand(), controllersCommand(), installCRDsCommand(), keysCommand(), advisoriesCommand(), logCommand(), versionCommand())
 	return root
 }
 

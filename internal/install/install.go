@@ -10,10 +10,12 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"strings"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -167,6 +169,13 @@ func readDir(fsys fs.FS, dir string) ([]*unstructured.Unstructured, error) {
 	return objs, nil
 }
 
+// refusedForMissingPromotion reports whether err is Stella's admission
+// plugin refusing an Approval of a promotion that does not exist.
+func refusedForMissingPromotion(err error) bool {
+	cause, ok := apierrors.StatusCause(err, metav1.CauseTypeFieldValueNotFound)
+	return ok && apierrors.IsInvalid(err) && cause.Field == "spec.promotion"
+}
+
 // CheckServed fails with advice when the server does not serve the Stella
 // API, so that reconcilers are not started against a server without it.
 func CheckServed(ctx context.Context, cfg *rest.Config) error {
@@ -185,7 +194,11 @@ func CheckServed(ctx context.Context, cfg *rest.Config) error {
 // requester of a Promotion and the approver of an Approval and refuse a
 // forged one. The API server loads policies and the CRDs' schemas
 // asynchronously (the schemas on a five-second poll) and refuses these kinds
-// until both are loaded. The probes are dry runs: nothing is stored.
+// until both are loaded. The probes are dry runs: nothing is stored. The
+// probe Approval carries a binding, which the policies require; an API
+// server with Stella's own admission plugin (stella serve) refuses it
+// before any policy sees it, because the promotion it names does not exist,
+// and that plugin stamps and binds approvals itself.
 func waitForIdentityPolicies(ctx context.Context, cfg *rest.Config) error {
 	cfg = rest.CopyConfig(cfg)
 	cfg.ContentType = "application/json" // custom resources have no protobuf form
@@ -199,14 +212,22 @@ func waitForIdentityPolicies(ctx context.Context, cfg *rest.Config) error {
 	var last error
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		promo := &v1alpha1.Promotion{ObjectMeta: meta(), Spec: v1alpha1.PromotionSpec{Release: "probe", Environment: "probe"}}
-		appr := &v1alpha1.Approval{ObjectMeta: meta(), Spec: v1alpha1.ApprovalSpec{Promotion: "probe", Decision: v1alpha1.ApprovalApprove}}
-		for _, obj := range []client.Object{promo, appr} {
-			if last = c.Create(ctx, obj, client.DryRunAll); last != nil {
-				return false, nil
-			}
+		if last = c.Create(ctx, promo, client.DryRunAll); last != nil {
+			return false, nil
 		}
-		if promo.Spec.RequestedBy == "" || appr.Spec.Approver == "" {
-			last = fmt.Errorf("the identity policies do not fill in requestedBy and approver yet")
+		appr := &v1alpha1.Approval{ObjectMeta: meta(), Spec: v1alpha1.ApprovalSpec{Promotion: "probe", Decision: v1alpha1.ApprovalApprove,
+			PromotionUID: "probe", Release: "probe", Components: []v1alpha1.ComponentDigest{
+				{Name: "probe", Image: v1alpha1.ImageDigestRef("stella.invalid/probe@sha256:" + strings.Repeat("0", 64))}}}}
+		switch last = c.Create(ctx, appr, client.DryRunAll); {
+		case refusedForMissingPromotion(last):
+		case last != nil:
+			return false, nil
+		case appr.Spec.Approver == "":
+			last = fmt.Errorf("the identity policies do not fill in approver yet")
+			return false, nil
+		}
+		if promo.Spec.RequestedBy == "" {
+			last = fmt.Errorf("the identity policies do not fill in requestedBy yet")
 			return false, nil
 		}
 		forged := &v1alpha1.Promotion{ObjectMeta: meta(), Spec: v1alpha1.PromotionSpec{Release: "probe", Environment: "probe", RequestedBy: "forged-" + promo.Spec.RequestedBy}}

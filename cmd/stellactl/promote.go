@@ -4,12 +4,19 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -20,33 +27,196 @@ import (
 const promoteExample = `  # Ask for release shop-2.3.1 to enter stage; its gates decide
   stellactl promote shop-2.3.1 --to stage --reason "weekly release"
 
+  # Promote and follow the promotion to its end; the exit code says how it ended
+  stellactl promote shop-2.3.1 --to stage --wait --timeout 15m
+
   # Approve or reject a promotion that waits for approvals
   stellactl approve shop-2.3.1-to-prod-x7k2p --comment "load test passed"
   stellactl reject shop-2.3.1-to-prod-x7k2p --comment "breaks the checkout"`
 
+const promoteLong = `Create a Promotion. The server records you as its requester; the
+environment's gates decide, and on allow the release is deployed to the
+environment's targets. Follow it with 'stellactl describe promotion NAME', or
+with --wait.
+
+Before creating anything, promote checks that you may create promotions in the
+namespace and that the release and the environment exist there, and names the
+closest existing ones when they do not. The embedded Stella server refuses such
+a promotion itself, whoever creates it; on a Kubernetes cluster, where the
+admission policies cannot read other objects, this check is what catches it.
+
+With --wait, promote prints each phase the promotion enters and ends when it
+is finished or --timeout passes; the promotion goes on after a timeout.
+`
+
 func promoteCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	var env, reason string
+	var wait bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:     "promote RELEASE --to ENVIRONMENT [--reason TEXT]",
+		Use:     "promote RELEASE --to ENVIRONMENT [--reason TEXT] [--wait [--timeout DURATION]]",
 		Short:   "Ask for a release to be promoted into an environment",
-		Long:    "Create a Promotion. The server records you as its requester; the environment's gates decide, and on allow the release is deployed to the environment's targets. Follow it with 'stellactl describe promotion NAME'.",
+		Long:    promoteLong + promoteExitCodesHelp(),
 		Example: promoteExample,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if env == "" {
 				return fmt.Errorf("--to is required: name the environment to promote into")
 			}
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout %s: must be more than zero", timeout)
+			}
+			c, ns, err := clientFor(f)
+			if err != nil {
+				return err
+			}
+			cs, err := clientset(f)
+			if err != nil {
+				return err
+			}
+			if err := checkPromotable(cmd.Context(), c, cs, ns, args[0], env); err != nil {
+				return err
+			}
 			promo := &v1alpha1.Promotion{
-				ObjectMeta: metav1.ObjectMeta{GenerateName: args[0] + "-to-" + env + "-"},
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: args[0] + "-to-" + env + "-"},
 				Spec:       v1alpha1.PromotionSpec{Release: args[0], Environment: env, Reason: reason},
 			}
-			return create(cmd.Context(), f, streams.Out, promo, "promotion")
+			if err := c.Create(cmd.Context(), promo); err != nil {
+				return err
+			}
+			if _, err := fmt.Fprintf(streams.Out, "promotion.stella-ops.org/%s created\n", promo.Name); err != nil {
+				return err
+			}
+			if !wait {
+				return nil
+			}
+			return waitForPromotion(cmd.Context(), c, promo, timeout, streams.Out)
 		},
 	}
 	cmd.Flags().StringVar(&env, "to", "", "environment to promote into (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, kept in the promotion's evidence")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the promotion until it is finished, printing each phase; the exit code says how it ended")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "with --wait, how long to follow the promotion before giving up (it goes on)")
 	cmd.AddCommand(promoteCancelCommand(f, streams))
 	return cmd
+}
+
+// checkPromotable refuses, before anything is created, a promotion that the
+// server would refuse or that could never start: the caller may not create
+// promotions in ns, or the release or the environment does not exist there.
+func checkPromotable(ctx context.Context, c client.Client, cs kubernetes.Interface, ns, release, env string) error {
+	review, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: "create", Group: v1alpha1.GroupVersion.Group, Resource: "promotions",
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("ask the server whether you may create promotions in namespace %s: %w", ns, err)
+	}
+	if !review.Status.Allowed {
+		return fmt.Errorf("you may not create promotions in namespace %s: promoting needs the releaser role there "+
+			"(an admin grants it with: stellactl auth create-user NAME --role releaser -n %s), or pass -n with a namespace where you have it", ns, ns)
+	}
+	var problems []string
+	for _, ref := range []struct{ field, kind, name string }{
+		{"spec.release", "Release", release},
+		{"spec.environment", "Environment", env},
+	} {
+		problem, err := missingReference(ctx, c, ns, ref.field, ref.kind, ref.name)
+		if err != nil {
+			return err
+		}
+		if problem != "" {
+			problems = append(problems, problem)
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("cannot promote %s to %s, nothing was created:\n  %s", release, env, strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+// maxListedNames bounds the names listed when none is close to the one
+// asked for.
+const maxListedNames = 5
+
+// missingReference says what is wrong when no object of kind is named name
+// in ns, with the names that were likely meant; it is empty when the
+// object exists.
+func missingReference(ctx context.Context, c client.Client, ns, field, kind, name string) (string, error) {
+	gvk := v1alpha1.GroupVersion.WithKind(kind)
+	obj := &metav1.PartialObjectMetadata{}
+	obj.SetGroupVersionKind(gvk)
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+	switch {
+	case err == nil:
+		return "", nil
+	case !apierrors.IsNotFound(err):
+		return "", fmt.Errorf("read %s %s in namespace %s: %w", kind, name, ns, err)
+	}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(kind + "List"))
+	if err := c.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return "", fmt.Errorf("list %ss in namespace %s: %w", kind, ns, err)
+	}
+	names := make([]string, 0, len(list.Items))
+	for _, item := range list.Items {
+		names = append(names, item.Name)
+	}
+	msg := fmt.Sprintf("%s: %s %q does not exist in namespace %s", field, kind, name, ns)
+	switch near := nearNames(name, names); {
+	case len(near) > 0:
+		msg += fmt.Sprintf("; did you mean %s?", quotedList(near, "or"))
+	case len(names) == 0:
+		msg += fmt.Sprintf("; namespace %s has no %ss: is -n/--namespace right?", ns, strings.ToLower(kind))
+	default:
+		slices.Sort(names)
+		msg += "; it has " + quotedList(names[:min(len(names), maxListedNames)], "and")
+		if len(names) > maxListedNames {
+			msg += fmt.Sprintf(" and %d more", len(names)-maxListedNames)
+		}
+	}
+	elsewhere, err := namespacesHolding(ctx, c, gvk, name)
+	if err != nil {
+		return "", err
+	}
+	if len(elsewhere) > 0 {
+		msg += fmt.Sprintf(" (a %s %s exists in namespace %s: pass -n %s)", kind, name, quotedList(elsewhere, "and"), elsewhere[0])
+	}
+	return msg, nil
+}
+
+// namespacesHolding lists the namespaces that have an object of kind gvk
+// named name, as far as the caller may see: a user bound in one namespace
+// only cannot list across namespaces, and then learns nothing here.
+func namespacesHolding(ctx context.Context, c client.Client, gvk schema.GroupVersionKind, name string) ([]string, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	err := c.List(ctx, list, client.MatchingFields{"metadata.name": name})
+	if apierrors.IsForbidden(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look for %s %s in other namespaces: %w", gvk.Kind, name, err)
+	}
+	var namespaces []string
+	for _, item := range list.Items {
+		namespaces = append(namespaces, item.Namespace)
+	}
+	slices.Sort(namespaces)
+	return namespaces, nil
+}
+
+// quotedList is "a", "a" or "b", "a", "b" or "c".
+func quotedList(names []string, conjunction string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = strconv.Quote(n)
+	}
+	if len(quoted) == 1 {
+		return quoted[0]
+	}
+	return strings.Join(quoted[:len(quoted)-1], ", ") + " " + conjunction + " " + quoted[len(quoted)-1]
 }
 
 func promoteCancelCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -127,8 +297,9 @@ func boundApproval(ctx context.Context, c client.Reader, ns, name string) (v1alp
 	return spec, nil
 }
 
-// clientFor is a client of the Stella API and the current namespace.
-func clientFor(f cmdutil.Factory) (client.Client, string, error) {
+// clientFor is a client of the Stella API, which can also watch, and the
+// current namespace.
+func clientFor(f cmdutil.Factory) (client.WithWatch, string, error) {
 	ns, _, err := f.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
 		return nil, "", err
@@ -137,7 +308,7 @@ func clientFor(f cmdutil.Factory) (client.Client, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: controllers.Scheme()})
 	return c, ns, err
 }
 

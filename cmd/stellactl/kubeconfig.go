@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -61,6 +62,22 @@ func noKubeconfigError(in kubeconfigInputs) error {
 	}
 	return fmt.Errorf("no kubeconfig found (looked for --kubeconfig, $KUBECONFIG, %s and ~/.kube/config): "+
 		"start a local control plane with \"stella serve\", set STELLA_DATA_DIR to its data directory, or pass --kubeconfig", admin)
+}
+
+// missingEnvKubeconfigError reports a $KUBECONFIG none of whose files exist:
+// client-go skips missing files silently and then tries localhost:8080.
+func missingEnvKubeconfigError(in kubeconfigInputs) error {
+	if in.Flag != "" || in.EnvKubeconfig == "" {
+		return nil
+	}
+	paths := filepath.SplitList(in.EnvKubeconfig)
+	for _, p := range paths {
+		if p != "" && in.Exists(p) {
+			return nil
+		}
+	}
+	return fmt.Errorf("$KUBECONFIG names %s, and no such file exists: correct or unset KUBECONFIG, or pass --kubeconfig",
+		strings.Join(paths, ", "))
 }
 
 // clientGetter is the kubeconfig flags with one addition: when there is no

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -146,5 +147,42 @@ func TestUserKubeconfigRender(t *testing.T) {
 				t.Errorf("user = %+v, want the certificate and key embedded", user)
 			}
 		})
+	}
+}
+
+// client-go skips a missing $KUBECONFIG file and falls back to
+// localhost:8080; stellactl names the missing file instead.
+func TestMissingKubeconfigIsNamed(t *testing.T) {
+	exists := func(p string) bool { return p == "/etc/real" }
+	for _, tc := range []struct {
+		name    string
+		in      kubeconfigInputs
+		wantErr string
+	}{
+		{"the only file is missing", kubeconfigInputs{EnvKubeconfig: "/nonexistent", Exists: exists}, "/nonexistent"},
+		{"all files are missing", kubeconfigInputs{EnvKubeconfig: "/a" + string(filepath.ListSeparator) + "/b", Exists: exists}, "/a, /b"},
+		{"one of them exists", kubeconfigInputs{EnvKubeconfig: "/a" + string(filepath.ListSeparator) + "/etc/real", Exists: exists}, ""},
+		{"--kubeconfig wins", kubeconfigInputs{Flag: "/etc/real", EnvKubeconfig: "/nonexistent", Exists: exists}, ""},
+		{"no KUBECONFIG", kubeconfigInputs{Exists: exists}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := missingEnvKubeconfigError(tc.in)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("got %v, want none", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("got %v, want an error naming %s", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestARefusedConnectionSuggestsStellaServe(t *testing.T) {
+	got := withServeHint("The connection to the server 127.0.0.1:6443" + kubectlRefused)
+	if !strings.Contains(got, "127.0.0.1:6443") || !strings.Contains(got, `"stella serve"`) || strings.Contains(got, "\n") {
+		t.Fatalf("one line naming the server and stella serve, got %q", got)
+	}
+	if other := "error: something else"; withServeHint(other) != other {
+		t.Fatalf("other messages are left as they are, got %q", withServeHint(other))
 	}
 }

@@ -21,7 +21,18 @@ const (
 // --validate=strict (kubectl's default) is kept, so unknown fields are errors.
 func applyCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := apply.NewCmdApply(name, f, streams)
+	cmd.Long = applyLong
 	cmd.Example = applyExample
+	for _, sub := range cmd.Commands() {
+		switch sub.Name() {
+		case "edit-last-applied":
+			sub.Example = editLastAppliedExample
+		case "set-last-applied":
+			sub.Long, sub.Example = setLastAppliedLong, setLastAppliedExample
+		case "view-last-applied":
+			sub.Example = viewLastAppliedExample
+		}
+	}
 
 	ssa := cmd.Flags().Lookup("server-side")
 	cmdutil.CheckErr(ssa.Value.Set("true"))

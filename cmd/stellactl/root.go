@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -87,8 +88,19 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			if path != "" {
 				*configFlags.KubeConfig = path
 			}
-			if from == "" && *configFlags.APIServer == "" {
-				getter.missing = noKubeconfigError(in)
+			if *configFlags.APIServer == "" {
+				switch {
+				case from == "":
+					getter.missing = noKubeconfigError(in)
+				case from == "$KUBECONFIG":
+					getter.missing = missingEnvKubeconfigError(in)
+				}
+			}
+			// The Kubernetes libraries log what they also return (discovery
+			// failures five times over): at the default verbosity only the
+			// returned error is shown, once.
+			if !klog.V(1).Enabled() {
+				klog.SetLogger(logr.Discard())
 			}
 		},
 	}
@@ -102,9 +114,11 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	getCmd.ValidArgsFunction = utilcomp.ResourceTypeAndNameCompletionFunc(f)
 	getCmd.Example = getExample
 	describeCmd := describe.NewCmdDescribe(name, f, streams)
+	describeCmd.Long = describeLong
 	describeCmd.Example = describeExample
 	withPromotionDescriber(describeCmd, f)
 	deleteCmd := delete.NewCmdDelete(f, streams)
+	deleteCmd.Long = deleteLong
 	deleteCmd.Example = deleteExample
 	waitCmd := wait.NewCmdWait(f, streams)
 	waitCmd.Example = waitExample
@@ -136,10 +150,25 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		authCommand(f, configFlags, streams),
 		versionCommand(f, streams),
 	)
+	rewordKubectlFlags(root)
+	completeStellaNames(root, f)
 	// cobra adds "completion bash|zsh|fish|powershell" on Execute; make it
 	// visible in the command list, as it is one of stellactl's commands.
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root
+}
+
+// rewordKubectlFlags replaces the kubectl library's flag texts that speak of
+// pods and kubectl, wherever a command has the flag.
+func rewordKubectlFlags(cmd *cobra.Command) {
+	for flag, usage := range map[string]string{"cascade": cascadeUsage, "prune": pruneUsage, "record": recordUsage} {
+		if fl := cmd.LocalFlags().Lookup(flag); fl != nil {
+			fl.Usage = usage
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		rewordKubectlFlags(sub)
+	}
 }
 
 // addVerbosityFlag exposes klog's -v so that `-v=6` shows the HTTP requests,

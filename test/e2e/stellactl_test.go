@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,6 +203,47 @@ var _ = Describe("stellactl", func() {
 			"get", "releases", "-A")
 		Expect(err).To(HaveOccurred())
 		Expect(out).To(And(ContainSubstring("no kubeconfig found"), ContainSubstring("stella serve")))
+	})
+
+	It("says in one line which kubeconfig is missing or which server refused, without library noise", func(ctx SpecContext) {
+		out, err := stellactlEnv(ctx, []string{"KUBECONFIG=/nonexistent"}, "get", "releases")
+		Expect(err).To(HaveOccurred())
+		Expect(strings.TrimSpace(out)).To(And(ContainSubstring("/nonexistent"), Not(ContainSubstring("\n")), Not(ContainSubstring("localhost:8080"))))
+
+		// A port nobody listens on: the connection is refused.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		closed := l.Addr().String()
+		Expect(l.Close()).To(Succeed())
+		out, err = stellactl(ctx, kc, "get", "releases", "--server", "https://"+closed)
+		Expect(err).To(HaveOccurred())
+		Expect(strings.TrimSpace(out)).To(And(ContainSubstring(closed), ContainSubstring("stella serve"),
+			Not(ContainSubstring("\n")), Not(ContainSubstring("memcache"))))
+	})
+
+	It("completes release, environment and promotion names from the server", func(ctx SpecContext) {
+		Expect(admin.Create(ctx, release(ns, "shop-2.3.1", "2.3.1"))).To(Succeed())
+		Expect(admin.Create(ctx, environment(ns, "prod"))).To(Succeed())
+		Expect(admin.Create(ctx, promotion(ns, "shop-2.3.1-to-prod", "shop-2.3.1", "prod"))).To(Succeed())
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"promote", "sh"}, "shop-2.3.1"},
+			{[]string{"promote", "shop-2.3.1", "--to", ""}, "prod"},
+			{[]string{"approve", ""}, "shop-2.3.1-to-prod"},
+			{[]string{"reject", ""}, "shop-2.3.1-to-prod"},
+			{[]string{"evidence", "export", ""}, "shop-2.3.1-to-prod"},
+			{[]string{"gates", "check", "shop-2.3.1", "--env", "p"}, "prod"},
+			{[]string{"rollback", ""}, "prod"},
+			{[]string{"rollback", "prod", "--to", ""}, "shop-2.3.1"},
+			{[]string{"replay", "promotion", ""}, "shop-2.3.1-to-prod"},
+			{[]string{"describe", "promotion", ""}, "shop-2.3.1-to-prod"},
+		} {
+			out, err := stellactl(ctx, kc, append([]string{"__complete", "-n", ns}, tc.args...)...)
+			Expect(err).NotTo(HaveOccurred(), out)
+			Expect(strings.Split(out, "\n")).To(ContainElement(tc.want), "completing %v", tc.args)
+		}
 	})
 
 	It("prints its own version and the server's", func(ctx SpecContext) {

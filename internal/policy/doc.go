@@ -104,6 +104,19 @@
 // itself), so a replay is exact only on the same CUE version: evidence should
 // record it next to the policy digest.
 //
+// # Sandbox
+//
+// Compile and Evaluate run in the calling process, with no bound on time or
+// memory: CUE has no cancellation, and a goroutine cannot be stopped. A
+// server runs policies written by its tenants through a Sandbox instead,
+// which compiles and evaluates them in worker processes with a time budget
+// (the worker is killed) and a memory budget (RLIMIT_AS: the worker dies),
+// replaces a worker that is gone, and remembers a policy that exceeded a
+// budget (a *BudgetError, whose message is deterministic) until its source
+// changes. A worker is the running binary executed again with
+// STELLA_POLICY_WORKER set; this package's initialisation then serves
+// length-prefixed JSON requests on stdin and stdout.
+//
 // # Concurrency
 //
 // A Program may be shared: Evaluate may be called from several goroutines.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -268,6 +269,12 @@ type worker struct {
 // it to say it is ready.
 func startWorker(cmd *exec.Cmd, memory int64) (*worker, error) {
 	cmd.Env = append(cmd.Environ(), workerEnv+"="+strconv.FormatInt(memory, 10), "GOTRACEBACK=none")
+	// A worker dies with the server, even in the middle of a policy that
+	// would never finish.
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("start policy worker: %w", err)

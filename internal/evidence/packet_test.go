@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -197,19 +198,23 @@ type hostilePacket struct {
 }
 
 // hostilePackets are the whole, valid packet with one hostile member
-// before or after its own, so that only the hostile member can be the
-// reason for a refusal.
+// instead of its statement or after its own members, so that only the
+// hostile member can be the reason for a refusal.
 func hostilePackets(tb testing.TB, valid []byte) []hostilePacket {
 	tb.Helper()
 	members := membersOf(tb, valid)
-	before := func(e tarEntry) []byte { return tarOf(tb, append([]tarEntry{e}, members...)...) }
+	instead := func(e tarEntry) []byte {
+		replaced := slices.Clone(members)
+		replaced[0] = e // the statement
+		return tarOf(tb, replaced...)
+	}
 	after := func(e tarEntry) []byte { return tarOf(tb, append(members[:len(members):len(members)], e)...) }
 	link := func(name string, flag byte, target string) tarEntry {
 		return tarEntry{hdr: &tar.Header{Name: name, Typeflag: flag, Linkname: target, Mode: 0o777, Format: tar.FormatPAX}}
 	}
 	return []hostilePacket{
-		{"a GNU sparse member reading as 1 GiB", before(gnuSparseMember(FileStatement)), []string{`"statement.json"`, "sparse file claiming 1073741824 bytes"}},
-		{"a PAX sparse member reading as 1 GiB", before(paxSparseMember(FileStatement)), []string{`"statement.json"`, "sparse file claiming 1073741824 bytes"}},
+		{"a GNU sparse member reading as 1 GiB", instead(gnuSparseMember(FileStatement)), []string{`"statement.json"`, "sparse file claiming 1073741824 bytes"}},
+		{"a PAX sparse member reading as 1 GiB", instead(paxSparseMember(FileStatement)), []string{`"statement.json"`, "sparse file claiming 1073741824 bytes"}},
 		{"a symbolic link", after(link("keys", tar.TypeSymlink, "/etc/passwd")), []string{`"keys"`, "is a symbolic link"}},
 		{"a hard link", after(link("copy", tar.TypeLink, FileStatement)), []string{`"copy"`, "is a hard link"}},
 		{"a directory", after(tarEntry{hdr: &tar.Header{Name: "more/", Typeflag: tar.TypeDir, Mode: 0o755, Format: tar.FormatPAX}}), []string{`"more/"`, "is a directory"}},
@@ -218,7 +223,7 @@ func hostilePackets(tb testing.TB, valid []byte) []hostilePacket {
 		{"an absolute path", after(regular("/etc/cron.d/x", []byte("* * * * * root sh\n"))), []string{`"/etc/cron.d/x"`, "absolute path"}},
 		{"a file the format does not have", after(regular("README", []byte("trust me"))), []string{`"README"`, "is not one of them"}},
 		{"a second statement after the signed one", after(regular(FileStatement, []byte(`{"forged":true}`))), []string{`"statement.json"`, "appears twice"}},
-		{"a statement over its bound", before(regular(FileStatement, bytes.Repeat([]byte("a"), MaxStatementSize+1))), []string{`"statement.json"`, "has 1048577 bytes, more than the 1048576 allowed"}},
+		{"a statement over its bound", instead(regular(FileStatement, bytes.Repeat([]byte("a"), MaxStatementSize+1))), []string{`"statement.json"`, "has 1048577 bytes, more than the 1048576 allowed"}},
 	}
 }
 

@@ -19,14 +19,15 @@ import (
 )
 
 // Labels the drivers put on what they run, so that what runs says which
-// release, component, digest and promotion it is, and which Target it
-// belongs to.
+// release, component, digest and promotion it is (v1alpha1.LabelPromotion),
+// and which Target it belongs to (v1alpha1.LabelTarget). They are labels of
+// the runtime (Docker, Compose, ECS, Nomad), which bound neither key nor
+// value the way the Kubernetes API does: they carry full names, which is
+// how Observe reads the release and promotion back.
 const (
 	LabelRelease   = "stella-ops.org/release"
 	LabelComponent = "stella-ops.org/component"
 	LabelDigest    = "stella-ops.org/digest"
-	LabelPromotion = "stella-ops.org/promotion"
-	LabelTarget    = "stella-ops.org/target"
 	LabelNamespace = "stella-ops.org/namespace"
 	// LabelConfig is a digest of everything a container was created from
 	// besides its image, so that a changed template is redeployed too.
@@ -66,7 +67,7 @@ func SecretKey(ctx context.Context, read SecretReader, namespace string, ref v1a
 func Labels(target *v1alpha1.Target, desired Desired, c v1alpha1.ComponentDigest) map[string]string {
 	return map[string]string{
 		LabelRelease: desired.Release, LabelComponent: c.Name, LabelDigest: c.Image.Digest(),
-		LabelPromotion: desired.Promotion, LabelTarget: target.Name, LabelNamespace: target.Namespace,
+		v1alpha1.LabelPromotion: desired.Promotion, v1alpha1.LabelTarget: target.Name, LabelNamespace: target.Namespace,
 	}
 }
 

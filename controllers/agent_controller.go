@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
@@ -14,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/internal/agentauth"
 )
 
 // Reasons the server gives when an agent stops reporting.
@@ -29,9 +26,9 @@ const (
 const defaultHeartbeatGrace = 2 * time.Minute
 
 // AgentReconciler notices agents that went silent: once an agent's Lease
-// was not renewed within its grace period, the Agent is not Ready and what
-// runs on its Targets is Unknown, since nobody observes them any more. A
-// revoked Agent is not Ready at once, for the same reason.
+// was not renewed within its grace period, the Agent is not Ready. A
+// revoked Agent is not Ready at once. The TargetReconciler says the same on
+// the agent's Targets, since nobody observes them any more.
 type AgentReconciler struct {
 	client.Client
 	Recorder record.EventRecorder
@@ -61,43 +58,18 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	if agent.Spec.Revoked {
 		message := "revoked: the server refuses its certificate; delete the Agent and join its host again with a new token (stellactl agent join-token)"
-		if err := r.markNotReady(ctx, agent, ReasonAgentRevoked, message); err != nil {
-			return ctrl.Result{}, err
-		}
-		return ctrl.Result{}, r.markTargetsUnknown(ctx, agent, ReasonAgentRevoked, fmt.Sprintf("Agent %s is revoked: what runs on its targets is unknown", agent.Name))
+		return ctrl.Result{}, r.markNotReady(ctx, agent, ReasonAgentRevoked, message)
 	}
-	last, err := r.lastHeartbeat(ctx, agent)
+	last, err := lastHeartbeat(ctx, r.Client, agent)
 	if err != nil || last.IsZero() {
 		return ctrl.Result{}, err // never started: nothing to go stale
 	}
-	grace := agent.Spec.HeartbeatGracePeriod.Duration
-	if grace <= 0 {
-		grace = defaultHeartbeatGrace
-	}
+	grace := heartbeatGrace(agent)
 	if left := last.Add(grace).Sub(r.now()); left > 0 {
 		return ctrl.Result{RequeueAfter: left + time.Second}, nil
 	}
 	message := fmt.Sprintf("no heartbeat since %s (grace period %s): what runs on its targets is unknown", last.UTC().Format(time.RFC3339), grace)
-	if err := r.markNotReady(ctx, agent, reasonAgentSilent, message); err != nil {
-		return ctrl.Result{}, err
-	}
-	return ctrl.Result{}, r.markTargetsUnknown(ctx, agent, reasonAgentSilent, fmt.Sprintf("Agent %s is silent: %s", agent.Name, message))
-}
-
-// lastHeartbeat is when the agent last renewed its Lease, or reported a
-// heartbeat in its status when it has no Lease.
-func (r *AgentReconciler) lastHeartbeat(ctx context.Context, agent *v1alpha1.Agent) (time.Time, error) {
-	lease := &coordinationv1.Lease{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: agent.Namespace, Name: agentauth.LeaseName(agent.Name)}, lease)
-	switch {
-	case err == nil && lease.Spec.RenewTime != nil:
-		return lease.Spec.RenewTime.Time, nil
-	case err != nil && !apierrors.IsNotFound(err):
-		return time.Time{}, fmt.Errorf("read the Lease of Agent %s: %w", agent.Name, err)
-	case agent.Status.LastHeartbeat != nil:
-		return agent.Status.LastHeartbeat.Time, nil
-	}
-	return time.Time{}, nil
+	return ctrl.Result{}, r.markNotReady(ctx, agent, reasonAgentSilent, message)
 }
 
 // markNotReady says why the agent is not Ready. Silence does not replace
@@ -116,23 +88,4 @@ func (r *AgentReconciler) markNotReady(ctx context.Context, agent *v1alpha1.Agen
 		r.Recorder.Eventf(agent, "Warning", reason, "%s", message)
 	}
 	return patchStatus(ctx, r.Client, before, agent)
-}
-
-func (r *AgentReconciler) markTargetsUnknown(ctx context.Context, agent *v1alpha1.Agent, reason, message string) error {
-	var targets v1alpha1.TargetList
-	if err := r.List(ctx, &targets, client.InNamespace(agent.Namespace), client.MatchingFields{FieldTargetAgent: agent.Name}); err != nil {
-		return err
-	}
-	for i := range targets.Items {
-		t := &targets.Items[i]
-		before := t.DeepCopy()
-		t.Status.Drift, t.Status.Health = v1alpha1.DriftUnknown, v1alpha1.HealthUnknown
-		meta.SetStatusCondition(&t.Status.Conditions, metav1.Condition{
-			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message, ObservedGeneration: t.Generation,
-		})
-		if err := patchStatus(ctx, r.Client, before, t); err != nil {
-			return fmt.Errorf("mark Target %s unknown: %w", t.Name, err)
-		}
-	}
-	return nil
 }

@@ -22,9 +22,6 @@ import (
 	"github.com/stella-ops/stella/internal/evidence"
 )
 
-// LabelEvidencePromotion names the promotion an EvidencePacket is about.
-const LabelEvidencePromotion = "stella-ops.org/promotion"
-
 // EvidencePacketReconciler seals evidence: it creates the EvidencePacket of
 // each decided promotion that names one and of each finished rollout
 // (deployment or rollback record), and seals every packet once:
@@ -176,7 +173,7 @@ func (r *EvidencePacketReconciler) createPacket(ctx context.Context, key types.N
 		return fmt.Errorf("promotion %s: %w", promo.Name, err)
 	}
 	packet := &v1alpha1.EvidencePacket{
-		ObjectMeta: metav1.ObjectMeta{Namespace: promo.Namespace, Name: key.Name, Labels: map[string]string{LabelEvidencePromotion: promo.Name}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: promo.Namespace, Name: key.Name, Labels: map[string]string{v1alpha1.LabelPromotion: v1alpha1.LabelValue(promo.Name)}},
 		Spec:       v1alpha1.EvidencePacketSpec{Type: kind, Promotion: promo.Name, ContentDigest: evidence.DigestOf(statement)},
 	}
 	for _, s := range st.Subject {

@@ -115,7 +115,7 @@ var fieldIndexes = []fieldIndex{
 		return labelPairs(sel.MatchLabels)
 	}},
 	{&v1alpha1.Target{}, indexLabels, func(o client.Object) []string { return labelPairs(o.GetLabels()) }},
-	{&v1alpha1.Target{}, FieldTargetAgent, func(o client.Object) []string { return []string{o.(*v1alpha1.Target).Spec.Agent} }},
+	{&v1alpha1.Target{}, v1alpha1.FieldTargetAgent, func(o client.Object) []string { return []string{o.(*v1alpha1.Target).Spec.Agent} }},
 	{&v1alpha1.ScanReport{}, indexDigest, func(o client.Object) []string { return []string{o.(*v1alpha1.ScanReport).Spec.Image.Digest()} }},
 }
 

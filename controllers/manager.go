@@ -90,6 +90,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		&ApprovalReconciler{Client: c},
 		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions"), Evidence: o.Evidence},
 		&AgentReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("stella-agents")},
+		&TargetReconciler{Client: c},
 		&VEXStatementReconciler{Client: c},
 		&agentauth.Approver{Client: c, Clientset: clientset},
 		&agentauth.JoinTokenCleaner{Client: c},

@@ -89,6 +89,7 @@ func (r *PromotionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1alpha1.Environment{}, handler.EnqueueRequestsFromMapFunc(r.undecidedReadingEnvironment)).
 		Watches(&v1alpha1.Release{}, handler.EnqueueRequestsFromMapFunc(r.undecidedOfRelease)).
 		Watches(&v1alpha1.ScanReport{}, handler.EnqueueRequestsFromMapFunc(r.undecidedOfImage)).
+		Watches(&v1alpha1.Target{}, handler.EnqueueRequestsFromMapFunc(r.waitingOnTarget), builder.WithPredicates(targetPresenceChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
 		Complete(r)
 }
@@ -124,6 +125,10 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return nil
 	}
 	defer func() {
+		if retErr != nil && !apierrors.IsConflict(retErr) && !promo.Status.Phase.IsTerminal() {
+			// What blocks the promotion shows in Ready, not only in the log.
+			setProgress(promo, v1alpha1.ReasonRetrying, retErr.Error()+"; retrying")
+		}
 		retErr = errors.Join(retErr, store())
 		if apierrors.IsConflict(retErr) {
 			res, retErr = ctrl.Result{RequeueAfter: conflictRetry}, nil

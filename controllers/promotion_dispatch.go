@@ -5,59 +5,79 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/gates"
 )
-
-// Labels on DeployTasks, so agents and people can select them.
-const (
-	LabelPromotion   = "stella-ops.org/promotion"
-	LabelTarget      = "stella-ops.org/target"
-	LabelEnvironment = "stella-ops.org/environment"
-	// LabelAgent names the Agent that runs the task: the agent watches
-	// only its own tasks, and the server lets it see no other. Tasks for
-	// Targets that name no agent, which the server runs, have none.
-	LabelAgent = "stella-ops.org/agent"
-)
-
-// FieldTargetAgent selects Targets by the Agent that serves them (a
-// selectable field of the Target CRD).
-const FieldTargetAgent = "spec.agent"
 
 // defaultDeployTimeout applies when an environment sets none.
 const defaultDeployTimeout = 15 * time.Minute
 
 // planRollout fixes which target goes in which batch, once, so that a
 // restart resumes the same rollout. A promotion into an environment that
-// selects no targets succeeds at once.
+// selects no targets is held until one appears (with a reason in Ready),
+// and fails once the deploy timeout passed since its decision; it succeeds
+// at once only when the environment sets spec.allowEmpty.
 func (r *PromotionReconciler) planRollout(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) error {
 	targets, err := selectedTargets(ctx, r.Client, env)
 	if err != nil {
 		return err
 	}
-	if len(targets) == 0 {
-		r.finish(promo, v1alpha1.PromotionSucceeded, reasonPromotionDone,
-			fmt.Sprintf("release %s is current in %s (the environment selects no targets)", rel.Name, env.Name))
+	if len(targets) > 0 {
+		promo.Status.Targets = plan(promo.Name, targets, env.Spec.Strategy)
+		promo.Status.Phase = v1alpha1.PromotionDeploying
+		showRollout(promo, nil)
 		return nil
 	}
-	promo.Status.Targets = plan(promo.Name, targets, env.Spec.Strategy)
-	promo.Status.Phase = v1alpha1.PromotionDeploying
-	showRollout(promo)
+	timeout := deployTimeout(env)
+	switch {
+	case env.Spec.AllowEmpty:
+		r.finish(promo, v1alpha1.PromotionSucceeded, reasonPromotionDone,
+			fmt.Sprintf("release %s is current in %s, which selects no targets (spec.allowEmpty)", rel.Name, env.Name))
+	case !r.now().Before(noTargetsDeadline(promo, env)):
+		r.finish(promo, v1alpha1.PromotionFailed, reasonFailed, fmt.Sprintf(
+			"environment %s selected no Targets within %s (spec.deployTimeout): create Targets that its spec.targetSelector selects, or set spec.allowEmpty if it is meant to be empty",
+			env.Name, timeout))
+	default:
+		setProgress(promo, v1alpha1.ReasonNoTargets, fmt.Sprintf(
+			"waiting for a Target: environment %s selects none (spec.targetSelector %s); the promotion goes on once one exists, and fails at %s (spec.deployTimeout %s) otherwise; set spec.allowEmpty on the environment if it is meant to be empty",
+			env.Name, metav1.FormatLabelSelector(env.Spec.TargetSelector), noTargetsDeadline(promo, env).UTC().Format(time.RFC3339), timeout))
+	}
 	return nil
 }
 
-// showRollout says which batch is rolling out and how far it got.
-func showRollout(promo *v1alpha1.Promotion) {
+// noTargetsDeadline is when a promotion into an environment that selects
+// no targets stops waiting for one: the deploy timeout after its decision.
+func noTargetsDeadline(promo *v1alpha1.Promotion, env *v1alpha1.Environment) time.Time {
+	since := promo.CreationTimestamp.Time
+	switch {
+	case promo.Status.Decision != nil && promo.Status.Decision.DecidedAt != nil:
+		since = promo.Status.Decision.DecidedAt.Time
+	case promo.Status.StartedAt != nil:
+		since = promo.Status.StartedAt.Time
+	}
+	return since.Add(deployTimeout(env))
+}
+
+// showRollout says which batch is rolling out and how far it got, and
+// which agents it waits for that are not connected.
+func showRollout(promo *v1alpha1.Promotion, absentAgents []string) {
 	batch, batches := currentBatch(promo.Status.Targets)
 	done := 0
 	for _, t := range promo.Status.Targets {
@@ -65,7 +85,39 @@ func showRollout(promo *v1alpha1.Promotion) {
 			done++
 		}
 	}
-	setProgress(promo, reasonDeploying, fmt.Sprintf("batch %d of %d: %d of %d target(s) done", batch+1, batches, done, len(promo.Status.Targets)))
+	message := fmt.Sprintf("batch %d of %d: %d of %d target(s) done", batch+1, batches, done, len(promo.Status.Targets))
+	if len(absentAgents) > 0 {
+		message += "; waiting for " + strings.Join(absentAgents, "; ")
+	}
+	setProgress(promo, reasonDeploying, message)
+}
+
+// absentAgents says, for the unfinished targets of batch, which of their
+// agents have not joined or have not been seen lately, as the Targets'
+// Ready conditions say: "agent host-1 has not joined (target web)".
+func (r *PromotionReconciler) absentAgents(ctx context.Context, promo *v1alpha1.Promotion, batch int32) ([]string, error) {
+	byMessage := map[string][]string{}
+	for _, t := range promo.Status.Targets {
+		if t.Batch != batch || t.Phase.IsTerminal() {
+			continue
+		}
+		target := &v1alpha1.Target{}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: promo.Namespace, Name: t.Target}, target); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("read Target %s: %w", t.Target, err)
+		}
+		if c := meta.FindStatusCondition(target.Status.Conditions, v1alpha1.ConditionReady); c != nil &&
+			(c.Reason == v1alpha1.ReasonAgentNotJoined || c.Reason == v1alpha1.ReasonAgentNotSeen) {
+			byMessage[c.Message] = append(byMessage[c.Message], t.Target)
+		}
+	}
+	out := make([]string, 0, len(byMessage))
+	for _, message := range slices.Sorted(maps.Keys(byMessage)) {
+		out = append(out, fmt.Sprintf("%s (target %s)", message, strings.Join(byMessage[message], ", ")))
+	}
+	return out, nil
 }
 
 // deploy rolls the release out batch by batch, as planned. DeployTasks
@@ -75,6 +127,10 @@ func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promot
 	if len(promo.Status.Targets) == 0 {
 		if err := r.planRollout(ctx, promo, rel, env); err != nil || promo.Status.Phase.IsTerminal() {
 			return ctrl.Result{}, err
+		}
+		if len(promo.Status.Targets) == 0 {
+			// A new Target wakes it; the deadline, if none comes.
+			return ctrl.Result{RequeueAfter: noTargetsDeadline(promo, env).Sub(r.now()) + time.Second}, nil
 		}
 	}
 	var tasks v1alpha1.DeployTaskList
@@ -126,7 +182,11 @@ func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promot
 			retry = sooner(retry, deployTimeout(env))
 		}
 	}
-	showRollout(promo)
+	absent, err := r.absentAgents(ctx, promo, batch)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	showRollout(promo, absent)
 	return ctrl.Result{RequeueAfter: retry}, nil
 }
 
@@ -238,7 +298,10 @@ func (r *PromotionReconciler) createTask(ctx context.Context, promo *v1alpha1.Pr
 	task := &v1alpha1.DeployTask{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: promo.Namespace, Name: t.DeployTask,
-			Labels: map[string]string{LabelPromotion: promo.Name, LabelTarget: t.Target, LabelEnvironment: env.Name},
+			Labels: map[string]string{
+				v1alpha1.LabelPromotion: v1alpha1.LabelValue(promo.Name), v1alpha1.LabelTarget: v1alpha1.LabelValue(t.Target),
+				v1alpha1.LabelEnvironment: v1alpha1.LabelValue(env.Name),
+			},
 		},
 		Spec: v1alpha1.DeployTaskSpec{
 			Promotion: promo.Name, Target: t.Target, Release: rel.Name, Version: rel.Spec.Version,
@@ -251,7 +314,7 @@ func (r *PromotionReconciler) createTask(ctx context.Context, promo *v1alpha1.Pr
 	target := &v1alpha1.Target{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: promo.Namespace, Name: t.Target}, target); err == nil {
 		if target.Spec.Agent != "" {
-			task.Labels[LabelAgent] = target.Spec.Agent
+			task.Labels[v1alpha1.LabelAgent] = v1alpha1.LabelValue(target.Spec.Agent)
 		}
 		if target.Status.Observed != nil {
 			task.Spec.Previous = target.Status.Observed.DeepCopy()
@@ -313,7 +376,8 @@ func (r *PromotionReconciler) createRollback(ctx context.Context, promo *v1alpha
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: promo.Namespace, Name: boundedName(deploy.Name+"-rollback", deploy.Name+"/rollback"),
 			Labels: map[string]string{
-				LabelPromotion: promo.Name, LabelTarget: deploy.Spec.Target, LabelEnvironment: env.Name,
+				v1alpha1.LabelPromotion: v1alpha1.LabelValue(promo.Name), v1alpha1.LabelTarget: v1alpha1.LabelValue(deploy.Spec.Target),
+				v1alpha1.LabelEnvironment: v1alpha1.LabelValue(env.Name),
 			},
 		},
 		Spec: v1alpha1.DeployTaskSpec{
@@ -322,8 +386,8 @@ func (r *PromotionReconciler) createRollback(ctx context.Context, promo *v1alpha
 			Timeout: &metav1.Duration{Duration: deployTimeout(env)},
 		},
 	}
-	if agent, ok := deploy.Labels[LabelAgent]; ok {
-		task.Labels[LabelAgent] = agent
+	if agent, ok := deploy.Labels[v1alpha1.LabelAgent]; ok {
+		task.Labels[v1alpha1.LabelAgent] = agent
 	}
 	if err := controllerutil.SetControllerReference(promo, task, r.Scheme()); err != nil {
 		return err
@@ -358,4 +422,30 @@ func (r *PromotionReconciler) timeOutSilentTasks(ctx context.Context, tasks []v1
 		}
 	}
 	return next, nil
+}
+
+// waitingOnTarget wakes the decided, open promotions into the environments
+// that select the changed Target: one that waits for a first target goes
+// on, and one deploying says again which agents it waits for.
+func (r *PromotionReconciler) waitingOnTarget(ctx context.Context, o client.Object) []reconcile.Request {
+	var reqs []reconcile.Request
+	for _, env := range environmentsSelecting(ctx, r.Client, o.GetNamespace(), o.GetLabels()) {
+		reqs = append(reqs, r.openPromotionsOf(ctx, o.GetNamespace(), env.Name, decided)...)
+	}
+	return reqs
+}
+
+// targetPresenceChanged passes the Target changes a promotion follows: a
+// new Target, new labels, or another Ready reason or message (its agent
+// joined, or went silent).
+var targetPresenceChanged = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return true },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		was, is := e.ObjectOld.(*v1alpha1.Target), e.ObjectNew.(*v1alpha1.Target)
+		before, after := meta.FindStatusCondition(was.Status.Conditions, v1alpha1.ConditionReady), meta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionReady)
+		return !maps.Equal(was.Labels, is.Labels) || (before == nil) != (after == nil) ||
+			(before != nil && (before.Reason != after.Reason || before.Message != after.Message))
+	},
 }

@@ -39,7 +39,7 @@ func TestAStaleReadNeverDecidesTwice(t *testing.T) {
 	b := fake.NewClientBuilder().WithScheme(Scheme()).WithStatusSubresource(&v1alpha1.Promotion{}).WithObjects(
 		&v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shop-1"}, Spec: v1alpha1.ReleaseSpec{Version: "1.0.0",
 			Components: []v1alpha1.ReleaseComponent{{Name: "api", Image: v1alpha1.ImageDigestRef("127.0.0.1:5000/shop/api@sha256:" + strings.Repeat("ab", 32))}}}},
-		&v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dev"}},
+		&v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dev"}, Spec: v1alpha1.EnvironmentSpec{AllowEmpty: true}},
 		&v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p1"}, Spec: v1alpha1.PromotionSpec{Release: "shop-1", Environment: "dev"}},
 	)
 	for _, ix := range fieldIndexes {

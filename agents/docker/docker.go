@@ -94,7 +94,7 @@ func ObserveContainer(ctx context.Context, docker *client.Client, containerName,
 	ctr := res.Container
 	c := &agents.ObservedComponent{Name: component, Health: v1alpha1.HealthUnknown}
 	if ctr.Config != nil {
-		c.Release, c.Promotion = ctr.Config.Labels[agents.LabelRelease], ctr.Config.Labels[agents.LabelPromotion]
+		c.Release, c.Promotion = ctr.Config.Labels[agents.LabelRelease], ctr.Config.Labels[v1alpha1.LabelPromotion]
 	}
 	img, err := docker.ImageInspect(ctx, ctr.Image)
 	switch {

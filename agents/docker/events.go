@@ -10,6 +10,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/stella-ops/stella/agents"
+	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
 // Changes streams the names of the Targets of namespace whose containers
@@ -46,7 +47,7 @@ func forward(ctx context.Context, stream client.EventsResult, out chan<- string)
 			if !relevant(m.Action) {
 				continue
 			}
-			if target := m.Actor.Attributes[agents.LabelTarget]; target != "" {
+			if target := m.Actor.Attributes[v1alpha1.LabelTarget]; target != "" {
 				select {
 				case out <- target:
 				default: // the observer is behind; it will see this change anyway

@@ -33,6 +33,19 @@ const (
 	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonDependencyNotFound: an object the spec refers to does not exist.
 	ReasonDependencyNotFound = "DependencyNotFound"
+	// ReasonRetrying (Ready False, with Reconciling): the last attempt
+	// failed with the error in the message; the reconciler tries again.
+	ReasonRetrying = "Retrying"
+	// ReasonNoTargets (Ready False, with Reconciling) on a Promotion: its
+	// environment selects no Targets, so it waits for one until its deploy
+	// timeout passes, unless the environment sets spec.allowEmpty.
+	ReasonNoTargets = "NoTargets"
+	// ReasonAgentNotJoined (Ready Unknown) on a Target: the Agent that
+	// serves it never reported, so what runs there is not known.
+	ReasonAgentNotJoined = "AgentNotJoined"
+	// ReasonAgentNotSeen (Ready Unknown) on a Target: its Agent reported
+	// before but not within its heartbeat grace period.
+	ReasonAgentNotSeen = "AgentNotSeen"
 	// ReasonPolicyBudgetExceeded: a Gate's CUE policy ran out of its time or
 	// memory budget and was stopped; the gate fails closed until its source
 	// changes.

@@ -50,6 +50,14 @@ type EnvironmentSpec struct {
 	// +optional
 	TargetSelector *metav1.LabelSelector `json:"targetSelector,omitempty"`
 
+	// allowEmpty lets a promotion into this environment succeed when the
+	// environment selects no targets. Off by default: such a promotion waits
+	// (Ready False, reason NoTargets) until a Target appears, and fails once
+	// deployTimeout passed since its decision without one. Set it for an
+	// environment that is empty on purpose.
+	// +optional
+	AllowEmpty bool `json:"allowEmpty,omitempty"`
+
 	// strategy says how a promotion rolls out across the targets. Defaults to
 	// AllAtOnce.
 	// +optional

@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/tlog"
 )
@@ -127,12 +126,12 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, roll
 	name := promo.Status.EvidencePacket
 	if rollout {
 		var list v1alpha1.EvidencePacketList
-		if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{controllers.LabelEvidencePromotion: promotion}); err != nil {
+		if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelPromotion: v1alpha1.LabelValue(promotion)}); err != nil {
 			return nil, err
 		}
 		name = ""
 		for _, p := range list.Items {
-			if p.Spec.Type == v1alpha1.EvidenceDeployment || p.Spec.Type == v1alpha1.EvidenceRollback {
+			if p.Spec.Promotion == promotion && p.Spec.Type == v1alpha1.EvidenceDeployment || p.Spec.Type == v1alpha1.EvidenceRollback {
 				name = p.Name
 			}
 		}

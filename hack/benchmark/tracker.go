@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 )
 
 // promotionTracker notes, per promotion, when its create call returned,
@@ -93,7 +92,7 @@ func (t *promotionTracker) promotionSeen(obj client.Object, at time.Time) {
 }
 
 func (t *promotionTracker) deployTaskSeen(obj client.Object, at time.Time) {
-	if i, ok := t.index[obj.GetLabels()[controllers.LabelPromotion]]; ok {
+	if i, ok := t.index[obj.(*v1alpha1.DeployTask).Spec.Promotion]; ok {
 		t.mark(t.tasked, &t.nTasked, i, at)
 	}
 }

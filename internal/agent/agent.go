@@ -61,8 +61,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 			ByObject: map[client.Object]cache.ByObject{
 				// Only what this agent serves: the server refuses an
 				// agent's request for anything else.
-				&v1alpha1.DeployTask{}: {Label: labels.SelectorFromSet(labels.Set{controllers.LabelAgent: o.Name})},
-				&v1alpha1.Target{}:     {Field: fields.OneTermEqualSelector(controllers.FieldTargetAgent, o.Name)},
+				&v1alpha1.DeployTask{}: {Label: labels.SelectorFromSet(labels.Set{v1alpha1.LabelAgent: v1alpha1.LabelValue(o.Name)})},
+				&v1alpha1.Target{}:     {Field: fields.OneTermEqualSelector(v1alpha1.FieldTargetAgent, o.Name)},
 				&v1alpha1.Agent{}:      {Field: fields.OneTermEqualSelector("metadata.name", o.Name)},
 			},
 		},

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/version"
 )
@@ -116,7 +115,7 @@ func (a *agent) patchStatus(ctx context.Context, mutate func(*v1alpha1.Agent)) e
 // servedTargets are the Targets that name this agent, sorted.
 func (a *agent) servedTargets(ctx context.Context) ([]string, error) {
 	var list v1alpha1.TargetList
-	if err := a.reader.List(ctx, &list, client.InNamespace(a.Namespace), client.MatchingFields{controllers.FieldTargetAgent: a.Name}); err != nil {
+	if err := a.reader.List(ctx, &list, client.InNamespace(a.Namespace), client.MatchingFields{v1alpha1.FieldTargetAgent: a.Name}); err != nil {
 		return nil, fmt.Errorf("list the Targets of namespace %s: %w", a.Namespace, err)
 	}
 	names := make([]string, 0, len(list.Items))

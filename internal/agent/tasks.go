@@ -19,7 +19,6 @@ import (
 
 	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/gates"
 )
 
@@ -37,7 +36,7 @@ func (a *agent) setUpTasks(mgr ctrl.Manager) error {
 			// status writes on a running task wake nothing.
 			UpdateFunc: func(e event.UpdateEvent) bool { return false },
 			CreateFunc: func(e event.CreateEvent) bool {
-				return !e.Object.(*v1alpha1.DeployTask).Status.Phase.IsTerminal() && e.Object.GetLabels()[controllers.LabelAgent] == a.Name
+				return !e.Object.(*v1alpha1.DeployTask).Status.Phase.IsTerminal() && e.Object.GetLabels()[v1alpha1.LabelAgent] == v1alpha1.LabelValue(a.Name)
 			},
 		})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, a.Parallel)}).

@@ -89,7 +89,10 @@ func (p *restriction) Validate(_ context.Context, a admission.Attributes, _ admi
 		case "targets":
 			owner, _, _ = unstructured.NestedString(old.Object, "spec", "agent")
 		case "deploytasks":
-			owner = old.GetLabels()[labelAgent]
+			// The label holds the agent's name as a bounded label value.
+			if old.GetLabels()[labelAgent] == v1alpha1.LabelValue(agent.Name) {
+				owner = agent.Name
+			}
 		case "agents":
 			owner = old.GetName()
 		}

@@ -14,8 +14,8 @@ import (
 // They match the promotion reconciler's LabelAgent and the Target CRD's
 // selectable field spec.agent.
 const (
-	labelAgent = "stella-ops.org/agent"
-	fieldAgent = "spec.agent"
+	labelAgent = v1alpha1.LabelAgent
+	fieldAgent = v1alpha1.FieldTargetAgent
 )
 
 // Authorizer decides every request of an agent identity to Stella's API
@@ -91,12 +91,12 @@ func authorize(agents *Agents, a authorizer.Attributes) (authorizer.Decision, st
 		return deny("agent %s may list and watch Targets only with fieldSelector %s=%s, and write the status of those", agent.Name, fieldAgent, agent.Name)
 	case "deploytasks":
 		switch {
-		case sub == "" && (verb == "list" || verb == "watch") && selectsLabel(a, labelAgent, agent.Name):
+		case sub == "" && (verb == "list" || verb == "watch") && selectsLabel(a, labelAgent, v1alpha1.LabelValue(agent.Name)):
 			return allow()
 		case sub == "status" && isWrite(verb):
 			return allow() // its own tasks only: admission checks the label
 		}
-		return deny("agent %s may list and watch DeployTasks only with labelSelector %s=%s, and write the status of those", agent.Name, labelAgent, agent.Name)
+		return deny("agent %s may list and watch DeployTasks only with labelSelector %s=%s, and write the status of those", agent.Name, labelAgent, v1alpha1.LabelValue(agent.Name))
 	}
 	return deny("agents may not %s %s", verb, resource)
 }

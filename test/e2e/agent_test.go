@@ -104,7 +104,7 @@ var _ = Describe("an agent's own identity", func() {
 				Spec:       v1alpha1.TargetSpec{Type: v1alpha1.TargetTypeDocker, Agent: "host-" + name},
 			})).To(Succeed())
 			Expect(admin.Create(ctx, &v1alpha1.DeployTask{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "task-" + name, Labels: map[string]string{controllers.LabelAgent: "host-" + name}},
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "task-" + name, Labels: map[string]string{v1alpha1.LabelAgent: "host-" + name}},
 				Spec: v1alpha1.DeployTaskSpec{Promotion: "p", Target: "web-" + name, Release: "shop-1",
 					Components: []v1alpha1.ComponentDigest{{Name: "api", Image: v1alpha1.ImageDigestRef("127.0.0.1:5000/shop/api@" + digest("api"))}}},
 			})).To(Succeed())
@@ -121,10 +121,10 @@ var _ = Describe("an agent's own identity", func() {
 
 		By("reading its own objects in the shapes that name it")
 		var tasks v1alpha1.DeployTaskList
-		Expect(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{controllers.LabelAgent: "host-a"})).To(Succeed())
+		Expect(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelAgent: "host-a"})).To(Succeed())
 		Expect(tasks.Items).To(ConsistOf(HaveField("Name", "task-a")))
 		var targets v1alpha1.TargetList
-		Expect(a.List(ctx, &targets, client.InNamespace(ns), client.MatchingFields{controllers.FieldTargetAgent: "host-a"})).To(Succeed())
+		Expect(a.List(ctx, &targets, client.InNamespace(ns), client.MatchingFields{v1alpha1.FieldTargetAgent: "host-a"})).To(Succeed())
 		Expect(targets.Items).To(ConsistOf(HaveField("Name", "web-a")))
 		Expect(a.Get(ctx, client.ObjectKey{Namespace: ns, Name: "host-a"}, &v1alpha1.Agent{})).To(Succeed())
 
@@ -139,10 +139,10 @@ var _ = Describe("an agent's own identity", func() {
 		Expect(a.Status().Patch(ctx, ownTarget, client.MergeFrom(beforeTarget))).To(Succeed())
 
 		By("neither reading nor writing agent B's")
-		forbidden(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{controllers.LabelAgent: "host-b"}))
+		forbidden(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelAgent: "host-b"}))
 		forbidden(a.List(ctx, &tasks, client.InNamespace(ns)))
 		forbidden(a.Get(ctx, client.ObjectKey{Namespace: ns, Name: "task-b"}, &v1alpha1.DeployTask{}))
-		forbidden(a.List(ctx, &targets, client.InNamespace(ns), client.MatchingFields{controllers.FieldTargetAgent: "host-b"}))
+		forbidden(a.List(ctx, &targets, client.InNamespace(ns), client.MatchingFields{v1alpha1.FieldTargetAgent: "host-b"}))
 		forbidden(a.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-b"}, &v1alpha1.Target{}))
 		forbidden(a.Get(ctx, client.ObjectKey{Namespace: ns, Name: "host-b"}, &v1alpha1.Agent{}))
 		theirs := &v1alpha1.DeployTask{}
@@ -156,7 +156,7 @@ var _ = Describe("an agent's own identity", func() {
 		theirTarget.Status.Drift = v1alpha1.DriftDrifted
 		forbidden(a.Status().Patch(ctx, theirTarget, client.MergeFrom(beforeTheirTarget)))
 		forbidden(a.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-host-b"}}))
-		forbidden(a.List(ctx, &tasks, client.InNamespace(other), client.MatchingLabels{controllers.LabelAgent: "host-a"}))
+		forbidden(a.List(ctx, &tasks, client.InNamespace(other), client.MatchingLabels{v1alpha1.LabelAgent: "host-a"}))
 		Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "task-b"}, theirs)).To(Succeed())
 		Expect(theirs.Status.Phase).To(BeEmpty(), "B's task is untouched")
 
@@ -164,6 +164,6 @@ var _ = Describe("an agent's own identity", func() {
 		serial := identities["host-a"].Serial()
 		Expect(identities["host-a"].RenewNow(ctx)).To(Succeed())
 		Expect(identities["host-a"].Serial()).NotTo(Equal(serial))
-		Expect(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{controllers.LabelAgent: "host-a"})).To(Succeed())
+		Expect(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelAgent: "host-a"})).To(Succeed())
 	})
 })

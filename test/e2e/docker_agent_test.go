@@ -188,7 +188,7 @@ var _ = Describe("a release deployed by stella-agent to Docker targets", func() 
 			Expect(res.Container.Config.Labels).To(HaveKeyWithValue(agents.LabelRelease, "shop-v1"))
 			Expect(res.Container.Config.Labels).To(HaveKeyWithValue(agents.LabelComponent, "api"))
 			Expect(res.Container.Config.Labels).To(HaveKeyWithValue(agents.LabelDigest, digestOf(refs["v1"])))
-			Expect(res.Container.Config.Labels).To(HaveKey(agents.LabelPromotion))
+			Expect(res.Container.Config.Labels).To(HaveKey(v1alpha1.LabelPromotion))
 			sticker, err := os.ReadFile(filepath.Join(stateDir, t, agents.StickerFile))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(sticker)).To(ContainSubstring(`"release": "shop-v1"`))
@@ -398,7 +398,7 @@ var _ = Describe("stella-agent faults", func() {
 		session.Kill().Wait(10 * time.Second)
 		Eventually(target(ctx, ns, "web")).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
 			HaveField("Drift", v1alpha1.DriftUnknown), HaveField("Health", v1alpha1.HealthUnknown),
-			HaveField("Conditions", ContainElement(And(HaveField("Type", v1alpha1.ConditionReady), HaveField("Reason", "AgentSilent"))))))
+			HaveField("Conditions", ContainElement(And(HaveField("Type", v1alpha1.ConditionReady), HaveField("Reason", v1alpha1.ReasonAgentNotSeen))))))
 		Expect(admin.Get(ctx, ctrlclient.ObjectKey{Namespace: ns, Name: "host-1"}, agentObj)).To(Succeed())
 		Expect(conditionReason(agentObj.Status.Conditions, v1alpha1.ConditionReady)).To(Equal("AgentSilent"))
 	})

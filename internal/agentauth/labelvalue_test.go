@@ -1,0 +1,41 @@
+package agentauth
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
+)
+
+// An agent whose name is longer than a label value lists its DeployTasks by
+// the bounded value that labels them, v1alpha1.LabelValue of its name, and
+// a value bounded from another name is refused.
+func TestAuthorizerSelectsLongAgentNamesByLabelValue(t *testing.T) {
+	name := strings.Repeat("host-", 20) + "a" // 101 characters
+	agents := agentsOf(t, agentObject("shop", name, false))
+	list := func(value string) authorizer.Decision {
+		t.Helper()
+		r, err := labels.NewRequirement(labelAgent, selection.Equals, []string{value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _, err := authorize(agents, authorizer.AttributesRecord{User: &user.DefaultInfo{Name: UserName("shop", name), Groups: []string{Group}},
+			Verb: "list", Namespace: "shop", APIGroup: "stella-ops.org", Resource: "deploytasks", ResourceRequest: true,
+			LabelSelectorRequirements: labels.Requirements{*r}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := list(v1alpha1.LabelValue(name)); d != authorizer.DecisionAllow {
+		t.Errorf("listing by its own label value: %v, want allowed", d)
+	}
+	if d := list(v1alpha1.LabelValue(name + "x")); d != authorizer.DecisionDeny {
+		t.Errorf("listing by another long name's label value: %v, want denied", d)
+	}
+}

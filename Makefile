@@ -27,7 +27,7 @@ run: build ## Start the control plane on its embedded defaults (data in ~/.local
 
 test: ## Run every test: unit, integration against the embedded server, end to end.
 	$(GO) test -count=1 -timeout 60m ./...
-	$(GO) test -run '^$$' -fuzz '^FuzzReadPacket$$' -fuzztime 60s ./internal/evidence
+	$(GO) test -run '^$$' -fuzz '^FuzzReadPacket$$' -fuzztime 60s -fuzzminimizetime 5s ./internal/evidence
 
 test-unit: ## Run the tests that need no server.
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test)

@@ -168,6 +168,9 @@ func (l *Log) load(path string, stored *log.Checkpoint) error {
 		return err
 	}
 	if info.Size() == 0 {
+		if stored != nil && stored.Size > 0 {
+			return fmt.Errorf("%s is empty, but the log's checkpoint signed %d entries; %s", path, stored.Size, RepairHint)
+		}
 		if _, err := l.file.Write([]byte(fileMagic)); err != nil {
 			return err
 		}
@@ -410,6 +413,9 @@ func (l *Log) root() ([]byte, error) {
 func (l *Log) storeCheckpoint() error {
 	if l.checkpoint != nil && l.checkpointSize == l.rng.End() {
 		return nil
+	}
+	if l.rng.End() < l.checkpointSize {
+		return fmt.Errorf("the log has %d entries, fewer than the %d its stored checkpoint signed", l.rng.End(), l.checkpointSize)
 	}
 	root, err := l.root()
 	if err != nil {

@@ -197,6 +197,10 @@ func TestDamageToAcknowledgedEntriesIsRefused(t *testing.T) {
 		damage: func(b []byte) []byte { return b[:len(fileMagic)] },
 		want:   []string{"holds 0 entries", "entries 0 to 5 are missing"},
 	}, {
+		name:   "the entries file emptied",
+		damage: func([]byte) []byte { return nil },
+		want:   []string{"is empty, but the log's checkpoint signed 6 entries"},
+	}, {
 		name:   "a length over the limit in record 2",
 		damage: func(b []byte) []byte { b[recordOffset(2)] ^= 0x40; return b },
 		want:   []string{"entry 2 at byte " + strconv.Itoa(recordOffset(2)), "outside 1..65536"},

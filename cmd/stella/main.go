@@ -31,6 +31,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// The first signal asks for an orderly stop; a second one ends the
+	// process at once, whatever it was waiting on.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	if err := rootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -52,7 +58,7 @@ func rootCommand() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().IntVarP(&verbosity, "v", "v", 0, "log verbosity: 0 shows errors and Stella's own messages, 1 and up everything the Kubernetes libraries log")
-	root.AddCommand(serveCommand(), controllersCommand(), installCRDsCommand(), keysCommand(), advisoriesCommand(), logCommand(), versionCommand())
+	root.AddCommand(serveCommand(), controllersCommand(), installCRDsCommand(), keysCommand(), advisoriesCommand(), logCommand(), snapshotCommand(), versionCommand())
 	return root
 }
 
@@ -97,6 +103,7 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 	f.BoolVar(&o.Controllers, "controllers", true, "run the Stella reconcilers in this process")
 	f.StringVar(&o.EvidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs (default: evidence in the data directory)")
 	f.StringVar(&o.MetricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
+	f.BoolVar(&o.ReinitializeStore, "reinitialize-store", false, "begin an empty etcd store when the data directory was initialised but its store is missing or damaged (a damaged one is moved aside), keeping the PKI and the evidence log; without it such a directory is refused")
 	f.BoolVar(&o.WatchCache, "watch-cache", true, "keep every object and its recent changes decoded in the API server's memory, so that lists and watches do not read etcd: faster, at about twice the memory under load (see README, Memory)")
 	f.DurationVar(&o.AgentCertTTL, "cert-ttl", 30*24*time.Hour, "longest lifetime of an agent's certificate: a request asking for more, or for no lifetime, is granted this; agents renew after two thirds of it")
 	f.BoolVar(&o.Profiling, "profiling", false, "serve Go profiles of the whole process at /debug/pprof on the API server (admins only)")

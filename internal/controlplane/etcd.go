@@ -1,9 +1,11 @@
 package controlplane
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -26,8 +28,16 @@ func (e *embeddedEtcd) Close() {
 	<-e.etcd.Server.StopNotify()
 }
 
+// etcdReadyTimeout bounds etcd's start: a store whose write-ahead log lost
+// entries the database had applied starts, but never becomes ready.
+const etcdReadyTimeout = 60 * time.Second
+
 // startEtcd runs a single-member etcd in dir that listens on loopback only.
-func startEtcd(dir string) (*embeddedEtcd, string, error) {
+// The start is bounded by etcdReadyTimeout and by ctx: a damaged store is
+// reported as an error, whether etcd fails, panics while it bootstraps, or
+// never becomes ready. After a failed start etcd's goroutines may still be
+// stuck; the caller is expected to end the process.
+func startEtcd(ctx context.Context, dir string) (*embeddedEtcd, string, error) {
 	clientURL, err := loopbackURL()
 	if err != nil {
 		return nil, "", err
@@ -46,6 +56,8 @@ func startEtcd(dir string) (*embeddedEtcd, string, error) {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	logCfg := zap.NewProductionConfig()
 	logCfg.Level = zap.NewAtomicLevelAt(zapcore.ErrorLevel)
+	// The error says what failed; etcd's stack traces only hide it.
+	logCfg.DisableStacktrace = true
 	logger, err := logCfg.Build()
 	if err != nil {
 		return nil, "", err
@@ -55,21 +67,70 @@ func startEtcd(dir string) (*embeddedEtcd, string, error) {
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
 
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return nil, "", fmt.Errorf("start embedded etcd in %s: %w (if the data is damaged, restore %s from a backup)", dir, err, dir)
+	damaged := func(err error) error {
+		return fmt.Errorf("start embedded etcd in %s: %w; its write-ahead log (%s) or database may be damaged: "+
+			"restore the data directory from a backup (stella snapshot restore FILE --data-dir DIR)",
+			dir, err, filepath.Join(dir, "member", "wal"))
 	}
+	type started struct {
+		etcd *embed.Etcd
+		err  error
+	}
+	startedCh := make(chan started, 1)
+	go func() {
+		// etcd panics on some damaged write-ahead logs while it
+		// bootstraps in this goroutine.
+		defer func() {
+			if r := recover(); r != nil {
+				startedCh <- started{err: fmt.Errorf("etcd failed while reading its data: %v", r)}
+			}
+		}()
+		e, err := embed.StartEtcd(cfg)
+		startedCh <- started{etcd: e, err: err}
+	}()
+	deadline := time.NewTimer(etcdReadyTimeout)
+	defer deadline.Stop()
+	stopped := func() error { return fmt.Errorf("stopped while embedded etcd in %s was starting: %w", dir, context.Cause(ctx)) }
+	var e *embed.Etcd
+	select {
+	case s := <-startedCh:
+		if s.err != nil {
+			return nil, "", damaged(s.err)
+		}
+		e = s.etcd
+	case <-ctx.Done():
+		return nil, "", stopped()
+	case <-deadline.C:
+		return nil, "", damaged(fmt.Errorf("etcd did not start within %s", etcdReadyTimeout))
+	}
+	running := &embeddedEtcd{etcd: e, logLevel: logCfg.Level}
 	select {
 	case <-e.Server.ReadyNotify():
-		return &embeddedEtcd{etcd: e, logLevel: logCfg.Level}, clientURL.String(), nil
+		return running, clientURL.String(), nil
 	case err := <-e.Err():
-		logCfg.Level.SetLevel(zapcore.FatalLevel)
-		e.Close()
-		return nil, "", fmt.Errorf("embedded etcd in %s: %w", dir, err)
-	case <-time.After(60 * time.Second):
-		logCfg.Level.SetLevel(zapcore.FatalLevel)
-		e.Close()
-		return nil, "", fmt.Errorf("embedded etcd in %s did not become ready within 60s", dir)
+		running.abandon()
+		return nil, "", damaged(err)
+	case <-ctx.Done():
+		running.abandon()
+		return nil, "", stopped()
+	case <-deadline.C:
+		running.abandon()
+		return nil, "", damaged(fmt.Errorf("etcd did not become ready within %s", etcdReadyTimeout))
+	}
+}
+
+// abandon closes an etcd that failed to start, waiting a little for it:
+// closing an etcd that never became ready can block forever.
+func (e *embeddedEtcd) abandon() {
+	e.logLevel.SetLevel(zapcore.FatalLevel)
+	closed := make(chan struct{})
+	go func() {
+		e.etcd.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -73,6 +74,11 @@ type Options struct {
 	// Scan configures the scanning of releases' images; its Dir defaults
 	// to the scan directory of DataDir.
 	Scan ScanOptions
+	// ReinitializeStore begins an empty embedded store in a data directory
+	// that was initialised before but whose store is missing or damaged
+	// (a damaged one is moved aside), keeping the PKI and the evidence.
+	// Without it such a directory is refused.
+	ReinitializeStore bool
 	// Log receives Stella's own messages.
 	Log logr.Logger
 }
@@ -85,6 +91,16 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("--cert-ttl %s: give between %s and %s (the certificates API signs for no less, and Stella for no more)", o.AgentCertTTL, minCertTTL, issuedCertLifetime)
 	}
 	dir := dataDir(o.DataDir)
+	// Checked before the lock, so that a directory that is refused is not
+	// touched, and again under it.
+	if _, err := dir.check(); err != nil {
+		return err
+	}
+	lock, err := dir.lock("stella serve")
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	isNew, err := dir.check()
 	if err != nil {
 		return err
@@ -93,19 +109,38 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("--listen %q: %w (want host:port, such as 127.0.0.1:6443)", o.Listen, err)
 	}
+	evidenceDir := o.EvidenceDir
+	if evidenceDir == "" {
+		evidenceDir = dir.evidence()
+	}
+	embedded := len(o.EtcdServers) == 0
+	if embedded && !isNew {
+		if err := dir.checkStore(); err != nil {
+			if !o.ReinitializeStore {
+				return err
+			}
+			kept, err := dir.reinitializeStore(err, evidenceDir)
+			if err != nil {
+				return err
+			}
+			o.Log.Info("Beginning an empty store (--reinitialize-store); kept: "+strings.Join(kept, "; "), "store", dir.etcd())
+		}
+	}
 	certs := pki.Dir{Path: dir.pki()}
 	if err := certs.Ensure(servingHosts(host)); err != nil {
 		return fmt.Errorf("prepare certificates in %s: %w", certs.Path, err)
 	}
 
 	etcdServers := o.EtcdServers
-	if len(etcdServers) == 0 {
-		etcd, url, err := startEtcd(dir.etcd())
+	extra := map[string]http.Handler{}
+	if embedded {
+		etcd, url, err := startEtcd(ctx, dir.etcd())
 		if err != nil {
 			return err
 		}
 		defer etcd.Close()
 		etcdServers = []string{url}
+		extra[SnapshotPrefix] = snapshotHandler{etcdURL: url, dataDir: dir, evidenceDir: evidenceDir, log: o.Log}
 	}
 	if isNew {
 		if err := dir.markInitialised(version.String()); err != nil {
@@ -117,10 +152,6 @@ func Run(ctx context.Context, o Options) error {
 	// serves it.
 	var sealer *evidence.Sealer
 	if o.Controllers {
-		evidenceDir := o.EvidenceDir
-		if evidenceDir == "" {
-			evidenceDir = dir.evidence()
-		}
 		if sealer, err = evidence.Open(evidenceDir, o.EvidenceS3, o.Log); err != nil {
 			return fmt.Errorf("open the evidence directory %s: %w", evidenceDir, err)
 		}
@@ -138,7 +169,6 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("open the scan directory %s: %w", o.Scan.Dir, err)
 		}
 	}
-	extra := map[string]http.Handler{}
 	if sealer != nil {
 		extra[evidence.PathPrefix] = sealer.Handler()
 	}

@@ -90,7 +90,9 @@ func startEtcd(ctx context.Context, dir string) (*embeddedEtcd, string, error) {
 	}()
 	deadline := time.NewTimer(etcdReadyTimeout)
 	defer deadline.Stop()
-	stopped := func() error { return fmt.Errorf("stopped while embedded etcd in %s was starting: %w", dir, context.Cause(ctx)) }
+	stopped := func() error {
+		return fmt.Errorf("stopped while embedded etcd in %s was starting: %w", dir, context.Cause(ctx))
+	}
 	var e *embed.Etcd
 	select {
 	case s := <-startedCh:

@@ -1,11 +1,15 @@
 package agentauth
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
@@ -37,5 +41,33 @@ func TestAuthorizerSelectsLongAgentNamesByLabelValue(t *testing.T) {
 	}
 	if d := list(v1alpha1.LabelValue(name + "x")); d != authorizer.DecisionDeny {
 		t.Errorf("listing by another long name's label value: %v, want denied", d)
+	}
+}
+
+// An agent with a long name may write the status of the DeployTasks
+// labelled with LabelValue of its name, and not of another agent's.
+func TestAdmissionKnowsLongAgentNamesByLabelValue(t *testing.T) {
+	name := strings.Repeat("host-", 20) + "a"
+	plugins := admission.NewPlugins()
+	Register(plugins, time.Hour)
+	plugin, err := plugins.InitPlugin(PluginName, nil, admission.PluginInitializers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(labelled string) error {
+		task := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": v1alpha1.GroupVersion.String(), "kind": "DeployTask",
+			"metadata": map[string]any{"namespace": "shop", "name": "t", "labels": map[string]any{labelAgent: v1alpha1.LabelValue(labelled)}},
+		}}
+		a := admission.NewAttributesRecord(task, task.DeepCopy(), v1alpha1.GroupVersion.WithKind("DeployTask"), "shop", "t",
+			v1alpha1.GroupVersion.WithResource("deploytasks"), "status", admission.Update, nil, false,
+			&user.DefaultInfo{Name: UserName("shop", name), Groups: []string{Group}})
+		return plugin.(admission.ValidationInterface).Validate(context.Background(), a, nil)
+	}
+	if err := write(name); err != nil {
+		t.Errorf("its own task: %v", err)
+	}
+	if err := write(name + "x"); err == nil {
+		t.Error("another agent's task was let through")
 	}
 }

@@ -4,6 +4,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// AnnotationAgentEnrolment on an Agent is the id of the join token its host
+// last joined with; the server writes it when it approves the join. It
+// accepts for the Agent only certificates of that enrolment (they carry the
+// group stella:enrolment:<id>), so a certificate of an earlier Agent of the
+// same name, or of an earlier join, is refused.
+const AnnotationAgentEnrolment = "stella-ops.org/enrolment"
+
 // AgentSpec declares an agent that deploys to targets on its host.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.revoked) || !oldSelf.revoked || (has(self.revoked) && self.revoked)",message="spec.revoked cannot be set back to false: delete the Agent and let the host join again with a new token (stellactl agent join-token)"
 type AgentSpec struct {

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -71,15 +72,19 @@ func HasIdentity(dir string) bool {
 
 // Join turns a join token into the agent's own identity, kept in dir: it
 // checks the server against the CA hash before sending the token, asks for
-// a certificate for stella:agent:<namespace>:<name>, and waits for the
-// server to approve and sign it.
+// a certificate for stella:agent:<namespace>:<name> of the enrolment named
+// by the token's id, and waits for the server to approve and sign it.
 func Join(ctx context.Context, dir, namespace, name string, o JoinOptions) error {
+	tokenID, _, ok := strings.Cut(o.Token, ".")
+	if !ok || tokenID == "" {
+		return fmt.Errorf("--join-token: want <id>.<secret>, as stellactl agent join-token prints it")
+	}
 	caPEM, err := fetchCA(ctx, o.Server, o.CAHash)
 	if err != nil {
 		return err
 	}
 	cfg := &rest.Config{Host: o.Server, BearerToken: o.Token, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
-	keyPEM, certPEM, err := requestCertificate(ctx, cfg, agentauth.Agent{Namespace: namespace, Name: name}, o.CertTTL)
+	keyPEM, certPEM, err := requestCertificate(ctx, cfg, agentauth.Agent{Namespace: namespace, Name: name}, tokenID, o.CertTTL)
 	if err != nil {
 		return fmt.Errorf("join with the token: %w", err)
 	}
@@ -192,13 +197,18 @@ func (id *Identity) Renew(log logr.Logger) func(context.Context) error {
 }
 
 // RenewNow replaces the certificate with a new one, signed for the same
-// identity, and closes the connections opened with the old one.
+// identity and enrolment, and closes the connections opened with the old
+// one.
 func (id *Identity) RenewNow(ctx context.Context) error {
 	cfg, err := id.RESTConfig()
 	if err != nil {
 		return err
 	}
-	keyPEM, certPEM, err := requestCertificate(ctx, cfg, id.agent, id.ttl)
+	enrolment, ok := agentauth.EnrolmentOf(id.cert.Load().Leaf.Subject.Organization)
+	if !ok {
+		return fmt.Errorf("the agent's certificate in %s names several enrolments: remove %s and join again", id.dir, id.dir)
+	}
+	keyPEM, certPEM, err := requestCertificate(ctx, cfg, id.agent, enrolment, id.ttl)
 	if err != nil {
 		return err
 	}
@@ -216,14 +226,19 @@ func (id *Identity) RenewNow(ctx context.Context) error {
 }
 
 // requestCertificate makes a new key and has the server sign a client
-// certificate for the agent's identity.
-func requestCertificate(ctx context.Context, cfg *rest.Config, agent agentauth.Agent, ttl time.Duration) (keyPEM, certPEM []byte, err error) {
+// certificate for the agent's identity, of enrolment (none for a
+// certificate from before enrolments).
+func requestCertificate(ctx context.Context, cfg *rest.Config, agent agentauth.Agent, enrolment string, ttl time.Duration) (keyPEM, certPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
+	groups := []string{agentauth.Group}
+	if enrolment != "" {
+		groups = append(groups, agentauth.EnrolmentGroup(enrolment))
+	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: agentauth.UserName(agent.Namespace, agent.Name), Organization: []string{agentauth.Group}},
+		Subject: pkix.Name{CommonName: agentauth.UserName(agent.Namespace, agent.Name), Organization: groups},
 	}, key)
 	if err != nil {
 		return nil, nil, err

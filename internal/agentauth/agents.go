@@ -19,7 +19,8 @@ import (
 const syncTimeout = time.Minute
 
 // Agents says whether an agent identity still stands for an Agent that
-// exists and is not revoked. It answers from a watch of the Agents, so a
+// exists, is not revoked, and was last joined by the enrolment the
+// identity's certificate carries. It answers from a watch of the Agents, so a
 // deletion or a revocation counts as soon as the watch delivers it
 // (typically within milliseconds), and a lookup costs no request.
 type Agents struct {
@@ -39,7 +40,8 @@ func (w *Agents) Start(ctx context.Context, cfg *rest.Config) error {
 	}
 	gvr := v1alpha1.GroupVersion.WithResource("agents")
 	inf := dynamicinformer.NewFilteredDynamicInformer(dyn, gvr, "", 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}, nil)
-	// Only whether an Agent exists and is revoked matters here.
+	// Only whether an Agent exists, is revoked, and its enrolment matter
+	// here.
 	if err := inf.Informer().SetTransform(keepStanding); err != nil {
 		return fmt.Errorf("watch Agents: %w", err)
 	}
@@ -55,7 +57,8 @@ func (w *Agents) Start(ctx context.Context, cfg *rest.Config) error {
 
 func (w *Agents) use(l cache.GenericLister) { w.lister.Store(&l) }
 
-// keepStanding strips an Agent down to its name and spec.revoked.
+// keepStanding strips an Agent down to its name, enrolment and
+// spec.revoked.
 func keepStanding(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
@@ -69,6 +72,9 @@ func keepStanding(obj any) (any, error) {
 	kept.SetName(u.GetName())
 	kept.SetUID(u.GetUID())
 	kept.SetResourceVersion(u.GetResourceVersion())
+	if id, ok := u.GetAnnotations()[v1alpha1.AnnotationAgentEnrolment]; ok {
+		kept.SetAnnotations(map[string]string{v1alpha1.AnnotationAgentEnrolment: id})
+	}
 	if revoked {
 		if err := unstructured.SetNestedField(kept.Object, true, "spec", "revoked"); err != nil {
 			return nil, err
@@ -77,9 +83,9 @@ func keepStanding(obj any) (any, error) {
 	return kept, nil
 }
 
-// refusal says why the identity of agent is no longer accepted, or is
-// empty while it is.
-func (w *Agents) refusal(agent Agent) string {
+// refusal says why the identity of agent, with a certificate of enrolment,
+// is no longer accepted, or is empty while it is.
+func (w *Agents) refusal(agent Agent, enrolment string) string {
 	l := w.lister.Load()
 	if l == nil {
 		return "the server has not loaded the Agents yet: retry in a moment"
@@ -88,10 +94,26 @@ func (w *Agents) refusal(agent Agent) string {
 	if err != nil {
 		return fmt.Sprintf("Agent %s/%s does not exist: the certificate of a deleted Agent is refused; create the Agent and join its host with a new token (stellactl agent join-token)", agent.Namespace, agent.Name)
 	}
-	if u, ok := obj.(*unstructured.Unstructured); ok {
-		if revoked, _, _ := unstructured.NestedBool(u.Object, "spec", "revoked"); revoked {
-			return fmt.Sprintf("Agent %s/%s is revoked: delete it and join its host again with a new token (stellactl agent join-token)", agent.Namespace, agent.Name)
-		}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return fmt.Sprintf("Agent %s/%s: unexpected cached object %T", agent.Namespace, agent.Name, obj)
 	}
-	return ""
+	if revoked, _, _ := unstructured.NestedBool(u.Object, "spec", "revoked"); revoked {
+		return revokedRefusal(agent)
+	}
+	return enrolmentRefusal(agent, u.GetAnnotations()[v1alpha1.AnnotationAgentEnrolment], enrolment)
+}
+
+func revokedRefusal(agent Agent) string {
+	return fmt.Sprintf("Agent %s/%s is revoked: delete it and join its host again with a new token (stellactl agent join-token)", agent.Namespace, agent.Name)
+}
+
+// enrolmentRefusal says why a certificate of enrolment is refused for an
+// Agent last joined by current; empty when they are the same.
+func enrolmentRefusal(agent Agent, current, enrolment string) string {
+	if enrolment == current {
+		return ""
+	}
+	return fmt.Sprintf("the certificate is of an earlier join of Agent %s/%s (enrolment %q, the Agent's is %q): join its host again with a new token (stellactl agent join-token)",
+		agent.Namespace, agent.Name, enrolment, current)
 }

@@ -82,12 +82,12 @@ func (r *Approver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 		return ctrl.Result{}, nil
 	}
 	tokenID, withToken := joinTokenOf(csr)
-	if agent, ok := requestedAgent(csr); ok {
+	if agent, enrolment, ok := requestedAgent(csr); ok {
 		switch {
 		case csr.Spec.Username == UserName(agent.Namespace, agent.Name):
-			return ctrl.Result{}, r.decideRenewal(ctx, csr, agent)
+			return ctrl.Result{}, r.decideRenewal(ctx, csr, agent, enrolment)
 		case withToken:
-			if done, err := r.decideJoin(ctx, csr, agent, tokenID); err != nil || done {
+			if done, err := r.decideJoin(ctx, csr, agent, enrolment, tokenID); err != nil || done {
 				return ctrl.Result{}, err
 			}
 		}
@@ -105,11 +105,15 @@ func joinTokenOf(csr *certificatesv1.CertificateSigningRequest) (string, bool) {
 }
 
 // decideRenewal approves a request an agent makes with its own certificate
-// while its Agent stands, and denies it once the Agent is gone or revoked.
-func (r *Approver) decideRenewal(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, agent Agent) error {
-	refusal, err := r.refusal(ctx, agent)
+// for the same enrolment while its Agent stands, and denies it once the
+// Agent is gone or revoked, or was joined again since.
+func (r *Approver) decideRenewal(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, agent Agent, enrolment string) error {
+	a, refusal, err := r.standing(ctx, agent)
 	if err != nil {
 		return err
+	}
+	if refusal == "" {
+		refusal = enrolmentRefusal(agent, a.Annotations[v1alpha1.AnnotationAgentEnrolment], enrolment)
 	}
 	if refusal != "" {
 		return r.decide(ctx, csr, certificatesv1.CertificateDenied, reasonAgentRenewDenied, refusal)
@@ -118,10 +122,12 @@ func (r *Approver) decideRenewal(ctx context.Context, csr *certificatesv1.Certif
 }
 
 // decideJoin approves a request made with a join token issued for agent,
-// and deletes the token so that it serves once; it denies the request when
-// the Agent is gone or revoked. done is false when the request is left for
-// a person: its token is used up, expired, or another agent's.
-func (r *Approver) decideJoin(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, agent Agent, tokenID string) (done bool, err error) {
+// records the token as the Agent's enrolment, and deletes the token so that
+// it serves once; it denies the request when the Agent is gone or revoked,
+// or the request is not for the token's enrolment. done is false when the
+// request is left for a person: its token is used up, expired, or another
+// agent's.
+func (r *Approver) decideJoin(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, agent Agent, enrolment, tokenID string) (done bool, err error) {
 	token := &corev1.Secret{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: tokenSecretsNS, Name: "bootstrap-token-" + tokenID}, token); err != nil {
 		return false, client.IgnoreNotFound(err)
@@ -129,12 +135,25 @@ func (r *Approver) decideJoin(ctx context.Context, csr *certificatesv1.Certifica
 	if token.Labels[LabelTokenNamespace] != agent.Namespace || token.Labels[LabelTokenAgent] != agent.Name {
 		return false, nil
 	}
-	refusal, err := r.refusal(ctx, agent)
+	if enrolment != tokenID {
+		return true, r.decide(ctx, csr, certificatesv1.CertificateDenied, reasonAgentJoinDenied,
+			fmt.Sprintf("a request made with join token %s must carry the group %s (it carries %q): use a stella-agent of this server's version", tokenID, EnrolmentGroup(tokenID), enrolment))
+	}
+	a, refusal, err := r.standing(ctx, agent)
 	if err != nil {
 		return false, err
 	}
 	if refusal != "" {
 		return true, r.decide(ctx, csr, certificatesv1.CertificateDenied, reasonAgentJoinDenied, refusal)
+	}
+	// Recorded before the approval: the certificate is accepted only once
+	// the Agent names its enrolment, and every earlier one is refused.
+	if a.Annotations[v1alpha1.AnnotationAgentEnrolment] != enrolment {
+		before := a.DeepCopy()
+		metav1.SetMetaDataAnnotation(&a.ObjectMeta, v1alpha1.AnnotationAgentEnrolment, enrolment)
+		if err := r.Patch(ctx, a, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			return true, fmt.Errorf("record enrolment %s on Agent %s/%s: %w", enrolment, agent.Namespace, agent.Name, err)
+		}
 	}
 	if err := r.decide(ctx, csr, certificatesv1.CertificateApproved, reasonAgentJoin, fmt.Sprintf("join token %s of Agent %s/%s", tokenID, agent.Namespace, agent.Name)); err != nil {
 		return true, err
@@ -145,19 +164,20 @@ func (r *Approver) decideJoin(ctx context.Context, csr *certificatesv1.Certifica
 	return true, nil
 }
 
-// refusal says why agent may have no certificate, or is empty when it may.
-func (r *Approver) refusal(ctx context.Context, agent Agent) (string, error) {
+// standing reads agent's Agent and says why it may have no certificate:
+// it does not exist or is revoked; the refusal is empty when it may.
+func (r *Approver) standing(ctx context.Context, agent Agent) (*v1alpha1.Agent, string, error) {
 	a := &v1alpha1.Agent{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: agent.Namespace, Name: agent.Name}, a)
 	switch {
 	case apierrors.IsNotFound(err):
-		return fmt.Sprintf("Agent %s/%s does not exist: create it and join its host with a new token (stellactl agent join-token)", agent.Namespace, agent.Name), nil
+		return nil, fmt.Sprintf("Agent %s/%s does not exist: create it and join its host with a new token (stellactl agent join-token)", agent.Namespace, agent.Name), nil
 	case err != nil:
-		return "", fmt.Errorf("read Agent %s/%s: %w", agent.Namespace, agent.Name, err)
+		return nil, "", fmt.Errorf("read Agent %s/%s: %w", agent.Namespace, agent.Name, err)
 	case a.Spec.Revoked:
-		return fmt.Sprintf("Agent %s/%s is revoked: delete it and join its host again with a new token (stellactl agent join-token)", agent.Namespace, agent.Name), nil
+		return a, revokedRefusal(agent), nil
 	}
-	return "", nil
+	return a, "", nil
 }
 
 // expireJoinRequest deletes an undecided request made with a join token
@@ -193,24 +213,32 @@ func decided(csr *certificatesv1.CertificateSigningRequest) bool {
 	return false
 }
 
-// requestedAgent is the agent identity a request asks for, when it asks
-// for exactly that: CN stella:agent:<ns>:<name>, O stella:agents, client
+// requestedAgent is the agent identity and enrolment a request asks for,
+// when it asks for exactly that: CN stella:agent:<ns>:<name>, O
+// stella:agents and at most one stella:enrolment:<id>, client
 // authentication only.
-func requestedAgent(csr *certificatesv1.CertificateSigningRequest) (Agent, bool) {
+func requestedAgent(csr *certificatesv1.CertificateSigningRequest) (agent Agent, enrolment string, ok bool) {
 	req, err := parseRequest(csr.Spec.Request)
 	if err != nil {
-		return Agent{}, false
+		return Agent{}, "", false
 	}
-	if !slices.Equal(req.Subject.Organization, []string{Group}) || len(req.DNSNames)+len(req.IPAddresses)+len(req.EmailAddresses)+len(req.URIs) > 0 {
-		return Agent{}, false
+	orgs := req.Subject.Organization
+	enrolment, single := EnrolmentOf(orgs)
+	want := []string{Group}
+	if enrolment != "" {
+		want = append(want, EnrolmentGroup(enrolment))
+	}
+	if !single || !slices.Equal(slices.Sorted(slices.Values(orgs)), slices.Sorted(slices.Values(want))) ||
+		len(req.DNSNames)+len(req.IPAddresses)+len(req.EmailAddresses)+len(req.URIs) > 0 {
+		return Agent{}, "", false
 	}
 	for _, u := range csr.Spec.Usages {
 		if u != certificatesv1.UsageClientAuth && u != certificatesv1.UsageDigitalSignature && u != certificatesv1.UsageKeyEncipherment {
-			return Agent{}, false
+			return Agent{}, "", false
 		}
 	}
-	agent, ok, err := agentOf(&user.DefaultInfo{Name: req.Subject.CommonName, Groups: []string{Group}})
-	return agent, ok && err == nil
+	agent, ok, err = agentOf(&user.DefaultInfo{Name: req.Subject.CommonName, Groups: []string{Group}})
+	return agent, enrolment, ok && err == nil
 }
 
 // parseRequest reads a PEM certificate request and checks its signature.

@@ -44,6 +44,10 @@ func agentSubject(ns, name string) pkix.Name {
 	return pkix.Name{CommonName: UserName(ns, name), Organization: []string{Group}}
 }
 
+func enrolledSubject(ns, name, enrolment string) pkix.Name {
+	return pkix.Name{CommonName: UserName(ns, name), Organization: []string{Group, EnrolmentGroup(enrolment)}}
+}
+
 func scheme(t *testing.T) *runtime.Scheme {
 	t.Helper()
 	s := runtime.NewScheme()
@@ -67,25 +71,38 @@ func joinToken(id, ns, agent string, expires time.Time) *corev1.Secret {
 // The approver signs an agent's requests only while its Agent stands: a
 // renewal asked with the certificate of a deleted or revoked Agent is
 // denied with the reason, not approved for another lifetime, and so is a
-// join with a token of a revoked Agent. An undecided join request goes
-// away after joinRequestLifetime.
+// join with a token of a revoked Agent. A join records its token as the
+// Agent's enrolment, and a renewal of an earlier enrolment is denied. An
+// undecided join request goes away after joinRequestLifetime.
 func TestApprover(t *testing.T) {
 	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	standing := &v1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "host-a"}}
-	revoked := &v1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "host-r"}, Spec: v1alpha1.AgentSpec{Revoked: true}}
-	renewal := func(name string) *certificatesv1.CertificateSigningRequest {
+	enrolled := func(name, enrolment string) *v1alpha1.Agent {
+		return &v1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, Annotations: map[string]string{v1alpha1.AnnotationAgentEnrolment: enrolment}}}
+	}
+	standing := enrolled("host-a", "abcdef")
+	legacy := &v1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "host-a"}}
+	revoked := enrolled("host-r", "abcdef")
+	revoked.Spec.Revoked = true
+	request := func(name string, subject pkix.Name) *certificatesv1.CertificateSigningRequest {
 		return &certificatesv1.CertificateSigningRequest{
 			ObjectMeta: metav1.ObjectMeta{Name: "renew-" + name, CreationTimestamp: metav1.NewTime(now)},
 			Spec: certificatesv1.CertificateSigningRequestSpec{
-				Request: requestPEM(t, agentSubject("shop", name)), SignerName: clientSigner, Username: UserName("shop", name), Groups: []string{Group},
+				Request: requestPEM(t, subject), SignerName: clientSigner, Username: UserName("shop", name), Groups: []string{Group},
 				Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
 			},
 		}
 	}
+	renewal := func(name string) *certificatesv1.CertificateSigningRequest {
+		return request(name, enrolledSubject("shop", name, "abcdef"))
+	}
 	join := func(name, tokenID string, created time.Time) *certificatesv1.CertificateSigningRequest {
-		csr := renewal(name)
+		csr := request(name, enrolledSubject("shop", name, tokenID))
 		csr.Name, csr.CreationTimestamp = "join-"+name, metav1.NewTime(created)
 		csr.Spec.Username, csr.Spec.Groups = bootstrapPrefix+tokenID, []string{BootstrapGroup, "system:authenticated"}
+		return csr
+	}
+	claiming := func(csr *certificatesv1.CertificateSigningRequest, enrolment string) *certificatesv1.CertificateSigningRequest {
+		csr.Spec.Request = requestPEM(t, enrolledSubject("shop", "host-a", enrolment))
 		return csr
 	}
 	const (
@@ -103,12 +120,21 @@ func TestApprover(t *testing.T) {
 		message     string
 		tokenUsedUp bool
 		requeue     time.Duration
+		// enrolment is the Agent's afterwards, when it changes.
+		enrolment string
 	}{
 		{name: "renewal of a standing agent", csr: renewal("host-a"), agent: standing, want: approved},
+		{name: "renewal of an earlier join", csr: renewal("host-a"), agent: enrolled("host-a", "ghijkl"), want: denied, message: "earlier join of Agent shop/host-a"},
+		{name: "renewal of an earlier Agent of the name", csr: renewal("host-a"), agent: legacy, want: denied, message: "earlier join of Agent shop/host-a"},
+		{name: "renewal of a certificate from before enrolments", csr: request("host-a", agentSubject("shop", "host-a")), agent: legacy, want: approved},
 		{name: "renewal of a deleted agent", csr: renewal("host-d"), agent: standing, want: denied, message: "Agent shop/host-d does not exist"},
 		{name: "renewal of a revoked agent", csr: renewal("host-r"), agent: revoked, want: denied, message: "Agent shop/host-r is revoked"},
-		{name: "join of a standing agent", csr: join("host-a", "abcdef", now), agent: standing, token: joinToken("abcdef", "shop", "host-a", now.Add(time.Hour)),
-			want: approved, tokenUsedUp: true},
+		{name: "join of a standing agent", csr: join("host-a", "mnopqr", now), agent: standing, token: joinToken("mnopqr", "shop", "host-a", now.Add(time.Hour)),
+			want: approved, tokenUsedUp: true, enrolment: "mnopqr"},
+		{name: "join of a new agent", csr: join("host-a", "mnopqr", now), agent: legacy, token: joinToken("mnopqr", "shop", "host-a", now.Add(time.Hour)),
+			want: approved, tokenUsedUp: true, enrolment: "mnopqr"},
+		{name: "join for another enrolment than its token", csr: claiming(join("host-a", "mnopqr", now), "abcdef"), agent: standing, token: joinToken("mnopqr", "shop", "host-a", now.Add(time.Hour)),
+			want: denied, message: "must carry the group stella:enrolment:mnopqr"},
 		{name: "join of a revoked agent", csr: join("host-r", "abcdef", now), agent: revoked, token: joinToken("abcdef", "shop", "host-r", now.Add(time.Hour)),
 			want: denied, message: "Agent shop/host-r is revoked"},
 		{name: "join of a deleted agent", csr: join("host-d", "abcdef", now), agent: standing, token: joinToken("abcdef", "shop", "host-d", now.Add(time.Hour)),
@@ -151,6 +177,17 @@ func TestApprover(t *testing.T) {
 			}
 			if tc.want != deleted && (decision != tc.want || !strings.Contains(message, tc.message)) {
 				t.Errorf("decision %q (%q), want %q (%q)", decision, message, tc.want, tc.message)
+			}
+			wantEnrolment := tc.agent.Annotations[v1alpha1.AnnotationAgentEnrolment]
+			if tc.enrolment != "" {
+				wantEnrolment = tc.enrolment
+			}
+			after := &v1alpha1.Agent{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(tc.agent), after); err != nil {
+				t.Fatal(err)
+			}
+			if got := after.Annotations[v1alpha1.AnnotationAgentEnrolment]; got != wantEnrolment {
+				t.Errorf("the Agent's enrolment is %q, want %q", got, wantEnrolment)
 			}
 			if tc.token == nil {
 				return

@@ -29,8 +29,9 @@ const (
 // writes are allowed here and checked against the stored object by the
 // admission plugin.
 //
-// An identity whose Agent was deleted or revoked is refused everything,
-// whatever its certificate's lifetime, as agents says.
+// An identity whose Agent was deleted or revoked, or whose certificate is
+// of another join than the Agent's last, is refused everything, whatever
+// its certificate's lifetime, as agents says.
 func Authorizer(agents *Agents) authorizer.Authorizer {
 	return authorizer.AuthorizerFunc(func(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
 		return authorize(agents, a)
@@ -45,7 +46,11 @@ func authorize(agents *Agents, a authorizer.Attributes) (authorizer.Decision, st
 	if err != nil {
 		return authorizer.DecisionDeny, err.Error(), nil
 	}
-	if reason := agents.refusal(agent); reason != "" {
+	enrolment, ok := EnrolmentOf(a.GetUser().GetGroups())
+	if !ok {
+		return deny("agent %s/%s: a certificate carries at most one non-empty group %s<id>", agent.Namespace, agent.Name, enrolmentPrefix)
+	}
+	if reason := agents.refusal(agent, enrolment); reason != "" {
 		return authorizer.DecisionDeny, reason, nil
 	}
 	if !a.IsResourceRequest() {

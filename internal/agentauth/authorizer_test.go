@@ -99,8 +99,9 @@ func TestAuthorizer(t *testing.T) {
 }
 
 // An agent's certificate outlives its Agent: once the Agent is deleted or
-// revoked, the identity is refused everything, its own Targets, its
-// certificate renewal and discovery included, and the reason says why.
+// revoked, or its host joined again, the identity is refused everything,
+// its own Targets, its certificate renewal and discovery included, and the
+// reason says why.
 func TestAuthorizerRefusesAgentsGoneOrRevoked(t *testing.T) {
 	ownTargets := func(u user.Info, name string) authorizer.AttributesRecord {
 		return authorizer.AttributesRecord{User: u, Verb: "list", Namespace: "shop", APIGroup: "stella-ops.org", Resource: "targets", ResourceRequest: true,
@@ -112,10 +113,12 @@ func TestAuthorizerRefusesAgentsGoneOrRevoked(t *testing.T) {
 	discovery := func(u user.Info) authorizer.AttributesRecord {
 		return authorizer.AttributesRecord{User: u, Verb: "get", Path: "/apis"}
 	}
-	identity := func(name string) user.Info {
-		return &user.DefaultInfo{Name: UserName("shop", name), Groups: []string{Group}}
+	identity := func(name string, groups ...string) user.Info {
+		return &user.DefaultInfo{Name: UserName("shop", name), Groups: append([]string{Group}, groups...)}
 	}
-	loaded := agentsOf(t, agentObject("shop", "host-a", false), agentObject("shop", "host-r", true), agentObject("other", "host-d", false))
+	enrolled := agentObject("shop", "host-e", false)
+	enrolled.SetAnnotations(map[string]string{v1alpha1.AnnotationAgentEnrolment: "abcdef", "other": "x"})
+	loaded := agentsOf(t, agentObject("shop", "host-a", false), agentObject("shop", "host-r", true), agentObject("other", "host-d", false), enrolled)
 	for _, tc := range []struct {
 		name   string
 		agents *Agents
@@ -130,6 +133,11 @@ func TestAuthorizerRefusesAgentsGoneOrRevoked(t *testing.T) {
 		{"deleted agent discovers", loaded, discovery(identity("host-d")), authorizer.DecisionDeny, "Agent shop/host-d does not exist"},
 		{"revoked agent lists its targets", loaded, ownTargets(identity("host-r"), "host-r"), authorizer.DecisionDeny, "Agent shop/host-r is revoked"},
 		{"revoked agent renews", loaded, renewal(identity("host-r")), authorizer.DecisionDeny, "Agent shop/host-r is revoked"},
+		{"certificate of the Agent's enrolment", loaded, ownTargets(identity("host-e", EnrolmentGroup("abcdef")), "host-e"), authorizer.DecisionAllow, ""},
+		{"certificate of an earlier join", loaded, ownTargets(identity("host-e", EnrolmentGroup("ghijkl")), "host-e"), authorizer.DecisionDeny, "earlier join of Agent shop/host-e"},
+		{"certificate of an earlier Agent of the name", loaded, ownTargets(identity("host-a", EnrolmentGroup("ghijkl")), "host-a"), authorizer.DecisionDeny, "earlier join of Agent shop/host-a"},
+		{"certificate from before enrolments", loaded, ownTargets(identity("host-e"), "host-e"), authorizer.DecisionDeny, "earlier join of Agent shop/host-e"},
+		{"certificate of two enrolments", loaded, ownTargets(identity("host-e", EnrolmentGroup("abcdef"), EnrolmentGroup("ghijkl")), "host-e"), authorizer.DecisionDeny, "at most one"},
 		{"agents not loaded yet", NewAgents(), ownTargets(identity("host-a"), "host-a"), authorizer.DecisionDeny, "not loaded the Agents yet"},
 		{"other users need no Agent", NewAgents(), discovery(&user.DefaultInfo{Name: "alice"}), authorizer.DecisionNoOpinion, ""},
 	} {

@@ -24,6 +24,32 @@ func UserName(namespace, name string) string {
 	return userPrefix + namespace + ":" + name
 }
 
+// enrolmentPrefix starts the group that binds an agent's certificate to
+// one join of its host: stella:enrolment:<join token id>.
+const enrolmentPrefix = "stella:enrolment:"
+
+// EnrolmentGroup is the group of the certificates of the join made with
+// the join token id.
+func EnrolmentGroup(id string) string { return enrolmentPrefix + id }
+
+// EnrolmentOf is the enrolment in groups, empty when there is none, and
+// false when there are several.
+func EnrolmentOf(groups []string) (string, bool) {
+	var found []string
+	for _, g := range groups {
+		if id, ok := strings.CutPrefix(g, enrolmentPrefix); ok {
+			found = append(found, id)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", true
+	case 1:
+		return found[0], found[0] != ""
+	}
+	return "", false
+}
+
 // LeaseName is the Lease an agent heartbeats with.
 func LeaseName(agent string) string { return "agent-" + agent }
 

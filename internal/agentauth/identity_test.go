@@ -49,24 +49,29 @@ func TestRequestedAgentAcceptsOnlyAnAgentClientCertificate(t *testing.T) {
 	}
 	client := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}
 	for _, tc := range []struct {
-		name    string
-		request []byte
-		usages  []certificatesv1.KeyUsage
-		ok      bool
+		name      string
+		request   []byte
+		usages    []certificatesv1.KeyUsage
+		ok        bool
+		enrolment string
 	}{
-		{"an agent's client certificate", request("stella:agent:shop:host-1", []string{Group}), client, true},
-		{"another group", request("stella:agent:shop:host-1", []string{"system:masters"}), client, false},
-		{"an extra group", request("stella:agent:shop:host-1", []string{Group, "system:masters"}), client, false},
-		{"not an agent name", request("alice", []string{Group}), client, false},
-		{"with a DNS name", request("stella:agent:shop:host-1", []string{Group}, "evil.example"), client, false},
-		{"for serving", request("stella:agent:shop:host-1", []string{Group}), []certificatesv1.KeyUsage{certificatesv1.UsageServerAuth}, false},
-		{"not a request", []byte("garbage"), client, false},
+		{"an agent's client certificate", request("stella:agent:shop:host-1", []string{Group}), client, true, ""},
+		{"of an enrolment", request("stella:agent:shop:host-1", []string{Group, EnrolmentGroup("abcdef")}), client, true, "abcdef"},
+		{"of two enrolments", request("stella:agent:shop:host-1", []string{Group, EnrolmentGroup("abcdef"), EnrolmentGroup("ghijkl")}), client, false, ""},
+		{"of an empty enrolment", request("stella:agent:shop:host-1", []string{Group, EnrolmentGroup("")}), client, false, ""},
+		{"an enrolment without the agents' group", request("stella:agent:shop:host-1", []string{EnrolmentGroup("abcdef")}), client, false, ""},
+		{"another group", request("stella:agent:shop:host-1", []string{"system:masters"}), client, false, ""},
+		{"an extra group", request("stella:agent:shop:host-1", []string{Group, "system:masters"}), client, false, ""},
+		{"not an agent name", request("alice", []string{Group}), client, false, ""},
+		{"with a DNS name", request("stella:agent:shop:host-1", []string{Group}, "evil.example"), client, false, ""},
+		{"for serving", request("stella:agent:shop:host-1", []string{Group}), []certificatesv1.KeyUsage{certificatesv1.UsageServerAuth}, false, ""},
+		{"not a request", []byte("garbage"), client, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			csr := &certificatesv1.CertificateSigningRequest{Spec: certificatesv1.CertificateSigningRequestSpec{Request: tc.request, Usages: tc.usages}}
-			agent, ok := requestedAgent(csr)
-			if ok != tc.ok || (ok && agent != (Agent{"shop", "host-1"})) {
-				t.Fatalf("got %v, %v; want ok %v", agent, ok, tc.ok)
+			agent, enrolment, ok := requestedAgent(csr)
+			if ok != tc.ok || (ok && (agent != (Agent{"shop", "host-1"}) || enrolment != tc.enrolment)) {
+				t.Fatalf("got %v, %q, %v; want ok %v, enrolment %q", agent, enrolment, ok, tc.ok, tc.enrolment)
 			}
 		})
 	}

@@ -115,6 +115,9 @@ func (r *Approver) decideRenewal(ctx context.Context, csr *certificatesv1.Certif
 	if refusal == "" {
 		refusal = enrolmentRefusal(agent, a.Annotations[v1alpha1.AnnotationAgentEnrolment], enrolment)
 	}
+	if current, ok := EnrolmentOf(csr.Spec.Groups); refusal == "" && (!ok || current != enrolment) {
+		refusal = fmt.Sprintf("a renewal keeps the enrolment of the certificate it is made with (%q), not %q", current, enrolment)
+	}
 	if refusal != "" {
 		return r.decide(ctx, csr, certificatesv1.CertificateDenied, reasonAgentRenewDenied, refusal)
 	}

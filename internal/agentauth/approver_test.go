@@ -87,7 +87,7 @@ func TestApprover(t *testing.T) {
 		return &certificatesv1.CertificateSigningRequest{
 			ObjectMeta: metav1.ObjectMeta{Name: "renew-" + name, CreationTimestamp: metav1.NewTime(now)},
 			Spec: certificatesv1.CertificateSigningRequestSpec{
-				Request: requestPEM(t, subject), SignerName: clientSigner, Username: UserName("shop", name), Groups: []string{Group},
+				Request: requestPEM(t, subject), SignerName: clientSigner, Username: UserName("shop", name), Groups: subject.Organization,
 				Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
 			},
 		}
@@ -99,6 +99,11 @@ func TestApprover(t *testing.T) {
 		csr := request(name, enrolledSubject("shop", name, tokenID))
 		csr.Name, csr.CreationTimestamp = "join-"+name, metav1.NewTime(created)
 		csr.Spec.Username, csr.Spec.Groups = bootstrapPrefix+tokenID, []string{BootstrapGroup, "system:authenticated"}
+		return csr
+	}
+	// moving is a renewal asked with a certificate of another enrolment.
+	moving := func(csr *certificatesv1.CertificateSigningRequest, enrolment string) *certificatesv1.CertificateSigningRequest {
+		csr.Spec.Groups = []string{Group, EnrolmentGroup(enrolment)}
 		return csr
 	}
 	claiming := func(csr *certificatesv1.CertificateSigningRequest, enrolment string) *certificatesv1.CertificateSigningRequest {
@@ -126,6 +131,7 @@ func TestApprover(t *testing.T) {
 		{name: "renewal of a standing agent", csr: renewal("host-a"), agent: standing, want: approved},
 		{name: "renewal of an earlier join", csr: renewal("host-a"), agent: enrolled("host-a", "ghijkl"), want: denied, message: "earlier join of Agent shop/host-a"},
 		{name: "renewal of an earlier Agent of the name", csr: renewal("host-a"), agent: legacy, want: denied, message: "earlier join of Agent shop/host-a"},
+		{name: "renewal into another enrolment", csr: moving(renewal("host-a"), "ghijkl"), agent: standing, want: denied, message: "keeps the enrolment of the certificate"},
 		{name: "renewal of a certificate from before enrolments", csr: request("host-a", agentSubject("shop", "host-a")), agent: legacy, want: approved},
 		{name: "renewal of a deleted agent", csr: renewal("host-d"), agent: standing, want: denied, message: "Agent shop/host-d does not exist"},
 		{name: "renewal of a revoked agent", csr: renewal("host-r"), agent: revoked, want: denied, message: "Agent shop/host-r is revoked"},

@@ -23,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	etcdsnapshot "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
+	genericrequest "k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/stella-ops/stella/internal/tlog"
 	"github.com/stella-ops/stella/internal/version"
@@ -95,7 +96,11 @@ func (h snapshotHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Error(err, "Snapshot archive cut short")
 		return
 	}
-	h.log.Info("Served a snapshot archive", "user", r.Header.Get("X-Remote-User"))
+	who := ""
+	if u, ok := genericrequest.UserFrom(r.Context()); ok {
+		who = u.GetName()
+	}
+	h.log.Info("Served a snapshot archive", "user", who)
 }
 
 // saveEtcd writes etcd's snapshot of the store, consistent at one

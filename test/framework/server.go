@@ -43,6 +43,13 @@ type ServerOptions struct {
 	NoControllers bool
 	// Args are extra flags.
 	Args []string
+	// Env is extra environment, such as GOMEMLIMIT.
+	Env []string
+	// AddressSpace, when not zero, caps the server's virtual memory at this
+	// many bytes (RLIMIT_AS, set by prlimit before it starts): a hard bound,
+	// which an allocation cannot pass as it can pass GOMEMLIMIT. Embedded
+	// etcd alone maps about 10 GiB of address space.
+	AddressSpace uint64
 }
 
 // StartServer starts `stella serve` and waits until it is ready.
@@ -84,6 +91,12 @@ func LaunchServer(bin Binaries, o ServerOptions) (*Server, error) {
 	}
 	args = append(args, o.Args...)
 	cmd := exec.Command(bin.Stella, args...)
+	if o.AddressSpace > 0 {
+		// prlimit sets the limit on itself and executes the server, which
+		// keeps its process ID.
+		cmd = exec.Command("prlimit", append([]string{fmt.Sprintf("--as=%d", o.AddressSpace), "--", bin.Stella}, args...)...)
+	}
+	cmd.Env = append(os.Environ(), o.Env...)
 	log, err := os.CreateTemp("", "stella-serve-*.log")
 	if err != nil {
 		return nil, err

@@ -315,7 +315,7 @@ func conditionMessage(conds []metav1.Condition, t string) string {
 
 func tasksOf(ctx context.Context, promo *v1alpha1.Promotion) []v1alpha1.DeployTask {
 	var list v1alpha1.DeployTaskList
-	Expect(shared.AdminClient().List(ctx, &list, client.InNamespace(promo.Namespace), client.MatchingLabels{"stella-ops.org/promotion": promo.Name})).To(Succeed())
+	Expect(shared.AdminClient().List(ctx, &list, client.InNamespace(promo.Namespace), client.MatchingLabels{v1alpha1.LabelPromotion: v1alpha1.LabelValue(promo.Name)})).To(Succeed())
 	return list.Items
 }
 

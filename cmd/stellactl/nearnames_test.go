@@ -63,3 +63,19 @@ func TestNearNames(t *testing.T) {
 		})
 	}
 }
+
+func TestSomeNames(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		want  string
+	}{
+		{[]string{"prod"}, `"prod"`},
+		{[]string{"prod", "dev"}, `"dev" and "prod"`},
+		{[]string{"stage", "prod", "dev"}, `"dev", "prod" and "stage"`},
+		{[]string{"g", "f", "e", "d", "c", "b", "a"}, `"a", "b", "c", "d", "e" and 2 more`},
+	} {
+		if got := someNames(tc.names); got != tc.want {
+			t.Errorf("someNames(%q) = %s, want %s", tc.names, got, tc.want)
+		}
+	}
+}

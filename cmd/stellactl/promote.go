@@ -170,18 +170,18 @@ func missingReference(ctx context.Context, c client.Client, ns, field, kind, nam
 	case len(names) == 0:
 		msg += fmt.Sprintf("; namespace %s has no %ss: is -n/--namespace right?", ns, strings.ToLower(kind))
 	default:
-		slices.Sort(names)
-		msg += "; it has " + quotedList(names[:min(len(names), maxListedNames)], "and")
-		if len(names) > maxListedNames {
-			msg += fmt.Sprintf(" and %d more", len(names)-maxListedNames)
-		}
+		msg += "; it has " + someNames(names)
 	}
 	elsewhere, err := namespacesHolding(ctx, c, gvk, name)
 	if err != nil {
 		return "", err
 	}
-	if len(elsewhere) > 0 {
-		msg += fmt.Sprintf(" (a %s %s exists in namespace %s: pass -n %s)", kind, name, quotedList(elsewhere, "and"), elsewhere[0])
+	switch len(elsewhere) {
+	case 0:
+	case 1:
+		msg += fmt.Sprintf(" (%s %s exists in namespace %q: pass -n %s)", kind, name, elsewhere[0], elsewhere[0])
+	default:
+		msg += fmt.Sprintf(" (%s %s exists in namespaces %s: pass -n with one of them)", kind, name, someNames(elsewhere))
 	}
 	return msg, nil
 }
@@ -203,8 +203,21 @@ func namespacesHolding(ctx context.Context, c client.Client, gvk schema.GroupVer
 	for _, item := range list.Items {
 		namespaces = append(namespaces, item.Namespace)
 	}
-	slices.Sort(namespaces)
 	return namespaces, nil
+}
+
+// someNames lists the first maxListedNames of names in order, and counts
+// the rest.
+func someNames(names []string) string {
+	names = slices.Sorted(slices.Values(names))
+	if len(names) <= maxListedNames {
+		return quotedList(names, "and")
+	}
+	quoted := make([]string, maxListedNames)
+	for i, n := range names[:maxListedNames] {
+		quoted[i] = strconv.Quote(n)
+	}
+	return strings.Join(quoted, ", ") + fmt.Sprintf(" and %d more", len(names)-maxListedNames)
 }
 
 // quotedList is "a", "a" or "b", "a", "b" or "c".

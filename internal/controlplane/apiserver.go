@@ -50,8 +50,10 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	admission := opts.Admission.GenericAdmission
 	stellaadmission.RegisterIdentity(admission.Plugins)
 	agentauth.Register(admission.Plugins, o.AgentCertTTL)
+	stellaadmission.RegisterReferences(admission.Plugins)
 	// Stamp identities before any policy or webhook sees the object.
-	admission.RecommendedPluginOrder = append([]string{stellaadmission.IdentityPluginName, agentauth.PluginName}, admission.RecommendedPluginOrder...)
+	admission.RecommendedPluginOrder = append([]string{stellaadmission.IdentityPluginName, agentauth.PluginName,
+		stellaadmission.ReferencesPluginName}, admission.RecommendedPluginOrder...)
 	opts.SecureServing.BindAddress = ip
 	opts.SecureServing.BindPort = port
 	opts.SecureServing.ServerCert.CertKey.CertFile = certs.File(pki.ServingChainFile)

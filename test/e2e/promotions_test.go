@@ -129,17 +129,6 @@ var _ = Describe("promotions", func() {
 		Eventually(currentRelease(ctx, ns, "prod")).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal("shop-1"))
 	})
 
-	It("waits, naming the field, while the release it promotes does not exist", func(ctx SpecContext) {
-		promo := promote(ctx, admin, ns, "shop-typo", "dev")
-		Eventually(func() string {
-			got := &v1alpha1.Promotion{}
-			_ = admin.Get(ctx, client.ObjectKeyFromObject(promo), got)
-			return conditionMessage(got.Status.Conditions, v1alpha1.ConditionStalled)
-		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(ContainSubstring("spec.release: Release shop-typo does not exist"))
-		Expect(admin.Create(ctx, release(ns, "shop-typo", "1.0.1"))).To(Succeed())
-		reachesPhase(ctx, promo, v1alpha1.PromotionSucceeded)
-	})
-
 	It("rejects a release that has not succeeded upstream, whatever the gates say", func(ctx SpecContext) {
 		Expect(admin.Create(ctx, environment(ns, "prod", "dev"))).To(Succeed())
 		got := reachesPhase(ctx, promote(ctx, admin, ns, "shop-1", "prod"), v1alpha1.PromotionRejected)

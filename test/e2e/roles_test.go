@@ -40,6 +40,8 @@ var _ = Describe("roles", func() {
 		}
 		Expect(admin.Create(ctx, release(ns, "existing", "1.0.0"))).To(Succeed())
 		Expect(admin.Create(ctx, release(alt, "elsewhere", "1.0.0"))).To(Succeed())
+		// The server refuses a promotion into an environment that does not exist.
+		Expect(admin.Create(ctx, environment(ns, "dev"))).To(Succeed())
 		// An approval is bound to a promotion that exists.
 		Expect(admin.Create(ctx, promotion(ns, "p", "existing", "dev"))).To(Succeed())
 	})

@@ -69,6 +69,7 @@ var _ = Describe("the API rejects bad objects with a message that names the fiel
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 		Expect(err.Error()).To(ContainSubstring("spec is immutable"))
 
+		Expect(c.Create(ctx, environment(ns, "dev"))).To(Succeed())
 		promo := promotion(ns, "frozen-to-dev", "frozen", "dev")
 		Expect(c.Create(ctx, promo)).To(Succeed())
 		beforePromo := promo.DeepCopy()

@@ -131,7 +131,7 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, roll
 		}
 		name = ""
 		for _, p := range list.Items {
-			if p.Spec.Promotion == promotion && p.Spec.Type == v1alpha1.EvidenceDeployment || p.Spec.Type == v1alpha1.EvidenceRollback {
+			if p.Spec.Promotion == promotion && (p.Spec.Type == v1alpha1.EvidenceDeployment || p.Spec.Type == v1alpha1.EvidenceRollback) {
 				name = p.Name
 			}
 		}

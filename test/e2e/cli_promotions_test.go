@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"time"
 
@@ -25,7 +27,9 @@ var _ = Describe("stellactl promote, approve, reject, gates check and promote ca
 		kc := shared.Kubeconfig()
 
 		out, err := stellactl(ctx, kc, "gates", "check", "shop-1", "--env", "prod", "-n", ns)
-		Expect(err).NotTo(HaveOccurred(), out)
+		var exit *exec.ExitError
+		Expect(errors.As(err, &exit)).To(BeTrue(), "a pending verdict exits non-zero: %v\n%s", err, out)
+		Expect(exit.ExitCode()).To(Equal(9), out)
 		Expect(out).To(MatchRegexp(`two-approvers\s+approval\s+Pending\s+approval.insufficient`))
 		Expect(out).To(ContainSubstring("Decision: pending (approval.insufficient)"))
 		var promos v1alpha1.PromotionList

@@ -32,7 +32,7 @@ const revokeExample = `  # Cut the agent host-1 of namespace shop off at once
   stellactl agent revoke host-1 -n shop
 
   # Let its host back later, with a new identity
-  kubectl delete agent host-1 -n shop
+  stellactl delete agent host-1 -n shop
   stellactl agent join-token host-1 -n shop`
 
 func agentCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -133,7 +133,7 @@ func ensureAgent(ctx context.Context, c client.Client, ns, name string, capabili
 		return fmt.Errorf("read Agent %s/%s: %w", ns, name, err)
 	}
 	if agent.Spec.Revoked {
-		return fmt.Errorf("Agent %s/%s is revoked: delete it first (kubectl delete agent %s -n %s), then make its join token", ns, name, name, ns)
+		return fmt.Errorf("Agent %s/%s is revoked: delete it first (stellactl delete agent %s -n %s), then make its join token", ns, name, name, ns)
 	}
 	return nil
 }
@@ -183,7 +183,7 @@ func runRevoke(ctx context.Context, f cmdutil.Factory, out io.Writer, name strin
 		}
 		fmt.Fprintf(out, "Deleted its unused join token %s.\n", tokens.Items[i].Name)
 	}
-	fmt.Fprintf(out, "To let the host back: kubectl delete agent %s -n %s, then stellactl agent join-token %s -n %s\n", name, ns, name, ns)
+	fmt.Fprintf(out, "To let the host back: stellactl delete agent %s -n %s, then stellactl agent join-token %s -n %s\n", name, ns, name, ns)
 	return nil
 }
 

@@ -24,6 +24,13 @@ func sealedStatement(t *testing.T, change func(*decision.Record)) *evidence.Stat
 		Environment: decision.Named[v1alpha1.EnvironmentSpec]{Name: "prod", Value: v1alpha1.EnvironmentSpec{Gates: []v1alpha1.LocalObjectReference{{Name: "cue"}}}},
 		Gates:       []decision.Gate{{Name: "cue", Spec: v1alpha1.GateSpec{Policy: &v1alpha1.PolicyGate{Source: "allow: input.release.version == \"1.0.0\"\nreasons: []\n"}}}},
 	}
+	return sealInputs(t, in, change)
+}
+
+// sealInputs is the statement of the decision the evaluators make on in,
+// after change was applied to the record.
+func sealInputs(t *testing.T, in decision.Inputs, change func(*decision.Record)) *evidence.Statement {
+	t.Helper()
 	record, _, err := (&evaluation.Evaluator{}).Evaluate(in)
 	if err != nil {
 		t.Fatal(err)
@@ -75,20 +82,7 @@ func TestReplayNamesTheBoundApprovals(t *testing.T) {
 			PromotionUID: "uid-p2", Release: "shop", Components: []v1alpha1.ComponentDigest{{Name: "api", Image: image}}}}},
 	}
 	seal := func(in decision.Inputs, change func(*decision.Record)) *evidence.Statement {
-		record, _, err := (&evaluation.Evaluator{}).Evaluate(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		change(&record)
-		data, err := evidence.DecisionStatement("ns", "p", in.Release.Value, record)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := evidence.ParseStatement(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
+		return sealInputs(t, in, change)
 	}
 
 	var out bytes.Buffer

@@ -133,7 +133,7 @@ func ensureAgent(ctx context.Context, c client.Client, ns, name string, capabili
 		return fmt.Errorf("read Agent %s/%s: %w", ns, name, err)
 	}
 	if agent.Spec.Revoked {
-		return fmt.Errorf("Agent %s/%s is revoked: delete it first (stellactl delete agent %s -n %s), then make its join token", ns, name, name, ns)
+		return fmt.Errorf("agent %s/%s is revoked: delete it first (stellactl delete agent %s -n %s), then make its join token", ns, name, name, ns)
 	}
 	return nil
 }
@@ -167,7 +167,7 @@ func runRevoke(ctx context.Context, f cmdutil.Factory, out io.Writer, name strin
 	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"revoked":true}}`))
 	if err := c.Patch(ctx, agent, patch); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("Agent %s/%s does not exist: its certificate, if any, is refused already", ns, name)
+			return fmt.Errorf("agent %s/%s does not exist: its certificate, if any, is refused already", ns, name)
 		}
 		return fmt.Errorf("revoke Agent %s/%s: %w", ns, name, err)
 	}

@@ -89,10 +89,10 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 				*configFlags.KubeConfig = path
 			}
 			if *configFlags.APIServer == "" {
-				switch {
-				case from == "":
+				switch from {
+				case "":
 					getter.missing = noKubeconfigError(in)
-				case from == "$KUBECONFIG":
+				case "$KUBECONFIG":
 					getter.missing = missingEnvKubeconfigError(in)
 				}
 			}

@@ -134,7 +134,8 @@ func (d dataDir) lock(holder string) (*dataLock, error) {
 	// The lock is ours: say who holds it. A stale line from a process that
 	// ended is replaced here; the flock, not the content, is the lock.
 	line := fmt.Sprintf("process %d (%s, started %s)\n", os.Getpid(), holder, time.Now().UTC().Format(time.RFC3339))
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt([]byte(line), 0)
 	}
 	if err != nil {

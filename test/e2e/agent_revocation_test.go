@@ -118,7 +118,7 @@ var _ = Describe("an agent's identity outlives nothing", func() {
 		Expect(err.Error()).To(ContainSubstring("spec.revoked cannot be set back to false"))
 		out, err = stellactl(ctx, shared.Kubeconfig(), "agent", "join-token", "host-r", "-n", ns)
 		Expect(err).To(HaveOccurred())
-		Expect(out).To(ContainSubstring("Agent " + ns + "/host-r is revoked: delete it first"))
+		Expect(out).To(ContainSubstring("agent " + ns + "/host-r is revoked: delete it first"))
 
 		By("approving no renewal for host-d or host-r after they were cut off")
 		var requests certificatesv1.CertificateSigningRequestList

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -73,7 +75,15 @@ var _ = Describe("several replicas on an external etcd", func() {
 		// The second replica runs without the API server's watch cache, as
 		// a site short of memory would: what it reconciles after the
 		// takeover it reads through etcd's own watches.
-		second := startServer(framework.ServerOptions{EtcdServers: []string{etcd.ClientURL}, DataDir: first.DataDir, Args: []string{"--watch-cache=false"}})
+		// Each replica has its own data directory (one process holds a data
+		// directory), with the first one's PKI and stella.json, as the README
+		// says to set replicas up.
+		secondDir := filepath.Join(GinkgoT().TempDir(), "second")
+		Expect(os.CopyFS(filepath.Join(secondDir, "pki"), os.DirFS(filepath.Join(first.DataDir, "pki")))).To(Succeed())
+		marker, err := os.ReadFile(filepath.Join(first.DataDir, "stella.json"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.WriteFile(filepath.Join(secondDir, "stella.json"), marker, 0o600)).To(Succeed())
+		second := startServer(framework.ServerOptions{EtcdServers: []string{etcd.ClientURL}, DataDir: secondDir, Args: []string{"--watch-cache=false"}})
 		Eventually(func() bool { return watchCacheOf(ctx, first) }).WithContext(ctx).WithTimeout(10*time.Second).
 			Should(BeTrue(), "the watch cache is on by default")
 		Consistently(func() bool { return watchCacheOf(ctx, second) }).WithContext(ctx).WithTimeout(2*time.Second).

@@ -135,11 +135,14 @@ type DeployTaskStatus struct {
 }
 
 // DeployTask is the deployment of one promotion's release to one target. The
-// promotion reconciler creates it; the agent serving the target runs it.
+// promotion reconciler creates it; the agent serving the target runs it and
+// reports its result, unless the server times it out first. Once its phase
+// is terminal it never changes: whichever result was stored first stands.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dt,categories=stella
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Succeeded', 'Failed', 'RolledBack', 'TimedOut', 'Cancelled']) || (has(self.status) && has(self.status.phase) && self.status.phase == oldSelf.status.phase)",fieldPath=".status.phase",reason=FieldValueForbidden,message="the task ended (Succeeded, Failed, RolledBack, TimedOut or Cancelled) and its first result stands; a late result is not recorded, and deploying again takes a new promotion"
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.target`
 // +kubebuilder:printcolumn:name="Release",type=string,JSONPath=`.spec.release`
 // +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`

@@ -216,11 +216,14 @@ type TargetProgress struct {
 
 // Promotion asks for a release to be promoted into an environment: its gates
 // are evaluated on frozen inputs, the decision is recorded with reason codes,
-// and on allow the release is deployed target by target.
+// and on allow the release is deployed target by target. Only the promotion
+// reconciler writes its status (a cancel is asked for by annotation), and a
+// terminal phase never changes.
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=promo,categories=stella
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in ['Succeeded', 'Rejected', 'Failed', 'RolledBack', 'Cancelled']) || (has(self.status) && has(self.status.phase) && self.status.phase == oldSelf.status.phase)",fieldPath=".status.phase",reason=FieldValueForbidden,message="the promotion ended (Succeeded, Rejected, Failed, RolledBack or Cancelled) and its outcome stands; promote the release again with a new Promotion"
 // +kubebuilder:printcolumn:name="Release",type=string,JSONPath=`.spec.release`
 // +kubebuilder:printcolumn:name="Environment",type=string,JSONPath=`.spec.environment`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

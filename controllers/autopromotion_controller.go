@@ -18,9 +18,6 @@ import (
 // LabelAutoPromotion marks the promotions Stella created by itself.
 const LabelAutoPromotion = "stella-ops.org/auto-promotion"
 
-// reasonSuperseded is why a queued auto-promotion was cancelled.
-const reasonSuperseded = "Superseded"
-
 // AutoPromotionReconciler promotes releases into environments that set
 // spec.autoPromote: the newest release into an environment that promotes
 // from nowhere, and the newest release that succeeded upstream into one that
@@ -63,15 +60,18 @@ func (r *AutoPromotionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 			return ctrl.Result{}, nil // promoted once; a failure is not retried by itself
 		}
 	}
-	if err := r.supersede(ctx, env, promos.Items, newest.Name); err != nil {
-		return ctrl.Result{}, err
-	}
 	promo := &v1alpha1.Promotion{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: env.Namespace, Name: autoPromotionName(newest.Name, env.Name),
 			Labels: map[string]string{LabelAutoPromotion: "true"},
 		},
 		Spec: v1alpha1.PromotionSpec{Release: newest.Name, Environment: env.Name, Reason: from},
+	}
+	if err := r.supersede(ctx, promos.Items, promo); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil // it changed since read: judge it again
+		}
+		return ctrl.Result{}, err
 	}
 	if err := r.Create(ctx, promo); err != nil && !apierrors.IsAlreadyExists(err) {
 		return ctrl.Result{}, fmt.Errorf("create promotion %s: %w", promo.Name, err)
@@ -138,25 +138,26 @@ func newer(a, b *v1alpha1.Release) bool {
 	return a.Name > b.Name
 }
 
-// supersede cancels the auto-promotions into env that still wait in the
-// queue for an older release.
-func (r *AutoPromotionReconciler) supersede(ctx context.Context, env *v1alpha1.Environment, promos []v1alpha1.Promotion, newest string) error {
+// supersede asks to cancel the auto-promotions that still wait in the queue
+// for an older release than by's, the way stellactl promote cancel does: the
+// promotion reconciler owns their status and cancels them, saying which
+// promotion superseded them. A promotion that changed since it was read is
+// left alone (the request fails with a conflict), since it may have left the
+// queue meanwhile.
+func (r *AutoPromotionReconciler) supersede(ctx context.Context, promos []v1alpha1.Promotion, by *v1alpha1.Promotion) error {
 	for i := range promos {
 		p := &promos[i]
 		reconciling := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciling)
 		queued := reconciling != nil && reconciling.Reason == reasonQueued
-		if p.Labels[LabelAutoPromotion] != "true" || p.Status.Phase.IsTerminal() || !queued || p.Spec.Release == newest {
+		if _, cancelling := p.Annotations[AnnotationCancel]; cancelling || p.Labels[LabelAutoPromotion] != "true" ||
+			p.Status.Phase.IsTerminal() || !queued || p.Spec.Release == by.Spec.Release {
 			continue
 		}
-		before := p.DeepCopy()
-		now := metav1.Now()
-		p.Status.Phase = v1alpha1.PromotionCancelled
-		p.Status.FinishedAt = &now
-		meta.RemoveStatusCondition(&p.Status.Conditions, v1alpha1.ConditionReconciling)
-		meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse,
-			Reason: reasonSuperseded, Message: fmt.Sprintf("superseded by the newer release %s", newest), ObservedGeneration: p.Generation})
-		if err := r.Status().Patch(ctx, p, client.MergeFrom(before), fieldOwner); err != nil {
-			return fmt.Errorf("cancel superseded promotion %s: %w", p.Name, err)
+		patch := client.MergeFromWithOptions(p.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		metav1.SetMetaDataAnnotation(&p.ObjectMeta, AnnotationCancel,
+			fmt.Sprintf("superseded by promotion %s of the newer release %s", by.Name, by.Spec.Release))
+		if err := r.Patch(ctx, p, patch); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("ask to cancel the superseded promotion %s: %w", p.Name, err)
 		}
 	}
 	return nil

@@ -31,6 +31,8 @@ import (
 
 // AnnotationCancel on a Promotion asks to cancel it: it ends Cancelled, and
 // no more DeployTasks are created (those already started run to their end).
+// A value other than "true" says why, and shows in the Ready message: the
+// auto-promotion controller names the promotion that superseded it.
 const AnnotationCancel = "stella-ops.org/cancel"
 
 // Condition reasons of Promotions.
@@ -142,8 +144,12 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !decided(promo) {
 		r.clock.seen(promo, time.Now())
 	}
-	if _, cancel := promo.Annotations[AnnotationCancel]; cancel {
-		r.finish(promo, v1alpha1.PromotionCancelled, reasonCancelled, fmt.Sprintf("cancelled on request in phase %s", before.Status.Phase))
+	if why, cancel := promo.Annotations[AnnotationCancel]; cancel {
+		message := fmt.Sprintf("cancelled on request in phase %s", before.Status.Phase)
+		if why != "" && why != "true" {
+			message += ": " + why
+		}
+		r.finish(promo, v1alpha1.PromotionCancelled, reasonCancelled, message)
 		return ctrl.Result{}, nil
 	}
 	if ahead, err := r.promotionAhead(ctx, promo); err != nil || ahead != "" {

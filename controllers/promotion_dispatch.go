@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -399,7 +400,8 @@ func (r *PromotionReconciler) createRollback(ctx context.Context, promo *v1alpha
 }
 
 // timeOutSilentTasks ends the tasks whose deadline passed without a result,
-// and returns how long until the next deadline.
+// and returns how long until the next deadline. Each task ends up as stored:
+// one whose result the agent stored first keeps it.
 func (r *PromotionReconciler) timeOutSilentTasks(ctx context.Context, tasks []v1alpha1.DeployTask) (time.Duration, error) {
 	now := r.now()
 	var next time.Duration
@@ -413,15 +415,33 @@ func (r *PromotionReconciler) timeOutSilentTasks(ctx context.Context, tasks []v1
 			next = sooner(next, left+time.Second)
 			continue
 		}
-		before := t.DeepCopy()
-		t.Status.Phase = v1alpha1.DeployTaskTimedOut
-		t.Status.Message = fmt.Sprintf("no result within %s", t.Spec.Timeout.Duration)
-		t.Status.FinishedAt = &metav1.Time{Time: now}
-		if err := r.Status().Patch(ctx, t, client.MergeFrom(before), fieldOwner); err != nil {
+		if err := r.timeOut(ctx, t, now); err != nil {
 			return 0, fmt.Errorf("time out DeployTask %s: %w", t.Name, err)
 		}
 	}
 	return next, nil
+}
+
+// timeOut stores TimedOut on the task, over the version read only: the
+// agent may store its result at the same moment. When the task changed
+// since, it is read again past the cache, and a result stored first stands.
+func (r *PromotionReconciler) timeOut(ctx context.Context, task *v1alpha1.DeployTask, now time.Time) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if task.Status.Phase.IsTerminal() {
+			return nil
+		}
+		before := task.DeepCopy()
+		task.Status.Phase = v1alpha1.DeployTaskTimedOut
+		task.Status.Message = fmt.Sprintf("no result within %s", task.Spec.Timeout.Duration)
+		task.Status.FinishedAt = &metav1.Time{Time: now}
+		err := r.Status().Patch(ctx, task, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), fieldOwner)
+		if apierrors.IsConflict(err) {
+			if readErr := r.uncached().Get(ctx, client.ObjectKeyFromObject(task), task); readErr != nil {
+				return fmt.Errorf("read it again: %w", readErr)
+			}
+		}
+		return err
+	})
 }
 
 // waitingOnTarget wakes the decided, open promotions into the environments

@@ -10,6 +10,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,6 +25,10 @@ import (
 
 // pausedRecheck is how often a paused agent looks whether it may go on.
 const pausedRecheck = 10 * time.Second
+
+// reasonLateResult is the event reason of a result that came after the
+// task had ended.
+const reasonLateResult = "ResultNotRecorded"
 
 // taskRunner runs the DeployTasks of the agent's Targets.
 type taskRunner struct{ *agent }
@@ -90,6 +95,11 @@ func (r taskRunner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resul
 	defer cancel()
 	phase, message := r.run(runCtx, driver, target, task)
 	if err := <-started; err != nil {
+		var ended taskEnded
+		if errors.As(err, &ended) {
+			r.lateResult(running, "the result "+string(phase), ended)
+			return ctrl.Result{}, nil
+		}
 		return ctrl.Result{}, err // the task is applied again, which changes nothing that runs
 	}
 	if ctx.Err() != nil {
@@ -143,33 +153,103 @@ func deadlineOr(ctx context.Context, def time.Time) time.Time {
 
 // start records that the task runs, and how often it was started.
 func (r taskRunner) start(ctx context.Context, task *v1alpha1.DeployTask) error {
-	before := task.DeepCopy()
-	task.Status.Phase = v1alpha1.DeployTaskRunning
-	task.Status.Attempts++
-	if task.Status.StartedAt == nil {
-		task.Status.StartedAt = &metav1.Time{Time: time.Now()}
-	}
-	task.Status.Message = fmt.Sprintf("%s on %s is deploying (attempt %d)", r.who(), r.hostname, task.Status.Attempts)
-	task.Status.ObservedGeneration = task.Generation
-	if err := r.client.Status().Patch(ctx, task, client.MergeFrom(before)); err != nil {
+	err := r.report(ctx, task, func(task *v1alpha1.DeployTask) {
+		task.Status.Phase = v1alpha1.DeployTaskRunning
+		task.Status.Attempts++
+		if task.Status.StartedAt == nil {
+			task.Status.StartedAt = &metav1.Time{Time: time.Now()}
+		}
+		task.Status.Message = fmt.Sprintf("%s on %s is deploying (attempt %d)", r.who(), r.hostname, task.Status.Attempts)
+		task.Status.ObservedGeneration = task.Generation
+	})
+	if err != nil {
 		return fmt.Errorf("report DeployTask %s running: %w", task.Name, err)
 	}
 	return nil
 }
 
-// finish records the task's result. The promotion reconciler reads it.
+// finish records the task's result. The promotion reconciler reads it. A
+// result that comes after the task ended (the server timed it out first) is
+// not recorded, and not retried: the first result stands.
 func (r taskRunner) finish(ctx context.Context, task *v1alpha1.DeployTask, phase v1alpha1.DeployTaskPhase, message string, observed []v1alpha1.ComponentDigest) error {
-	before := task.DeepCopy()
-	task.Status.Phase = phase
-	task.Status.Message = gates.Truncate(message, 1024)
-	task.Status.Observed = observed
-	task.Status.FinishedAt = &metav1.Time{Time: time.Now()}
-	task.Status.ObservedGeneration = task.Generation
-	if err := r.client.Status().Patch(ctx, task, client.MergeFrom(before)); err != nil {
+	err := r.report(ctx, task, func(task *v1alpha1.DeployTask) {
+		task.Status.Phase = phase
+		task.Status.Message = gates.Truncate(message, 1024)
+		task.Status.Observed = observed
+		task.Status.FinishedAt = &metav1.Time{Time: time.Now()}
+		task.Status.ObservedGeneration = task.Generation
+	})
+	var ended taskEnded
+	if errors.As(err, &ended) {
+		r.lateResult(task, "the result "+string(phase), ended)
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("report DeployTask %s %s: %w", task.Name, phase, err)
 	}
 	r.events.Eventf(task, eventType(phase), string(phase), "%s", task.Status.Message)
 	return nil
+}
+
+// report applies change to the task's status and writes it over the version
+// the task was read at: the server may time the task out at the same
+// moment. When the task changed since, it is read again: one that ended
+// meanwhile keeps its result and report returns taskEnded; otherwise the
+// change is made again on the task as stored.
+func (r taskRunner) report(ctx context.Context, task *v1alpha1.DeployTask, change func(*v1alpha1.DeployTask)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if task.Status.Phase.IsTerminal() {
+			return taskEnded{task: task.Name, phase: task.Status.Phase, message: task.Status.Message}
+		}
+		before := task.DeepCopy()
+		change(task)
+		err := r.client.Status().Patch(ctx, task, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		if apierrors.IsConflict(err) {
+			if readErr := r.reread(ctx, task); readErr != nil {
+				return fmt.Errorf("read DeployTask %s again: %w", task.Name, readErr)
+			}
+		}
+		return err
+	})
+}
+
+// reread reads the task from the API server, past the cache. An agent may
+// read its tasks only by listing them with its label, so it reads the task
+// that way; the server reads it by name.
+func (r taskRunner) reread(ctx context.Context, task *v1alpha1.DeployTask) error {
+	if r.server() {
+		return r.reader.Get(ctx, client.ObjectKeyFromObject(task), task)
+	}
+	var list v1alpha1.DeployTaskList
+	if err := r.reader.List(ctx, &list, client.InNamespace(task.Namespace), client.MatchingLabels{v1alpha1.LabelAgent: v1alpha1.LabelValue(r.Name)},
+		client.MatchingFields{"metadata.name": task.Name}); err != nil {
+		return err
+	}
+	if len(list.Items) != 1 {
+		return apierrors.NewNotFound(v1alpha1.GroupVersion.WithResource("deploytasks").GroupResource(), task.Name)
+	}
+	list.Items[0].DeepCopyInto(task)
+	return nil
+}
+
+// taskEnded says the task reached a terminal phase before a report on it
+// could be stored.
+type taskEnded struct {
+	task    string
+	phase   v1alpha1.DeployTaskPhase
+	message string
+}
+
+func (e taskEnded) Error() string {
+	return fmt.Sprintf("DeployTask %s had already ended %s (%s)", e.task, e.phase, e.message)
+}
+
+// lateResult tells, on the task and in the log, of what came after the task
+// ended: the stored result stands, and this one is dropped for good.
+func (r taskRunner) lateResult(task *v1alpha1.DeployTask, what string, ended taskEnded) {
+	r.log.Info("A task ended before its result came; the result is not recorded", "deployTask", task.Name, "ended", ended.phase, "late", what)
+	r.events.Eventf(task, "Warning", reasonLateResult, "%s of %s on %s came too late: %v, which stands; it is not recorded",
+		what, r.who(), r.hostname, ended)
 }
 
 // observeAfter reports the target's state right after a task, so the next

@@ -193,11 +193,12 @@ func decided(promo *v1alpha1.Promotion) bool {
 }
 
 // persist writes the status changes since before, and tells of a new phase
-// by an event and the phase metric once it is stored. With asRead, the
-// write fails with a conflict when the promotion changed since it was read.
+// by an event and the phase metric once it is stored. With asRead, and for
+// the write that ends the promotion, the write fails with a conflict when
+// the promotion changed since it was read: a stale read never ends it twice.
 func (r *PromotionReconciler) persist(ctx context.Context, before, promo *v1alpha1.Promotion, asRead bool) error {
 	patch := client.MergeFrom(before)
-	if asRead {
+	if asRead || promo.Status.Phase.IsTerminal() {
 		// The lock's resourceVersion makes no patch empty: look first.
 		if data, err := patch.Data(promo); err != nil || string(data) == "{}" {
 			return err

@@ -78,3 +78,38 @@ func TestAStaleReadNeverDecidesTwice(t *testing.T) {
 		t.Errorf("the stored status changed:\nbefore %+v\nafter  %+v", decided.Status, after.Status)
 	}
 }
+
+// A reconcile working from a copy read while the promotion was deploying,
+// after it had ended, must not end it a second time (with another finish
+// time, and a second event): its write meets a conflict.
+func TestAStaleReadNeverEndsTwice(t *testing.T) {
+	ro := newRollout(t, "p1", v1alpha1.EnvironmentSpec{}, nil, devTarget("web", "host-1"))
+	deploying, _, err := ro.reconcile()
+	if err != nil || deploying.Status.Phase != v1alpha1.PromotionDeploying {
+		t.Fatalf("first reconcile: %s, %v; want Deploying", deploying.Status.Phase, err)
+	}
+	ctx := context.Background()
+	task := &v1alpha1.DeployTask{}
+	if err := ro.c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: deploying.Status.Targets[0].DeployTask}, task); err != nil {
+		t.Fatal(err)
+	}
+	before := task.DeepCopy()
+	task.Status.Phase = v1alpha1.DeployTaskSucceeded
+	if err := ro.c.Status().Patch(ctx, task, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+	ended, _, err := ro.reconcile()
+	if err != nil || ended.Status.Phase != v1alpha1.PromotionSucceeded {
+		t.Fatalf("second reconcile: %s, %v; want Succeeded", ended.Status.Phase, err)
+	}
+
+	ro.r.Client = staleReads{Client: ro.c, stale: deploying}
+	ro.now = ro.now.Add(time.Hour)
+	after, res, err := ro.reconcile()
+	if err != nil || res.RequeueAfter != conflictRetry {
+		t.Fatalf("reconcile from the stale copy = %+v, %v; want a retry after %s and no error", res, err, conflictRetry)
+	}
+	if !equality.Semantic.DeepEqual(after.Status, ended.Status) {
+		t.Errorf("the stored status changed:\nbefore %+v\nafter  %+v", ended.Status, after.Status)
+	}
+}

@@ -77,8 +77,9 @@ func evidenceExportCommand(f cmdutil.Factory, streams genericiooptions.IOStreams
 		Short: "Write the sealed decision of a promotion to a tar file that verifies offline",
 		Long: `Write the sealed evidence of a promotion's decision (or, with --rollout, of
 its finished deployment or rollback) to a tar archive: the
-in-toto statement, its DSSE envelope, the log checkpoint and the inclusion proof,
-and the server's public keys. 'stellactl evidence verify' checks it on any
+in-toto statement, its DSSE envelope, its log entry (the leaf), the log
+checkpoint and the inclusion proof, and the server's public keys (docs/evidence.md
+describes every byte). 'stellactl evidence verify' checks it on any
 machine, with no access to the server.
 
 Reading evidence needs the stella-auditor ClusterRole (a ClusterRoleBinding:
@@ -158,6 +159,7 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, roll
 	}{
 		{blobPath(obj.Spec.ContentDigest), &p.Statement},
 		{blobPath(obj.Status.EnvelopeDigest), &p.Envelope},
+		{evidence.PathEntries + obj.Status.LogIndex, &p.Leaf},
 		{evidence.PathKeys + obj.Status.KeyID + ".pub", &p.SigningKey},
 		{evidence.PathCheckpointKey, &p.CheckpointKey},
 	} {
@@ -191,7 +193,7 @@ func evidenceGetter(f cmdutil.Factory) (func(context.Context, string) ([]byte, e
 		case status == http.StatusForbidden:
 			return nil, fmt.Errorf("forbidden: reading %s%s needs the stella-auditor ClusterRole, bound cluster-wide", evidence.PathPrefix, path)
 		case status == http.StatusNotFound:
-			return nil, fmt.Errorf("%s%s: not found (does this server keep evidence?)", evidence.PathPrefix, path)
+			return nil, fmt.Errorf("read %s%s: %w (does this server keep evidence?)", evidence.PathPrefix, path, err)
 		case err != nil:
 			return nil, fmt.Errorf("read %s%s from the server: %w", evidence.PathPrefix, path, err)
 		}

@@ -27,6 +27,7 @@ const (
 	FileEnvelope      = "envelope.json"
 	FileCheckpoint    = "checkpoint"
 	FileProof         = "proof.json"
+	FileLeaf          = "log-entry.json"
 	FileSigningKey    = PublicKeyFile
 	FileCheckpointKey = CheckpointVerifierFile
 	FileObject        = "packet.json"
@@ -40,9 +41,9 @@ const MaxPacketSize = 8 << 20
 
 // Bounds of the members that have no bound of their own elsewhere.
 const (
-	// maxSmallMember bounds the checkpoint, the proof and the two public
-	// keys: each is a few hundred bytes (a proof of a log of 2^64 entries
-	// has 64 hashes).
+	// maxSmallMember bounds the checkpoint, the proof, the log entry and
+	// the two public keys: each is a few hundred bytes (a proof of a log of
+	// 2^64 entries has 64 hashes).
 	maxSmallMember = 64 << 10
 	// maxObjectMember bounds the EvidencePacket as the server showed it: an
 	// API object, which etcd keeps under 1.5 MiB.
@@ -66,6 +67,9 @@ var packetMembers = []packetMember{
 	{FileEnvelope, MaxEnvelopeSize, true},
 	{FileCheckpoint, maxSmallMember, true},
 	{FileProof, maxSmallMember, true},
+	// Packets exported before the leaf was have none; a verifier rebuilds
+	// it from the statement.
+	{FileLeaf, maxSmallMember, false},
 	{FileSigningKey, maxSmallMember, false},
 	{FileCheckpointKey, maxSmallMember, false},
 	{FileObject, maxObjectMember, false},
@@ -78,6 +82,9 @@ type Packet struct {
 	Envelope   []byte
 	Checkpoint []byte
 	Proof      Proof
+	// Leaf is the log's entry for the statement, the bytes whose RFC 6962
+	// leaf hash the proof proves. Verify checks it is the statement's.
+	Leaf []byte
 	// SigningKey and CheckpointKey are the server's public keys, for
 	// convenience: a careful verifier brings its own.
 	SigningKey    []byte
@@ -94,7 +101,7 @@ func (p *Packet) WriteTar(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	files := map[string][]byte{FileStatement: p.Statement, FileEnvelope: p.Envelope, FileCheckpoint: p.Checkpoint, FileProof: proof,
+	files := map[string][]byte{FileStatement: p.Statement, FileEnvelope: p.Envelope, FileCheckpoint: p.Checkpoint, FileProof: proof, FileLeaf: p.Leaf,
 		FileSigningKey: p.SigningKey, FileCheckpointKey: p.CheckpointKey, FileObject: p.Object}
 	tw := tar.NewWriter(w)
 	for _, m := range packetMembers {
@@ -153,7 +160,7 @@ func ReadPacket(r io.Reader) (*Packet, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%w: the packet lacks %s", ErrMalformed, strings.Join(missing, ", "))
 	}
-	p := &Packet{Statement: files[FileStatement], Envelope: files[FileEnvelope], Checkpoint: files[FileCheckpoint],
+	p := &Packet{Statement: files[FileStatement], Envelope: files[FileEnvelope], Checkpoint: files[FileCheckpoint], Leaf: files[FileLeaf],
 		SigningKey: files[FileSigningKey], CheckpointKey: files[FileCheckpointKey], Object: files[FileObject]}
 	if err := json.Unmarshal(files[FileProof], &p.Proof); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, FileProof, err)
@@ -318,7 +325,8 @@ func (p *Packet) TrustOf(signingKey, checkpointKey []byte) (Trust, error) {
 }
 
 // Verify checks the packet: the statement is the envelope's payload, the
-// envelope is signed by a trusted key, and the checkpoint's log holds it.
+// envelope is signed by a trusted key, the leaf (when the packet has one)
+// is the statement's log entry, and the checkpoint's log holds it.
 func (p *Packet) Verify(trust Trust) (*Statement, error) {
 	var env Envelope
 	if err := json.Unmarshal(p.Envelope, &env); err != nil {
@@ -330,6 +338,19 @@ func (p *Packet) Verify(trust Trust) (*Statement, error) {
 	}
 	if !bytes.Equal(payload, p.Statement) {
 		return nil, fmt.Errorf("%w: %s has digest %s, the signed payload %s", ErrDigestMismatch, FileStatement, DigestOf(p.Statement), DigestOf(payload))
+	}
+	if len(p.Leaf) > 0 {
+		st, err := ParseStatement(p.Statement)
+		if err != nil {
+			return nil, err
+		}
+		entry, err := logEntry(st, DigestOf(p.Statement))
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(p.Leaf, entry) {
+			return nil, fmt.Errorf("%w: %s is not the log entry of %s, which is %s", ErrDigestMismatch, FileLeaf, FileStatement, entry)
+		}
 	}
 	index, err := strconv.ParseUint(p.Proof.Index, 10, 64)
 	if err != nil {

@@ -74,6 +74,8 @@ func memberData(t *testing.T, p *Packet, name string) []byte {
 		return p.Statement
 	case FileEnvelope:
 		return p.Envelope
+	case FileLeaf:
+		return p.Leaf
 	case FileCheckpoint:
 		return p.Checkpoint
 	case FileSigningKey:

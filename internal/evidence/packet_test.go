@@ -46,6 +46,9 @@ func sealedPacket(tb testing.TB) ([]byte, Trust) {
 	if p.Envelope, err = s.Store.Get(seal.Envelope); err != nil {
 		tb.Fatal(err)
 	}
+	if p.Leaf, err = s.log.Entry(seal.LogIndex); err != nil {
+		tb.Fatal(err)
+	}
 	var buf bytes.Buffer
 	if err := p.WriteTar(&buf); err != nil {
 		tb.Fatal(err)
@@ -323,11 +326,54 @@ func TestPacketRoundTripsAndVerifies(t *testing.T) {
 	}
 }
 
+func TestPacketLeafIsTheStatementsLogEntry(t *testing.T) {
+	valid, trust := sealedPacket(t)
+	read := func() *Packet {
+		p, err := ReadPacket(bytes.NewReader(valid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if p := read(); !bytes.HasPrefix(p.Leaf, []byte(`{"_type":"`+LogEntryType+`","predicateType":"`+PredicateDecision+`","statement":"sha256:`)) {
+		t.Fatalf("the packet's leaf is %q", p.Leaf)
+	}
+
+	other := read()
+	other.Leaf = bytes.Replace(other.Leaf, []byte(PredicateDecision), []byte(PredicateRollback), 1)
+	var buf bytes.Buffer
+	if err := other.WriteTar(&buf); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ReadPacket(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Verify(trust); !errors.Is(err, ErrDigestMismatch) || !strings.Contains(err.Error(), FileLeaf+" is not the log entry of "+FileStatement) {
+		t.Errorf("a packet whose leaf is not its statement's: %v", err)
+	}
+
+	// A packet exported before packets held their leaf.
+	var old []tarEntry
+	for _, e := range membersOf(t, valid) {
+		if e.hdr.Name != FileLeaf {
+			old = append(old, e)
+		}
+	}
+	p, err = ReadPacket(bytes.NewReader(tarOf(t, old...)))
+	if err != nil {
+		t.Fatalf("a packet without %s: %v", FileLeaf, err)
+	}
+	if _, err := p.Verify(trust); err != nil {
+		t.Errorf("a packet without %s does not verify: %v", FileLeaf, err)
+	}
+}
+
 func TestPacketsAtEveryBoundFitThePacketBound(t *testing.T) {
 	full := func(m packetMember) []byte { return bytes.Repeat([]byte("p"), int(m.max)) }
 	hash := strings.Repeat("0", maxProofField)
 	p := &Packet{Statement: full(packetMembers[0]), Envelope: full(packetMembers[1]), Checkpoint: full(packetMembers[2]),
-		SigningKey: full(packetMembers[4]), CheckpointKey: full(packetMembers[5]), Object: full(packetMembers[6]),
+		Leaf: full(packetMembers[4]), SigningKey: full(packetMembers[5]), CheckpointKey: full(packetMembers[6]), Object: full(packetMembers[7]),
 		Proof: Proof{Index: hash, From: hash, To: hash, Size: hash}}
 	for range maxProofHashes {
 		p.Proof.Hashes = append(p.Proof.Hashes, hash)

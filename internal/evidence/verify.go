@@ -46,7 +46,7 @@ func VerifySealed(s Sealed, trust Trust) (*Statement, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
 	}
-	entry, err := canonicalJSON(LogEntry{Type: LogEntryType, PredicateType: st.PredicateType, Statement: DigestOf(payload)})
+	entry, err := logEntry(st, DigestOf(payload))
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
@@ -84,8 +85,18 @@ func (r *AgentReconciler) markNotReady(ctx context.Context, agent *v1alpha1.Agen
 	meta.SetStatusCondition(&agent.Status.Conditions, metav1.Condition{
 		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: message, ObservedGeneration: agent.Generation,
 	})
+	// The agent may have said something since the read (that it stopped):
+	// what it said stands, and the change that made the conflict brings
+	// the Agent here again.
+	err := patchStatusAsRead(ctx, r.Client, before, agent)
+	if apierrors.IsConflict(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	if ready == nil || ready.Reason != reason {
 		r.Recorder.Eventf(agent, "Warning", reason, "%s", message)
 	}
-	return patchStatus(ctx, r.Client, before, agent)
+	return nil
 }

@@ -197,15 +197,11 @@ func decided(promo *v1alpha1.Promotion) bool {
 // the write that ends the promotion, the write fails with a conflict when
 // the promotion changed since it was read: a stale read never ends it twice.
 func (r *PromotionReconciler) persist(ctx context.Context, before, promo *v1alpha1.Promotion, asRead bool) error {
-	patch := client.MergeFrom(before)
+	write := patchStatus
 	if asRead || promo.Status.Phase.IsTerminal() {
-		// The lock's resourceVersion makes no patch empty: look first.
-		if data, err := patch.Data(promo); err != nil || string(data) == "{}" {
-			return err
-		}
-		patch = client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
+		write = patchStatusAsRead
 	}
-	if err := patchStatusWith(ctx, r.Client, patch, promo); err != nil {
+	if err := write(ctx, r.Client, before, promo); err != nil {
 		return err
 	}
 	if promo.Status.Phase != before.Status.Phase {

@@ -55,6 +55,18 @@ func patchStatus(ctx context.Context, c client.Client, before, obj client.Object
 	return patchStatusWith(ctx, c, client.MergeFrom(before), obj)
 }
 
+// patchStatusAsRead writes the difference between before and obj's status
+// only over the version before was read at: when someone wrote obj since,
+// the write fails with a conflict and the caller judges again from a fresh
+// read. It writes nothing when there is no difference.
+func patchStatusAsRead(ctx context.Context, c client.Client, before, obj client.Object) error {
+	// The lock's resourceVersion makes no patch empty: look first.
+	if data, err := client.MergeFrom(before).Data(obj); err != nil || string(data) == "{}" {
+		return err
+	}
+	return patchStatusWith(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), obj)
+}
+
 // patchStatusWith writes obj's status with patch, made once, and nothing
 // when the patch is empty.
 func patchStatusWith(ctx context.Context, c client.Client, patch client.Patch, obj client.Object) error {

@@ -67,7 +67,7 @@ func (r *TargetReconciler) servedBy(ctx context.Context, o client.Object) []reco
 // Reconcile looks at the Target's agent and marks the Target Unknown when
 // the agent is absent; otherwise it comes back when the agent's grace
 // period would end.
-func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	target := &v1alpha1.Target{}
 	if err := r.Get(ctx, req.NamespacedName, target); err != nil || target.Spec.Agent == "" {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -91,7 +91,13 @@ func (r *TargetReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 	}
 	before := target.DeepCopy()
 	defer func() {
-		retErr = errors.Join(retErr, patchStatus(ctx, r.Client, before, target))
+		// The agent may have reported since the read: its report stands,
+		// and the agent's absence is judged again.
+		err := patchStatusAsRead(ctx, r.Client, before, target)
+		if apierrors.IsConflict(err) {
+			res, err = ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
+		retErr = errors.Join(retErr, err)
 	}()
 	target.Status.Drift, target.Status.Health = v1alpha1.DriftUnknown, v1alpha1.HealthUnknown
 	meta.SetStatusCondition(&target.Status.Conditions, metav1.Condition{

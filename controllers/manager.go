@@ -101,6 +101,12 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	}
 	var blobs evidence.BlobStore
 	if o.Evidence != nil {
+		// The sealer takes the transparency log's lock while this replica
+		// holds the Lease, and lets it go when the Lease is lost: replicas
+		// may share one evidence directory.
+		if err := mgr.Add(o.Evidence); err != nil {
+			return nil, err
+		}
 		if err := (&EvidencePacketReconciler{Client: c, Sealer: o.Evidence}).SetupWithManager(mgr); err != nil {
 			return nil, err
 		}

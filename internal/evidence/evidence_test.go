@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/decision"
+	"github.com/stella-ops/stella/internal/tlog"
 )
 
 const digest = "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -289,12 +291,56 @@ func BenchmarkVerify(b *testing.B) {
 	}
 }
 
-func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
+// sealingSealer opens the evidence directory dir and takes its log's lock,
+// as the replica holding the leader Lease does.
+func sealingSealer(tb testing.TB, dir string, store BlobStore, log logr.Logger) *Sealer {
+	tb.Helper()
+	s, err := OpenSealer(dir, store, log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Acquire(context.Background()); err != nil {
+		s.Close()
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// TestSealIsRefusedWithoutTheLogsLock seals on a replica that does not
+// hold the Lease, beside one that does: the refusal says why, and the log
+// gets nothing.
+func TestSealIsRefusedWithoutTheLogsLock(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSealer(dir, nil, testr.New(t))
+	leader := sealingSealer(t, dir, nil, testr.New(t))
+	defer leader.Close()
+	follower, err := OpenSealer(dir, nil, testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer follower.Close()
+	entries := filepath.Join(dir, logDir, tlog.EntriesFile)
+	before, err := os.ReadFile(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := follower.Seal(statement(t)); !errors.Is(err, tlog.ErrNotWriter) || !strings.Contains(err.Error(), "leader Lease") {
+		t.Fatalf("sealing without the log's lock: %v; want a refusal naming the leader Lease", err)
+	}
+	if after, _ := os.ReadFile(entries); !bytes.Equal(after, before) {
+		t.Fatal("a refused seal wrote to the log")
+	}
+	sealed, err := leader.Seal(statement(t))
+	if err != nil || sealed.LogIndex != 0 {
+		t.Fatalf("the leader's seal: index %d, %v; want 0", sealed.LogIndex, err)
+	}
+	if cp, err := follower.log.Checkpoint(); err != nil || string(cp) != sealed.Checkpoint {
+		t.Fatalf("the follower serves the checkpoint %s, %v; want the leader's:\n%s", cp, err, sealed.Checkpoint)
+	}
+}
+
+func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	s := sealingSealer(t, dir, nil, testr.New(t))
 	first, err := s.Seal(statement(t))
 	if err != nil {
 		t.Fatal(err)
@@ -305,10 +351,7 @@ func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
 	}
 	s.Close()
 	// A restart between signing and logging seals again: one entry.
-	s, err = OpenSealer(dir, nil, testr.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = sealingSealer(t, dir, nil, testr.New(t))
 	defer s.Close()
 	again, err := s.Seal(statement(t))
 	if err != nil {
@@ -368,10 +411,7 @@ func TestSealOnceAndVerifyWithPublicFilesOnly(t *testing.T) {
 
 // BenchmarkSeal seals distinct decisions into a log on disk.
 func BenchmarkSeal(b *testing.B) {
-	s, err := OpenSealer(b.TempDir(), nil, logr.Discard())
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := sealingSealer(b, b.TempDir(), nil, logr.Discard())
 	defer s.Close()
 	for i := 0; b.Loop(); i++ {
 		st, err := DecisionStatement("shop", fmt.Sprintf("p-%d", i), release(), record())
@@ -387,13 +427,11 @@ func BenchmarkSeal(b *testing.B) {
 // BenchmarkVerifyPacket verifies an exported packet from a log of 10,000
 // entries, as stellactl evidence verify does after reading the file.
 func BenchmarkVerifyPacket(b *testing.B) {
-	s, err := OpenSealer(b.TempDir(), nil, logr.Discard())
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := sealingSealer(b, b.TempDir(), nil, logr.Discard())
 	defer s.Close()
 	var seal Seal
 	var st []byte
+	var err error
 	for i := range 10000 {
 		st, _ = DecisionStatement("shop", fmt.Sprintf("p-%d", i), release(), record())
 		if seal, err = s.Seal(st); err != nil {
@@ -417,10 +455,7 @@ func TestRotatedKeysStillVerifyWhatTheySealed(t *testing.T) {
 	if _, _, err := RotateSigningKey(dir); err == nil {
 		t.Fatal("rotating before any key exists succeeded")
 	}
-	s, err := OpenSealer(dir, nil, testr.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := sealingSealer(t, dir, nil, testr.New(t))
 	before, err := s.Seal(statement(t))
 	s.Close()
 	if err != nil {
@@ -430,10 +465,7 @@ func TestRotatedKeysStillVerifyWhatTheySealed(t *testing.T) {
 	if err != nil || oldID != before.KeyID || newID == oldID {
 		t.Fatalf("rotate: %s → %s, %v (sealed with %s)", oldID, newID, err, before.KeyID)
 	}
-	s, err = OpenSealer(dir, nil, testr.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = sealingSealer(t, dir, nil, testr.New(t))
 	defer s.Close()
 	other, _ := DecisionStatement("shop", "after-rotation", release(), record())
 	after, err := s.Seal(other)

@@ -17,10 +17,7 @@ import (
 // in store (the directory's when nil), and returns their seals.
 func sealSome(t *testing.T, dir string, store BlobStore, n int) []Seal {
 	t.Helper()
-	s, err := OpenSealer(dir, store, testr.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := sealingSealer(t, dir, store, testr.New(t))
 	defer s.Close()
 	var seals []Seal
 	for i := range n {
@@ -70,10 +67,7 @@ func TestRepairLogFromSealedStatements(t *testing.T) {
 			if repaired, _ := os.ReadFile(path); !bytes.Equal(repaired, good) {
 				t.Error("the repaired log differs from the log before the damage")
 			}
-			s, err := OpenSealer(dir, nil, testr.New(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			s := sealingSealer(t, dir, nil, testr.New(t))
 			defer s.Close()
 			cp, _ := s.log.Checkpoint()
 			if string(cp) != seals[4].Checkpoint {

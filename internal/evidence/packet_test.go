@@ -23,10 +23,7 @@ import (
 func sealedPacket(tb testing.TB) ([]byte, Trust) {
 	tb.Helper()
 	dir := tb.TempDir()
-	s, err := OpenSealer(dir, nil, logr.Discard())
-	if err != nil {
-		tb.Fatal(err)
-	}
+	s := sealingSealer(tb, dir, nil, logr.Discard())
 	defer s.Close()
 	st, err := DecisionStatement("shop", "shop-to-prod", release(), record())
 	if err != nil {

@@ -70,6 +70,9 @@ func TestSealerWithS3Blobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if err := s.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	seal, err := s.Seal(statement(t))
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -70,6 +71,10 @@ type Seal struct {
 // OpenSealer opens the evidence directory dir, creating its keys, log and
 // blob store on first use. Blobs go to store, or to the directory when it
 // is nil. log hears what opening the transparency log changed.
+//
+// The log is opened for reading only, so that replicas may share dir: the
+// sealer seals nothing until Acquire (or Start, while this replica holds
+// the leader Lease) takes the log's lock.
 func OpenSealer(dir string, store BlobStore, log logr.Logger) (*Sealer, error) {
 	key, err := LoadOrCreateSigningKey(dir)
 	if err != nil {
@@ -88,7 +93,7 @@ func OpenSealer(dir string, store BlobStore, log logr.Logger) (*Sealer, error) {
 			return nil, err
 		}
 	}
-	l, err := tlog.Open(filepath.Join(dir, logDir), o)
+	l, err := tlog.OpenShared(filepath.Join(dir, logDir), o)
 	if err != nil {
 		return nil, err
 	}
@@ -170,8 +175,34 @@ func (s *Sealer) Trust() Trust {
 	return Trust{Keys: keys, Checkpoint: s.verifier}
 }
 
-// Close closes the log.
+// Close closes the log, letting its lock go.
 func (s *Sealer) Close() error { return s.log.Close() }
+
+// Acquire makes this process the one that seals: it takes the log's lock,
+// waiting while another replica holds it (until ctx ends), and reads the
+// log again, since that replica may have appended to it.
+func (s *Sealer) Acquire(ctx context.Context) error { return s.log.Acquire(ctx) }
+
+// Start seals from when it has the log's lock until ctx ends, then lets
+// the lock go. The controller manager runs it only while this replica holds
+// the leader Lease, and ends ctx when the Lease is lost, so that the
+// replica that leads is the one that seals; the lock makes sure that no
+// two replicas append at once, even while two believe they lead.
+func (s *Sealer) Start(ctx context.Context) error {
+	if err := s.Acquire(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Stopped, or the Lease lost, while waiting: nothing to let go.
+			return nil
+		}
+		return err
+	}
+	<-ctx.Done()
+	return s.log.Release()
+}
+
+// NeedLeaderElection makes the controller manager run Start only on the
+// replica that holds the leader Lease.
+func (s *Sealer) NeedLeaderElection() bool { return true }
 
 // KeyID names the key that signs envelopes.
 func (s *Sealer) KeyID() string { return s.signer.KeyID() }
@@ -202,6 +233,9 @@ func (s *Sealer) Seal(statement []byte) (Seal, error) {
 	// Append returns once a checkpoint covering the entry is stored, so the
 	// index and checkpoint below are never lost by a restart.
 	index, err := s.log.Append(entry)
+	if errors.Is(err, tlog.ErrNotWriter) {
+		return Seal{}, fmt.Errorf("log statement %s: %w; only the replica holding the leader Lease seals, once it has the log's lock", stDigest, err)
+	}
 	if err != nil {
 		return Seal{}, fmt.Errorf("log statement %s: %w", stDigest, err)
 	}

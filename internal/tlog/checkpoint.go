@@ -1,12 +1,15 @@
 package tlog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/transparency-dev/formats/log"
 
 	"github.com/stella-ops/stella/internal/pki"
@@ -51,10 +54,17 @@ func writeCheckpoint(d *os.File, signed []byte) error {
 	return nil
 }
 
+// errInUse is lockDir's refusal of a log another process holds.
+var errInUse = errors.New("in use by another process")
+
+// lockRetry is how often Acquire tries the lock again while another
+// process holds it.
+const lockRetry = 200 * time.Millisecond
+
 // lockDir opens the log directory and takes an exclusive lock on it, held
-// until the directory is closed, so that a server and `stella log repair`
-// never write one log at once. The lock is advisory (flock) and goes with
-// the process.
+// until the directory is closed, so that two servers, or a server and
+// `stella log repair`, never write one log at once. The lock is advisory
+// (flock) and goes with the process, however it ends.
 func lockDir(dir string) (*os.File, error) {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -63,9 +73,28 @@ func lockDir(dir string) (*os.File, error) {
 	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		d.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("the transparency log %s is in use by another process (a running stella server?); stop it first", dir)
+			return nil, fmt.Errorf("the transparency log %s is %w (a running stella server?); stop it first", dir, errInUse)
 		}
 		return nil, fmt.Errorf("lock the transparency log %s: %w", dir, err)
 	}
 	return d, nil
+}
+
+// waitLockDir takes the lock of the log directory as lockDir does, trying
+// again while another process holds it, until ctx ends.
+func waitLockDir(ctx context.Context, dir string, log logr.Logger) (*os.File, error) {
+	for waiting := false; ; waiting = true {
+		d, err := lockDir(dir)
+		if !errors.Is(err, errInUse) {
+			return d, err
+		}
+		if !waiting {
+			log.Info("Waiting for the transparency log's lock, which another process holds", "log", dir)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the lock of the transparency log %s: %w", dir, context.Cause(ctx))
+		case <-time.After(lockRetry):
+		}
+	}
 }

@@ -3,6 +3,14 @@
 // signed checkpoints (C2SP tlog-checkpoint in a signed note) and inclusion
 // and consistency proofs that anyone can check offline.
 //
+// One process writes the log at a time: the one holding the exclusive lock
+// (flock) of the log directory. Open takes it at once; OpenShared opens the
+// log for reading, following what the writer stores, until Acquire takes
+// the lock (waiting while another process holds it) and reads the log
+// again from the disk. Release gives the lock up. Append refuses to write
+// without the lock, so that replicas sharing one directory never write it
+// at once, whatever they believe about who leads.
+//
 // An entry is acknowledged once Append returns: its record was written and
 // synced, and so was a signed checkpoint covering it (CheckpointFile, kept
 // apart from the entries). A crash in the middle of an append leaves at most
@@ -17,6 +25,7 @@ package tlog
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -72,54 +81,169 @@ type Options struct {
 	Log logr.Logger
 }
 
+// ErrNotWriter refuses an append by a process that does not hold the
+// log's lock.
+var ErrNotWriter = errors.New("this process does not hold the transparency log's lock")
+
 // Log is an open transparency log. It is safe for concurrent use.
 type Log struct {
-	o   Options
-	dir *os.File
+	o Options
+	// path is the log directory.
+	path string
 
-	mu   sync.Mutex
+	mu sync.Mutex
+	// lock is the log directory, open and locked, while this process
+	// writes the log; nil while it only reads it.
+	lock *os.File
+	// file is the entries file, open for writing under lock and for
+	// reading otherwise; nil before a reader has found entries.
 	file *os.File
 	// nodes[level][index] are the hashes of every perfect subtree, leaves
 	// at level 0: enough to answer any proof without reading the file.
 	nodes  [][][]byte
 	rng    *compact.Range
 	byLeaf map[[sha256.Size]byte]uint64
-	// offsets[i] is where entry i's record starts in the file.
+	// offsets[i] is where entry i's record starts in the file; end is
+	// where the last one ends.
 	offsets []int64
+	end     int64
 	// checkpoint is the latest signed checkpoint, as CheckpointFile holds
 	// it, of checkpointSize entries. No other leaves the process.
 	checkpoint     []byte
 	checkpointSize uint64
 }
 
-// Open opens the log in dir, creating it when absent, and holds the
-// directory until Close: a second Open, in this process or another, fails
-// rather than write the same file.
+// Open opens the log in dir for writing, creating it when absent, and
+// holds the directory's lock until Close or Release: when another process
+// holds it, Open fails rather than wait.
 func Open(dir string, o Options) (*Log, error) {
-	if o.Signer == nil || o.Verifier == nil {
-		return nil, errors.New("a transparency log needs a checkpoint signer and verifier")
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	l, err := newLog(dir, o)
+	if err != nil {
 		return nil, err
 	}
 	d, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	l, err := openLocked(d, o)
-	if err != nil {
-		d.Close()
+	if err := l.takeOver(d); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-func openLocked(d *os.File, o Options) (*Log, error) {
-	stored, signed, err := readCheckpoint(d.Name(), o)
+// OpenShared opens the log in dir for reading, without its lock, so that
+// another process may write it meanwhile: every read first catches up with
+// the checkpoint the writer stored last, and serves no entry beyond it.
+// Damage to the entries that checkpoint covers is refused, as Open refuses
+// it. Append is refused until Acquire.
+func OpenShared(dir string, o Options) (*Log, error) {
+	l, err := newLog(dir, o)
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(d.Name(), EntriesFile)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.follow(); err != nil {
+		return nil, errors.Join(err, l.letGo())
+	}
+	return l, nil
+}
+
+func newLog(dir string, o Options) (*Log, error) {
+	if o.Signer == nil || o.Verifier == nil {
+		return nil, errors.New("a transparency log needs a checkpoint signer and verifier")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	l := &Log{o: o, path: dir}
+	l.forget()
+	return l, nil
+}
+
+// forget empties the tree, before the log is read from the start.
+func (l *Log) forget() {
+	rf := &compact.RangeFactory{Hash: hasher.HashChildren}
+	l.nodes, l.rng, l.byLeaf = nil, rf.NewEmptyRange(0), map[[sha256.Size]byte]uint64{}
+	l.offsets, l.end = nil, 0
+	l.checkpoint, l.checkpointSize = nil, 0
+}
+
+// Acquire makes this process the log's writer: it takes the directory's
+// lock, waiting while another process holds it until ctx ends, then reads
+// the whole log again from the disk, since the last writer may have
+// appended to it, as Open reads it (cutting an unacknowledged tail).
+func (l *Log) Acquire(ctx context.Context) error {
+	d, err := waitLockDir(ctx, l.path, l.o.Log)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lock != nil {
+		d.Close()
+		return fmt.Errorf("the transparency log %s is already held by this process", l.path)
+	}
+	if err := l.letGo(); err != nil {
+		d.Close()
+		return err
+	}
+	if err := l.takeOver(d); err != nil {
+		return err
+	}
+	l.o.Log.Info("Took the transparency log's lock: this process appends to it now", "log", l.path, "entries", l.rng.End())
+	return nil
+}
+
+// Release gives the lock up: appends are refused from now on, and reads
+// follow the next writer. An append under way finishes first.
+func (l *Log) Release() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lock == nil {
+		return nil
+	}
+	entries := l.rng.End()
+	if err := l.letGo(); err != nil {
+		return err
+	}
+	l.o.Log.Info("Released the transparency log's lock: this process appends no more", "log", l.path, "entries", entries)
+	return nil
+}
+
+// letGo closes the entries file, lets the lock go if held, and forgets the
+// tree: whatever is read next is read from the start of the file.
+func (l *Log) letGo() error {
+	var errs []error
+	if l.file != nil {
+		errs = append(errs, l.file.Close())
+	}
+	if l.lock != nil {
+		errs = append(errs, l.lock.Close())
+	}
+	l.file, l.lock = nil, nil
+	l.forget()
+	return errors.Join(errs...)
+}
+
+// takeOver reads the log from the start under the directory's lock d,
+// which it keeps; on failure it lets d go.
+func (l *Log) takeOver(d *os.File) error {
+	l.forget()
+	l.lock = d
+	if err := l.openLocked(); err != nil {
+		return errors.Join(err, l.letGo())
+	}
+	return nil
+}
+
+func (l *Log) openLocked() error {
+	o := l.o
+	stored, signed, err := readCheckpoint(l.path, o)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(l.path, EntriesFile)
 	flags := os.O_RDWR | os.O_CREATE
 	if stored != nil && stored.Size > 0 {
 		// Entries were acknowledged: a missing file is damage, not a new log.
@@ -127,19 +251,17 @@ func openLocked(d *os.File, o Options) (*Log, error) {
 	}
 	f, err := os.OpenFile(path, flags, 0o600)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s is missing, but the log's checkpoint signed %d entries; %s", path, stored.Size, RepairHint)
+		return fmt.Errorf("%s is missing, but the log's checkpoint signed %d entries; %s", path, stored.Size, RepairHint)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	rf := &compact.RangeFactory{Hash: hasher.HashChildren}
-	l := &Log{o: o, dir: d, file: f, rng: rf.NewEmptyRange(0), byLeaf: map[[sha256.Size]byte]uint64{}}
+	l.file = f
 	if stored != nil {
 		l.checkpoint, l.checkpointSize = signed, stored.Size
 	}
 	if err := l.load(path, stored); err != nil {
-		f.Close()
-		return nil, err
+		return err
 	}
 	if stored == nil && l.rng.End() > 0 {
 		// A data directory from before checkpoints were stored. Its intact
@@ -152,11 +274,89 @@ func openLocked(d *os.File, o Options) (*Log, error) {
 		// checkpoint was stored: intact, never acknowledged, kept.
 		o.Log.Info("The transparency log kept entries written after its last checkpoint", "log", path, "checkpointed", l.checkpointSize, "entries", l.rng.End())
 	}
-	if err := l.storeCheckpoint(); err != nil {
-		f.Close()
-		return nil, err
+	return l.storeCheckpoint()
+}
+
+// follow catches a log this process does not write up with the checkpoint
+// stored last, reading the entries it adds from the file. The writer
+// stores a checkpoint only after the entries it covers are synced, and
+// the file only grows while the entries of a stored checkpoint stay as
+// they are, so the entries up to that checkpoint are always whole; a
+// different file (a repaired one) is read from the start.
+func (l *Log) follow() error {
+	stored, signed, err := readCheckpoint(l.path, l.o)
+	if err != nil || stored == nil || bytes.Equal(signed, l.checkpoint) {
+		// Without a stored checkpoint nothing was acknowledged yet.
+		return err
 	}
-	return l, nil
+	path := filepath.Join(l.path, EntriesFile)
+	if stored.Size == 0 {
+		l.checkpoint, l.checkpointSize = signed, 0
+		return nil
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s is missing, but the log's checkpoint signed %d entries; %s", path, stored.Size, RepairHint)
+	}
+	if err != nil {
+		return err
+	}
+	if l.file != nil && sameFile(l.file, f) {
+		f.Close()
+	} else {
+		if l.file != nil {
+			l.file.Close()
+		}
+		l.forget()
+		l.file = f
+		magic := make([]byte, len(fileMagic))
+		n, err := io.ReadFull(f, magic)
+		if n == 0 && errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s is empty, but the log's checkpoint signed %d entries; %s", path, stored.Size, RepairHint)
+		}
+		if err != nil || string(magic) != fileMagic {
+			return fmt.Errorf("%s is not a Stella transparency log (it does not start with %q)", path, fileMagic)
+		}
+		l.end = int64(len(fileMagic))
+	}
+	if stored.Size < l.rng.End() {
+		return fmt.Errorf("%s: the stored checkpoint signs %d entries, fewer than the %d it signed before; %s", path, stored.Size, l.rng.End(), RepairHint)
+	}
+	r := bufio.NewReader(io.NewSectionReader(l.file, l.end, 1<<62))
+	for offset := l.end; l.rng.End() < stored.Size; {
+		entry, n, err := readRecord(r)
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s holds %d entries, but the log's checkpoint signed %d: entries %d to %d are missing; %s",
+				path, l.rng.End(), stored.Size, l.rng.End(), stored.Size-1, RepairHint)
+		}
+		if err != nil {
+			return acknowledgedDamage(path, stored, l.rng.End(), offset, err)
+		}
+		if err := l.add(entry, offset); err != nil {
+			return err
+		}
+		offset += n
+	}
+	if err := l.checkRoot(path, stored); err != nil {
+		return err
+	}
+	l.checkpoint, l.checkpointSize = signed, stored.Size
+	return nil
+}
+
+// sameFile reports whether a and b are one file.
+func sameFile(a, b *os.File) bool {
+	ai, err1 := a.Stat()
+	bi, err2 := b.Stat()
+	return err1 == nil && err2 == nil && os.SameFile(ai, bi)
+}
+
+// current brings a log this process does not write up to date.
+func (l *Log) current() error {
+	if l.lock != nil {
+		return nil
+	}
+	return l.follow()
 }
 
 // load reads every record and rebuilds the tree. A damaged record among
@@ -233,12 +433,11 @@ func (l *Log) checkRoot(path string, stored *log.Checkpoint) error {
 func (l *Log) cutTail(path string, stored *log.Checkpoint, offset, size int64, cause error) error {
 	index := l.rng.End()
 	acknowledged := stored != nil && index < stored.Size
-	if acknowledged || (stored == nil && !errors.Is(cause, io.ErrUnexpectedEOF)) {
-		detail := "the log is damaged and was left as it is"
-		if acknowledged {
-			detail = fmt.Sprintf("the log's checkpoint signed %d entries, so this one was acknowledged: the log is damaged and was left as it is", stored.Size)
-		}
-		return fmt.Errorf("%s, entry %d at byte %d: %w; %s; %s", path, index, offset, describe(cause), detail, RepairHint)
+	if acknowledged {
+		return acknowledgedDamage(path, stored, index, offset, cause)
+	}
+	if stored == nil && !errors.Is(cause, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%s, entry %d at byte %d: %w; the log is damaged and was left as it is; %s", path, index, offset, describe(cause), RepairHint)
 	}
 	if err := l.file.Truncate(offset); err != nil {
 		return fmt.Errorf("cut the damaged tail of %s at byte %d: %w", path, offset, err)
@@ -249,6 +448,13 @@ func (l *Log) cutTail(path string, stored *log.Checkpoint, offset, size int64, c
 	l.o.Log.Info("Cut a damaged tail off the transparency log: records written after its last checkpoint, never acknowledged",
 		"log", path, "entry", index, "offset", offset, "bytes", size-offset, "reason", describe(cause).Error())
 	return nil
+}
+
+// acknowledgedDamage refuses entry index, at offset, which failed to read
+// with cause although the stored checkpoint covers it.
+func acknowledgedDamage(path string, stored *log.Checkpoint, index uint64, offset int64, cause error) error {
+	return fmt.Errorf("%s, entry %d at byte %d: %w; the log's checkpoint signed %d entries, so this one was acknowledged: the log is damaged and was left as it is; %s",
+		path, index, offset, describe(cause), stored.Size, RepairHint)
 }
 
 // describe names a record cut short as such.
@@ -294,6 +500,7 @@ func (l *Log) add(entry []byte, offset int64) error {
 	}
 	l.byLeaf[[sha256.Size]byte(leaf)] = index
 	l.offsets = append(l.offsets, offset)
+	l.end = offset + lengthSize + int64(len(entry)) + checksumSize
 	return nil
 }
 
@@ -310,13 +517,17 @@ func (l *Log) store(id compact.NodeID, hash []byte) {
 // Append adds entry and returns its index, once the entry and a signed
 // checkpoint covering it are on disk. An entry already in the log is not
 // added again: its index is returned, so that logging the same evidence
-// twice (a retry after a crash) leaves one entry.
+// twice (a retry after a crash) leaves one entry. Without the log's lock
+// it writes nothing and fails with ErrNotWriter.
 func (l *Log) Append(entry []byte) (uint64, error) {
 	if len(entry) == 0 || len(entry) > MaxEntrySize {
 		return 0, fmt.Errorf("a log entry has 1 to %d bytes, this one %d", MaxEntrySize, len(entry))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.lock == nil {
+		return 0, fmt.Errorf("append to %s: %w (Acquire takes it)", l.path, ErrNotWriter)
+	}
 	index, ok := l.byLeaf[[sha256.Size]byte(hasher.HashLeaf(entry))]
 	if !ok {
 		var err error
@@ -363,7 +574,7 @@ func (l *Log) undo(offset int64, cause error) error {
 	return errors.Join(cause, err)
 }
 
-// Size is the number of entries.
+// Size is the number of entries, as this process last wrote or read them.
 func (l *Log) Size() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -374,6 +585,9 @@ func (l *Log) Size() uint64 {
 func (l *Log) Entry(index uint64) ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.current(); err != nil {
+		return nil, err
+	}
 	if index >= uint64(len(l.offsets)) {
 		return nil, fmt.Errorf("entry %d is beyond the log's %d entries", index, len(l.offsets))
 	}
@@ -386,11 +600,19 @@ func (l *Log) Entry(index uint64) ([]byte, error) {
 }
 
 // Checkpoint is the signed checkpoint of the log as it is now, as stored
-// in CheckpointFile.
+// in CheckpointFile. Only the writer signs one; a reader serves the one
+// the writer stored last.
 func (l *Log) Checkpoint() ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.storeCheckpoint(); err != nil {
+	if l.lock == nil {
+		if err := l.follow(); err != nil {
+			return nil, err
+		}
+		if l.checkpoint == nil {
+			return nil, fmt.Errorf("the transparency log %s has no stored checkpoint yet: its first writer stores one", l.path)
+		}
+	} else if err := l.storeCheckpoint(); err != nil {
 		return nil, err
 	}
 	return bytes.Clone(l.checkpoint), nil
@@ -426,7 +648,7 @@ func (l *Log) storeCheckpoint() error {
 	if err != nil {
 		return fmt.Errorf("sign the checkpoint of %d entries: %w", cp.Size, err)
 	}
-	if err := writeCheckpoint(l.dir, signed); err != nil {
+	if err := writeCheckpoint(l.lock, signed); err != nil {
 		return err
 	}
 	l.checkpoint, l.checkpointSize = signed, cp.Size
@@ -437,6 +659,9 @@ func (l *Log) storeCheckpoint() error {
 func (l *Log) InclusionProof(index, size uint64) ([][]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.current(); err != nil {
+		return nil, err
+	}
 	if size > l.rng.End() || index >= size {
 		return nil, fmt.Errorf("no inclusion proof of entry %d in a log of %d entries: it has %d", index, size, l.rng.End())
 	}
@@ -451,6 +676,9 @@ func (l *Log) InclusionProof(index, size uint64) ([][]byte, error) {
 func (l *Log) ConsistencyProof(size1, size2 uint64) ([][]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.current(); err != nil {
+		return nil, err
+	}
 	if size1 > size2 || size2 > l.rng.End() {
 		return nil, fmt.Errorf("no consistency proof from %d to %d entries in a log of %d", size1, size2, l.rng.End())
 	}
@@ -472,11 +700,11 @@ func (l *Log) hashes(nodes proof.Nodes) ([][]byte, error) {
 	return nodes.Rehash(hashes, hasher.HashChildren)
 }
 
-// Close closes the file and lets the directory go.
+// Close closes the file and lets the lock go.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return errors.Join(l.file.Close(), l.dir.Close())
+	return l.letGo()
 }
 
 // LeafHash is the RFC 6962 hash of an entry, as proofs use it.

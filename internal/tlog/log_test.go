@@ -237,17 +237,20 @@ func TestDamageToAcknowledgedEntriesIsRefused(t *testing.T) {
 			if err := os.WriteFile(path, damaged, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Open(dir, o)
-			if err == nil {
-				t.Fatal("a log with damaged acknowledged entries opened")
-			}
-			for _, want := range append(tc.want, path, "stella log repair", "restore the log directory from a backup") {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("the refusal does not say %q:\n%v", want, err)
+			// A replica that only reads the log refuses it as the writer does.
+			for opener, open := range map[string]func(string, Options) (*Log, error){"Open": Open, "OpenShared": OpenShared} {
+				_, err := open(dir, o)
+				if err == nil {
+					t.Fatalf("%s opened a log with damaged acknowledged entries", opener)
 				}
-			}
-			if after, _ := os.ReadFile(path); !bytes.Equal(after, damaged) {
-				t.Error("opening a damaged log changed it")
+				for _, want := range append(tc.want, path, "stella log repair", "restore the log directory from a backup") {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("the refusal of %s does not say %q:\n%v", opener, want, err)
+					}
+				}
+				if after, _ := os.ReadFile(path); !bytes.Equal(after, damaged) {
+					t.Errorf("%s of a damaged log changed it", opener)
+				}
 			}
 		})
 	}

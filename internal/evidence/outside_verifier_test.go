@@ -64,6 +64,10 @@ func sealedServer(t *testing.T) (*httptest.Server, evidence.Seal) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	// Seal as the replica holding the leader Lease does, under the log's lock.
+	if err := s.Acquire(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	var seal evidence.Seal
 	for _, version := range []string{"1.0.0", "1.1.0", "1.2.0", "2.0.0"} {
 		if seal, err = s.Seal(decisionStatement(t, version)); err != nil {

@@ -101,7 +101,7 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 	f.StringSliceVar(&o.EtcdServers, "etcd-servers", nil, "client URLs of an external etcd cluster (default: run etcd embedded in the data directory)")
 	f.StringVar(&o.EtcdPrefix, "etcd-prefix", "/registry", "key prefix of the objects in etcd")
 	f.BoolVar(&o.Controllers, "controllers", true, "run the Stella reconcilers in this process")
-	f.StringVar(&o.EvidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs (default: evidence in the data directory)")
+	f.StringVar(&o.EvidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; replicas may share one, and only the holder of the leader Lease appends to the log (default: evidence in the data directory)")
 	f.StringVar(&o.MetricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
 	f.BoolVar(&o.ReinitializeStore, "reinitialize-store", false, "begin an empty etcd store when the data directory was initialised but its store is missing or damaged (a damaged one is moved aside), keeping the PKI and the evidence log; without it such a directory is refused")
 	f.BoolVar(&o.WatchCache, "watch-cache", true, "keep every object and its recent changes decoded in the API server's memory, so that lists and watches do not read etcd: faster, at about twice the memory under load (see README, Memory)")
@@ -183,7 +183,7 @@ leader Lease in the stella-system namespace reconciles.`,
 	}
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: $KUBECONFIG, then ~/.kube/config)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP (default: none)")
-	cmd.Flags().StringVar(&evidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; one replica writes it at a time (default: seal nothing)")
+	cmd.Flags().StringVar(&evidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; replicas may share one, and only the holder of the leader Lease appends to the log (default: seal nothing)")
 	s3 = evidence.AddS3Flags(cmd.Flags())
 	addDeployerFlags(cmd.Flags(), &deployer)
 	cmd.Flags().StringVar(&scanOpts.Dir, "scan-dir", "", "directory of the scanner's layer cache and advisory snapshots; one replica writes it at a time; import advisories into it with 'stella advisories import --scan-dir' (default: scan nothing)")

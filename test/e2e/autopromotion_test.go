@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/controllers"
 )
 
 var _ = Describe("auto-promotion", func() {
@@ -68,8 +69,11 @@ var _ = Describe("auto-promotion", func() {
 
 		time.Sleep(1100 * time.Millisecond) // creation timestamps have whole seconds
 		Expect(admin.Create(ctx, release(ns, "shop-3", "3.0.0"))).To(Succeed())
+		By("asking the promotion reconciler to cancel it, as stellactl promote cancel does, naming the newer promotion")
 		superseded := reachesPhase(ctx, second, v1alpha1.PromotionCancelled)
-		Expect(conditionMessage(superseded.Status.Conditions, v1alpha1.ConditionReady)).To(ContainSubstring("shop-3"))
+		Expect(superseded.Annotations).To(HaveKeyWithValue(controllers.AnnotationCancel, "superseded by promotion shop-3-to-dev of the newer release shop-3"))
+		Expect(conditionMessage(superseded.Status.Conditions, v1alpha1.ConditionReady)).To(Equal(
+			"cancelled on request in phase Pending: superseded by promotion shop-3-to-dev of the newer release shop-3"))
 		Expect(admin.Get(ctx, client.ObjectKeyFromObject(first), first)).To(Succeed())
 		Expect(first.Status.Phase).To(Equal(v1alpha1.PromotionAwaitingApproval), "the promotion in flight is not superseded")
 		Eventually(func() error {

@@ -148,7 +148,7 @@ func (r *EvidencePacketReconciler) createRolloutPacket(ctx context.Context, key 
 	}
 	p := &promos.Items[0] // the packet's name is derived from the promotion's
 	var tasks v1alpha1.DeployTaskList
-	if err := r.List(ctx, &tasks, client.InNamespace(p.Namespace), client.MatchingFields{indexPromotion: p.Name}); err != nil {
+	if err := r.List(ctx, &tasks, client.InNamespace(p.Namespace), client.MatchingFields{indexOwnerPromotion: string(p.UID)}); err != nil {
 		return err
 	}
 	predicateType, statement, err := evidence.RolloutStatement(p, tasks.Items)
@@ -174,14 +174,28 @@ func (r *EvidencePacketReconciler) createPacket(ctx context.Context, key types.N
 	}
 	packet := &v1alpha1.EvidencePacket{
 		ObjectMeta: metav1.ObjectMeta{Namespace: promo.Namespace, Name: key.Name, Labels: map[string]string{v1alpha1.LabelPromotion: v1alpha1.LabelValue(promo.Name)}},
-		Spec:       v1alpha1.EvidencePacketSpec{Type: kind, Promotion: promo.Name, ContentDigest: evidence.DigestOf(statement)},
+		Spec:       v1alpha1.EvidencePacketSpec{Type: kind, Promotion: promo.Name, PromotionUID: promo.UID, ContentDigest: evidence.DigestOf(statement)},
 	}
 	for _, s := range st.Subject {
 		packet.Spec.Subjects = append(packet.Spec.Subjects, v1alpha1.ComponentDigest{Name: path.Base(s.Name),
 			Image: v1alpha1.ImageDigestRef(s.Name + "@sha256:" + s.Digest["sha256"])})
 	}
-	if err := r.Create(ctx, packet); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create EvidencePacket %s: %w", key.Name, err)
+	err = r.Create(ctx, packet)
+	if !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			return fmt.Errorf("create EvidencePacket %s: %w", key.Name, err)
+		}
+		return nil
+	}
+	// Created before, by an earlier pass; never count another promotion's
+	// packet, or different content, as this record.
+	stored := &v1alpha1.EvidencePacket{}
+	if err := r.Get(ctx, key, stored); err != nil {
+		return fmt.Errorf("read EvidencePacket %s: %w", key.Name, err)
+	}
+	if stored.Spec.PromotionUID != promo.UID || stored.Spec.ContentDigest != packet.Spec.ContentDigest {
+		return fmt.Errorf("EvidencePacket %s exists with promotion UID %q and content %s, not promotion %s (UID %s) with %s; it is left as it is",
+			key.Name, stored.Spec.PromotionUID, stored.Spec.ContentDigest, promo.Name, promo.UID, packet.Spec.ContentDigest)
 	}
 	return nil
 }
@@ -195,14 +209,26 @@ func rolloutPacketName(p *v1alpha1.Promotion) string {
 	}
 	switch p.Status.Phase {
 	case v1alpha1.PromotionSucceeded, v1alpha1.PromotionFailed:
-		return boundedName(p.Name+"-deployment", p.Name+"/deployment")
+		return packetName(p, "deployment")
 	case v1alpha1.PromotionRolledBack:
-		return boundedName(p.Name+"-rollback", p.Name+"/rollback")
+		return packetName(p, "rollback")
 	}
 	return ""
 }
 
 // decisionPacketName is the EvidencePacket of a promotion's decision.
-func decisionPacketName(promotion string) string {
-	return boundedName(promotion+"-decision", promotion+"/decision")
+func decisionPacketName(p *v1alpha1.Promotion) string {
+	return packetName(p, "decision")
+}
+
+// packetName names a promotion's record of a kind. Packets outlive their
+// promotion, so the name carries the start of the promotion's UID: a
+// promotion deleted and created again under its name gets records of its
+// own instead of finding the old ones in their place.
+func packetName(p *v1alpha1.Promotion, record string) string {
+	uid := string(p.UID)
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	return boundedName(p.Name+"-"+record+"-"+uid, p.Name+"/"+record+"/"+string(p.UID))
 }

@@ -27,9 +27,14 @@ const (
 	indexEnvironment = "spec.environment"
 	indexRelease     = "spec.release"
 	indexPromotion   = "spec.promotion"
-	indexGates       = "spec.gates"
-	indexUpstreams   = "spec.promotesFrom"
-	indexAutoPromote = "spec.autoPromote"
+	// indexOwnerPromotion holds the UID of the Promotion that owns a
+	// DeployTask: a promotion created again under a deleted one's name
+	// must not take the old one's tasks, not yet garbage collected, as its
+	// own.
+	indexOwnerPromotion = "metadata.ownerReferences.promotion"
+	indexGates          = "spec.gates"
+	indexUpstreams      = "spec.promotesFrom"
+	indexAutoPromote    = "spec.autoPromote"
 	// indexReleasesRun holds the releases an environment runs now or ran.
 	indexReleasesRun = "status.releases"
 	// indexSelectorLabels holds each key=value an environment's target
@@ -74,7 +79,12 @@ var fieldIndexes = []fieldIndex{
 		return nil
 	}},
 	{&v1alpha1.Approval{}, indexPromotion, func(o client.Object) []string { return []string{o.(*v1alpha1.Approval).Spec.Promotion} }},
-	{&v1alpha1.DeployTask{}, indexPromotion, func(o client.Object) []string { return []string{o.(*v1alpha1.DeployTask).Spec.Promotion} }},
+	{&v1alpha1.DeployTask{}, indexOwnerPromotion, func(o client.Object) []string {
+		if owner := metav1.GetControllerOf(o); owner != nil && owner.Kind == "Promotion" {
+			return []string{string(owner.UID)}
+		}
+		return nil
+	}},
 	{&v1alpha1.Gate{}, indexEnvironment, func(o client.Object) []string {
 		g := o.(*v1alpha1.Gate)
 		switch {

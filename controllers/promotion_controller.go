@@ -346,7 +346,7 @@ func (r *PromotionReconciler) keepStatement(promo *v1alpha1.Promotion, rel *v1al
 		return err
 	}
 	promo.Status.Decision.StatementDigest = digest
-	promo.Status.EvidencePacket = decisionPacketName(promo.Name)
+	promo.Status.EvidencePacket = decisionPacketName(promo)
 	return nil
 }
 

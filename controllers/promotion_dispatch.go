@@ -135,7 +135,7 @@ func (r *PromotionReconciler) deploy(ctx context.Context, promo *v1alpha1.Promot
 		}
 	}
 	var tasks v1alpha1.DeployTaskList
-	if err := r.List(ctx, &tasks, client.InNamespace(promo.Namespace), client.MatchingFields{indexPromotion: promo.Name}); err != nil {
+	if err := r.List(ctx, &tasks, client.InNamespace(promo.Namespace), client.MatchingFields{indexOwnerPromotion: string(promo.UID)}); err != nil {
 		return ctrl.Result{}, err
 	}
 	byTarget, rollbacks := map[string]*v1alpha1.DeployTask{}, map[string]*v1alpha1.DeployTask{}
@@ -321,13 +321,7 @@ func (r *PromotionReconciler) createTask(ctx context.Context, promo *v1alpha1.Pr
 			task.Spec.Previous = target.Status.Observed.DeepCopy()
 		}
 	}
-	if err := controllerutil.SetControllerReference(promo, task, r.Scheme()); err != nil {
-		return err
-	}
-	if err := r.Create(ctx, task); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create DeployTask %s: %w", task.Name, err)
-	}
-	return nil
+	return r.createOwnedTask(ctx, promo, task)
 }
 
 // rollBack returns the targets the failed rollout changed to what they ran
@@ -390,11 +384,30 @@ func (r *PromotionReconciler) createRollback(ctx context.Context, promo *v1alpha
 	if agent, ok := deploy.Labels[v1alpha1.LabelAgent]; ok {
 		task.Labels[v1alpha1.LabelAgent] = agent
 	}
+	return r.createOwnedTask(ctx, promo, task)
+}
+
+// createOwnedTask creates a DeployTask of promo. One that exists already is
+// promo's from an earlier pass, or a task of a deleted promotion of the same
+// name that the garbage collector has not removed yet: promo waits for that
+// one to go rather than take its result.
+func (r *PromotionReconciler) createOwnedTask(ctx context.Context, promo *v1alpha1.Promotion, task *v1alpha1.DeployTask) error {
 	if err := controllerutil.SetControllerReference(promo, task, r.Scheme()); err != nil {
 		return err
 	}
-	if err := r.Create(ctx, task); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create rollback DeployTask %s: %w", task.Name, err)
+	err := r.Create(ctx, task)
+	if !apierrors.IsAlreadyExists(err) {
+		if err != nil {
+			return fmt.Errorf("create DeployTask %s: %w", task.Name, err)
+		}
+		return nil
+	}
+	stored := &v1alpha1.DeployTask{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(task), stored); err != nil {
+		return fmt.Errorf("read DeployTask %s: %w", task.Name, err)
+	}
+	if owner := metav1.GetControllerOf(stored); owner == nil || owner.UID != promo.UID {
+		return fmt.Errorf("DeployTask %s still belongs to an earlier promotion named %s; waiting for the garbage collector to delete it", task.Name, promo.Name)
 	}
 	return nil
 }

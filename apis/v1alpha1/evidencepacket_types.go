@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // EvidenceType is what an evidence packet records.
@@ -40,6 +41,16 @@ type EvidencePacketSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Promotion string `json:"promotion"`
+
+	// promotionUID is the metadata.uid of the Promotion the record is about.
+	// A Promotion deleted and created again under the same name is another
+	// promotion with its own records; this tells them apart. Packets sealed
+	// before it existed have none.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	PromotionUID types.UID `json:"promotionUID,omitempty"`
 
 	// deployTask the record is about, for deployment and rollback records.
 	// +optional

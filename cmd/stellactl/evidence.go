@@ -132,7 +132,7 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, roll
 		}
 		name = ""
 		for _, p := range list.Items {
-			if p.Spec.Promotion == promotion && (p.Spec.Type == v1alpha1.EvidenceDeployment || p.Spec.Type == v1alpha1.EvidenceRollback) {
+			if recordOf(&p, promo) && (p.Spec.Type == v1alpha1.EvidenceDeployment || p.Spec.Type == v1alpha1.EvidenceRollback) {
 				name = p.Name
 			}
 		}
@@ -170,6 +170,19 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, roll
 	obj.ManagedFields = nil
 	p.Object, err = json.MarshalIndent(obj, "", "  ")
 	return p, err
+}
+
+// recordOf says whether packet is a record of promo itself, not of an
+// earlier promotion deleted and created again under its name. Packets
+// sealed before they named their promotion's UID are told apart by age.
+func recordOf(packet *v1alpha1.EvidencePacket, promo *v1alpha1.Promotion) bool {
+	if packet.Spec.Promotion != promo.Name {
+		return false
+	}
+	if packet.Spec.PromotionUID != "" {
+		return packet.Spec.PromotionUID == promo.UID
+	}
+	return !packet.CreationTimestamp.Before(&promo.CreationTimestamp)
 }
 
 func blobPath(d v1alpha1.Digest) string {

@@ -28,6 +28,27 @@ import (
 )
 
 // sealedPacket waits until the EvidencePacket the promotion names is sealed.
+// sealedRolloutPacket waits for the sealed deployment or rollback record of
+// promo's finished rollout.
+func sealedRolloutPacket(ctx context.Context, c client.Client, promo *v1alpha1.Promotion) *v1alpha1.EvidencePacket {
+	GinkgoHelper()
+	var found *v1alpha1.EvidencePacket
+	Eventually(func(g Gomega) {
+		var list v1alpha1.EvidencePacketList
+		g.Expect(c.List(ctx, &list, client.InNamespace(promo.Namespace), client.MatchingLabels{v1alpha1.LabelPromotion: v1alpha1.LabelValue(promo.Name)})).To(Succeed())
+		found = nil
+		for i := range list.Items {
+			p := &list.Items[i]
+			if p.Spec.PromotionUID == promo.UID && p.Spec.Type != v1alpha1.EvidenceReleaseDecision {
+				found = p
+			}
+		}
+		g.Expect(found).NotTo(BeNil(), "a rollout record of promotion %s", promo.Name)
+		g.Expect(found.Status.Phase).To(Equal(v1alpha1.EvidenceSealed))
+	}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+	return found
+}
+
 func sealedPacket(ctx context.Context, c client.Client, promo *v1alpha1.Promotion) *v1alpha1.EvidencePacket {
 	GinkgoHelper()
 	packet := &v1alpha1.EvidencePacket{}

@@ -256,12 +256,8 @@ reasons: [if !allow {"release candidates stay out of this environment"}]
 		}
 		got := reachesPhase(ctx, promo, v1alpha1.PromotionRolledBack)
 		Expect(conditionMessage(got.Status.Conditions, v1alpha1.ConditionReady)).To(ContainSubstring("rolled back 2 target(s)"))
-		record := &v1alpha1.EvidencePacket{}
-		Eventually(func(g Gomega) {
-			g.Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: promo.Name + "-rollback"}, record)).To(Succeed())
-			g.Expect(record.Status.Phase).To(Equal(v1alpha1.EvidenceSealed))
-			g.Expect(record.Status.Verified).To(BeTrue())
-		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		record := sealedRolloutPacket(ctx, admin, promo)
+		Expect(record.Status.Verified).To(BeTrue())
 		Expect(record.Spec.Type).To(Equal(v1alpha1.EvidenceRollback))
 		Expect(record.Spec.Subjects).To(ConsistOf(HaveField("Image", old.Spec.Components[0].Image)), "a rollback record is about the images restored")
 		Eventually(func() []v1alpha1.EnvironmentHistoryEntry {
@@ -390,11 +386,7 @@ var _ = Describe("a promotion across a server restart", func() {
 
 		packet := sealedPacket(ctx, admin, done)
 		Expect(packet.Status.LogIndex).To(Equal("0"))
-		deployment := &v1alpha1.EvidencePacket{}
-		Eventually(func(g Gomega) {
-			g.Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: promo.Name + "-deployment"}, deployment)).To(Succeed())
-			g.Expect(deployment.Status.Phase).To(Equal(v1alpha1.EvidenceSealed))
-		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Succeed())
+		deployment := sealedRolloutPacket(ctx, admin, promo)
 		Expect(deployment.Spec.Type).To(Equal(v1alpha1.EvidenceDeployment))
 		Expect(deployment.Status.LogIndex).To(Equal("1"))
 		Expect(again.Stop()).To(Succeed())

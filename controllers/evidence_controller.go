@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/tlog"
 )
 
 // EvidencePacketReconciler seals evidence: it creates the EvidencePacket of
@@ -83,6 +85,13 @@ func (r *EvidencePacketReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, err
 	}
 	seal, err := r.Sealer.Seal(statement)
+	if errors.Is(err, tlog.ErrNotWriter) {
+		// This replica has just taken the Lease and waits for the log's
+		// lock, which the previous holder frees in a moment: try again
+		// soon rather than after the queue's growing back-off.
+		markReconciling(&packet.Status.Conditions, packet.Generation, v1alpha1.ReasonRetrying, "waiting for the transparency log's lock, which the replica that held the Lease before frees")
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
 	if errors.Is(err, evidence.ErrMalformed) {
 		packet.Status.Phase = v1alpha1.EvidenceFailed
 		markStalled(&packet.Status.Conditions, packet.Generation, v1alpha1.ReasonInvalidSpec, "spec.contentDigest: "+err.Error())

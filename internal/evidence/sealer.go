@@ -2,12 +2,14 @@ package evidence
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/mod/sumdb/note"
@@ -76,15 +78,19 @@ type Seal struct {
 // sealer seals nothing until Acquire (or Start, while this replica holds
 // the leader Lease) takes the log's lock.
 func OpenSealer(dir string, store BlobStore, log logr.Logger) (*Sealer, error) {
-	key, err := LoadOrCreateSigningKey(dir)
+	var key crypto.Signer
+	var o tlog.Options
+	err := underKeysLock(dir, func() (err error) {
+		if key, err = LoadOrCreateSigningKey(dir); err != nil {
+			return err
+		}
+		o, err = logOptions(dir, log)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	signer, err := NewSigner(key)
-	if err != nil {
-		return nil, err
-	}
-	o, err := logOptions(dir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +109,11 @@ func OpenSealer(dir string, store BlobStore, log logr.Logger) (*Sealer, error) {
 // OpenLog opens the transparency log of the evidence directory dir alone,
 // for tools that read it while no server runs.
 func OpenLog(dir string, log logr.Logger) (*tlog.Log, error) {
-	o, err := logOptions(dir, log)
+	var o tlog.Options
+	err := underKeysLock(dir, func() (err error) {
+		o, err = logOptions(dir, log)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +139,27 @@ func logOptions(dir string, log logr.Logger) (tlog.Options, error) {
 		return tlog.Options{}, err
 	}
 	return tlog.Options{Origin: origin, Signer: noteSigner, Verifier: verifier, Log: log}, nil
+}
+
+// keysLockFile is locked (flock) while a process reads the evidence keys or
+// makes them on first use, so that replicas starting together on one new
+// evidence directory agree on one signing key and one log key.
+const keysLockFile = ".keys.lock"
+
+// underKeysLock runs fn while holding the keys lock of dir, waiting for it.
+func underKeysLock(dir string, fn func() error) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, keysLockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock the evidence keys in %s: %w", dir, err)
+	}
+	return fn() // closing f releases the lock
 }
 
 // LogOrigin names the log of a checkpoint key in its checkpoints.

@@ -138,6 +138,20 @@ var _ = Describe("an agent's own identity", func() {
 		ownTarget.Status.Drift = v1alpha1.DriftInSync
 		Expect(a.Status().Patch(ctx, ownTarget, client.MergeFrom(beforeTarget))).To(Succeed())
 
+		By("reading its task again by name and label, and finding its late result refused once the server timed the task out")
+		var again v1alpha1.DeployTaskList
+		Expect(a.List(ctx, &again, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelAgent: "host-a"},
+			client.MatchingFields{"metadata.name": "task-a"})).To(Succeed())
+		Expect(again.Items).To(ConsistOf(HaveField("Status.Phase", v1alpha1.DeployTaskRunning)))
+		timedOut := again.Items[0].DeepCopy()
+		timedOut.Status.Phase = v1alpha1.DeployTaskTimedOut
+		Expect(admin.Status().Patch(ctx, timedOut, client.MergeFrom(&again.Items[0]))).To(Succeed())
+		late := timedOut.DeepCopy()
+		late.Status.Phase = v1alpha1.DeployTaskSucceeded
+		err = a.Status().Patch(ctx, late, client.MergeFrom(timedOut))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+		Expect(err.Error()).To(And(ContainSubstring("status.phase"), ContainSubstring("task ended")))
+
 		By("neither reading nor writing agent B's")
 		forbidden(a.List(ctx, &tasks, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelAgent: "host-b"}))
 		forbidden(a.List(ctx, &tasks, client.InNamespace(ns)))

@@ -4,6 +4,7 @@
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+COPY apis/go.mod apis/go.sum ./apis/
 RUN go mod download
 COPY . .
 ARG VERSION=v0.0.0-dev

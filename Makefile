@@ -27,10 +27,12 @@ run: build ## Start the control plane on its embedded defaults (data in ~/.local
 
 test: ## Run every test: unit, integration against the embedded server, end to end.
 	$(GO) test -count=1 -timeout 60m ./...
+	cd apis && $(GO) test -count=1 ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzReadPacket$$' -fuzztime 60s -fuzzminimizetime 5s ./internal/evidence
 
 test-unit: ## Run the tests that need no server.
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test)
+	cd apis && $(GO) test -count=1 ./...
 
 test-e2e: ## Run the ginkgo suites under test/ only.
 	$(GO) test -count=1 -timeout 60m ./test/... -ginkgo.v
@@ -46,13 +48,16 @@ manifests: ## Generate the CRDs from the API types.
 verify: generate manifests ## Regenerate and fail when generated files are stale.
 	@gofmt -l $$(git ls-files '*.go') | tee /dev/stderr | (! read)
 	$(GO) vet ./...
+	cd apis && $(GO) vet ./...
 	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod or go.sum is not tidy: run go mod tidy and commit"; exit 1; }
+	@cd apis && $(GO) mod tidy -diff >/dev/null || { echo "apis/go.mod or apis/go.sum is not tidy: run go mod tidy in apis and commit"; exit 1; }
 	@git diff --exit-code -- apis config || { echo "generated files are stale: run make generate manifests and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- apis config)" || { git status --porcelain -- apis config; echo "untracked generated files: commit them"; exit 1; }
 
 lint: ## Run go vet and golangci-lint (installed through the Go module proxy).
 	$(GO) vet ./...
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
+	cd apis && $(GO) vet ./... && $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
 
 bench: build ## Measure create/list throughput, start-up time and memory (see hack/bench).
 	hack/bench

@@ -121,5 +121,5 @@ type AgentList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Agent{}, &AgentList{})
+	register(&Agent{}, &AgentList{})
 }

@@ -143,5 +143,5 @@ type ApprovalList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Approval{}, &ApprovalList{})
+	register(&Approval{}, &ApprovalList{})
 }

@@ -107,5 +107,5 @@ type ComponentList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Component{}, &ComponentList{})
+	register(&Component{}, &ComponentList{})
 }

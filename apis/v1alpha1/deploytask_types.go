@@ -173,5 +173,5 @@ type DeployTaskList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&DeployTask{}, &DeployTaskList{})
+	register(&DeployTask{}, &DeployTaskList{})
 }

@@ -167,5 +167,5 @@ type EvidencePacketList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&EvidencePacket{}, &EvidencePacketList{})
+	register(&EvidencePacket{}, &EvidencePacketList{})
 }

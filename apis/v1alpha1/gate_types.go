@@ -307,5 +307,5 @@ type GateList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Gate{}, &GateList{})
+	register(&Gate{}, &GateList{})
 }

@@ -254,5 +254,5 @@ type PromotionList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Promotion{}, &PromotionList{})
+	register(&Promotion{}, &PromotionList{})
 }

@@ -174,5 +174,5 @@ type ReleaseList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Release{}, &ReleaseList{})
+	register(&Release{}, &ReleaseList{})
 }

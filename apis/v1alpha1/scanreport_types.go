@@ -187,5 +187,5 @@ type ScanReportList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&ScanReport{}, &ScanReportList{})
+	register(&ScanReport{}, &ScanReportList{})
 }

@@ -444,5 +444,5 @@ type TargetList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Target{}, &TargetList{})
+	register(&Target{}, &TargetList{})
 }

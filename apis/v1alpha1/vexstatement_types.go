@@ -75,5 +75,5 @@ type VEXStatementList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&VEXStatement{}, &VEXStatementList{})
+	register(&VEXStatement{}, &VEXStatementList{})
 }

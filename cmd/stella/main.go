@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/stella-ops/stella/controllers"
-	"github.com/stella-ops/stella/internal/agent"
+	"github.com/stella-ops/stella/internal/agent/serverdeploy"
 	"github.com/stella-ops/stella/internal/controlplane"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/gctune"
@@ -125,7 +125,7 @@ func addScanFlags(f *pflag.FlagSet, o *controlplane.ScanOptions) {
 
 // addDeployerFlags sets how the reconcilers deploy to the Targets that name
 // no agent: SSH, Nomad and ECS targets.
-func addDeployerFlags(f *pflag.FlagSet, o *agent.ServerOptions) {
+func addDeployerFlags(f *pflag.FlagSet, o *serverdeploy.Options) {
 	f.DurationVar(&o.ObserveEvery, "observe-every", 30*time.Second, "how often to observe each Target that names no agent (SSH, Nomad and ECS targets)")
 	f.IntVar(&o.Parallel, "deploy-parallel", 4, "how many DeployTasks to Targets that name no agent run at once, each on its own Target")
 	f.DurationVar(&o.ECSPollEvery, "ecs-poll-every", 15*time.Second, "least time between two looks at a deploying ECS service")
@@ -134,7 +134,7 @@ func addDeployerFlags(f *pflag.FlagSet, o *agent.ServerOptions) {
 func controllersCommand() *cobra.Command {
 	var kubeconfig, metricsListen, evidenceDir string
 	var s3 func() *evidence.S3Options
-	var deployer agent.ServerOptions
+	var deployer serverdeploy.Options
 	var scanOpts controlplane.ScanOptions
 	cmd := &cobra.Command{
 		Use:   "controllers",
@@ -173,7 +173,7 @@ leader Lease in the stella-system namespace reconciles.`,
 			if err != nil {
 				return err
 			}
-			if err := agent.AddToServer(mgr, deployer, log); err != nil {
+			if err := serverdeploy.AddToManager(mgr, deployer, log); err != nil {
 				return err
 			}
 			log.Info("Starting Stella controllers", "server", cfg.Host, "version", version.String())

@@ -14,6 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
@@ -26,7 +29,6 @@ import (
 
 	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 )
 
 // Options configure an agent.
@@ -54,7 +56,7 @@ type Options struct {
 func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) error {
 	ctrl.SetLogger(log)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  controllers.Scheme(),
+		Scheme:  scheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{
 			DefaultNamespaces: map[string]cache.Config{o.Namespace: {}},
@@ -108,27 +110,36 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	return mgr.Start(ctx)
 }
 
+// scheme holds the kinds an agent reads and writes: Kubernetes' own, such
+// as Leases and Events, and Stella's. It is built here rather than taken
+// from the reconcilers, so that stella-agent links none of the server.
+func scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
+
 // ServerOptions configure the deploying the server does itself.
 type ServerOptions struct {
 	// ObserveEvery is how often each Target is observed.
 	ObserveEvery time.Duration
 	// Parallel is how many DeployTasks run at once, each on its own Target.
 	Parallel int
-	// ECSPollEvery is the least time between two looks at a deploying ECS
-	// service; 15s when zero, as ECS's own waiter.
-	ECSPollEvery time.Duration
 }
 
 // AddToServer makes the server's manager deploy to the Targets that name no
-// agent, such as SSH targets, and report what runs on them, as an agent
-// does for its own; only the replica that leads runs them.
-func AddToServer(mgr ctrl.Manager, o ServerOptions, log logr.Logger) error {
+// agent through drivers, such as SSH's, and report what runs on them, as an
+// agent does for its own; only the replica that leads runs them. The server
+// brings the drivers (package serverdeploy), so that stella-agent links
+// none of them.
+func AddToServer(mgr ctrl.Manager, drivers map[v1alpha1.TargetType]agents.Driver, o ServerOptions, log logr.Logger) error {
 	host, err := os.Hostname()
 	if err != nil {
 		return fmt.Errorf("read the hostname: %w", err)
 	}
 	a := &agent{
-		Options:  Options{Drivers: serverDrivers(mgr, o), ObserveEvery: o.ObserveEvery, Parallel: o.Parallel},
+		Options:  Options{Drivers: drivers, ObserveEvery: o.ObserveEvery, Parallel: o.Parallel},
 		hostname: host, client: mgr.GetClient(), reader: mgr.GetAPIReader(),
 		events: mgr.GetEventRecorderFor("stella-deployer"), log: log.WithName("deployer"),
 		observeNow: make(chan event.TypedGenericEvent[*v1alpha1.Target], 64),

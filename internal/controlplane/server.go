@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/stella-ops/stella/controllers"
-	"github.com/stella-ops/stella/internal/agent"
+	"github.com/stella-ops/stella/internal/agent/serverdeploy"
 	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/gctune"
@@ -66,7 +66,7 @@ type Options struct {
 	Controllers bool
 	// Deployer configures the deploying the reconcilers do themselves, to
 	// the Targets that name no agent (SSH targets).
-	Deployer agent.ServerOptions
+	Deployer serverdeploy.Options
 	// AgentCertTTL is the longest an agent's certificate may live: a
 	// request for an agent identity asking for more, or naming no
 	// lifetime, is lowered to it.
@@ -279,7 +279,7 @@ func newManagers(cfg *rest.Config, certs pki.Dir, o Options, sealer *evidence.Se
 	if err != nil {
 		return nil, err
 	}
-	if err := agent.AddToServer(stella, o.Deployer, o.Log); err != nil {
+	if err := serverdeploy.AddToManager(stella, o.Deployer, o.Log); err != nil {
 		return nil, err
 	}
 	return []manager.Manager{kube, stella}, nil

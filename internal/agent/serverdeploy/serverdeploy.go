@@ -1,4 +1,9 @@
-package agent
+// Package serverdeploy is the deploying the server does itself, to the
+// Targets that name no agent: SSH, Nomad and ECS targets, reached over the
+// network with credentials kept in Secrets. It runs the agent's task runner
+// and observer with those drivers; only the server imports it, so that
+// stella-agent links none of them.
+package serverdeploy
 
 import (
 	"cmp"
@@ -6,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,17 +21,28 @@ import (
 	"github.com/stella-ops/stella/agents/nomad"
 	"github.com/stella-ops/stella/agents/ssh"
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agent"
 )
 
-// serverDrivers are the drivers the server runs itself: those that reach
-// their target over the network with credentials kept in Secrets.
-func serverDrivers(mgr ctrl.Manager, o ServerOptions) map[v1alpha1.TargetType]agents.Driver {
+// Options configure the deploying the server does itself.
+type Options struct {
+	agent.ServerOptions
+	// ECSPollEvery is the least time between two looks at a deploying ECS
+	// service; 15s when zero, as ECS's own waiter.
+	ECSPollEvery time.Duration
+}
+
+// AddToManager makes the server's manager deploy to the SSH, Nomad and ECS
+// Targets and report what runs on them; only the replica that leads runs
+// them.
+func AddToManager(mgr ctrl.Manager, o Options, log logr.Logger) error {
 	secrets := secretReader(mgr.GetAPIReader())
-	return map[v1alpha1.TargetType]agents.Driver{
+	drivers := map[v1alpha1.TargetType]agents.Driver{
 		v1alpha1.TargetTypeSSH:   ssh.New(secrets, hostKeyRecorder(mgr.GetClient())),
 		v1alpha1.TargetTypeNomad: nomad.New(secrets),
 		v1alpha1.TargetTypeECS:   ecs.New(secrets, cmp.Or(o.ECSPollEvery, 15*time.Second)),
 	}
+	return agent.AddToServer(mgr, drivers, o.ServerOptions, log)
 }
 
 // secretReader reads Secrets from the server directly: they are not cached,

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/internal/agentauth"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 // TargetReconciler says on each Target served by an agent when nobody
@@ -147,7 +147,7 @@ func heartbeatGrace(agent *v1alpha1.Agent) time.Duration {
 // heartbeat in its status when it has no Lease; zero when it never did.
 func lastHeartbeat(ctx context.Context, c client.Reader, agent *v1alpha1.Agent) (time.Time, error) {
 	lease := &coordinationv1.Lease{}
-	err := c.Get(ctx, client.ObjectKey{Namespace: agent.Namespace, Name: agentauth.LeaseName(agent.Name)}, lease)
+	err := c.Get(ctx, client.ObjectKey{Namespace: agent.Namespace, Name: agentid.LeaseName(agent.Name)}, lease)
 	switch {
 	case err == nil && lease.Spec.RenewTime != nil:
 		return lease.Spec.RenewTime.Time, nil

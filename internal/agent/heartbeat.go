@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/internal/agentauth"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 	"github.com/stella-ops/stella/internal/version"
 )
 
@@ -130,7 +130,7 @@ func (a *agent) servedTargets(ctx context.Context) ([]string, error) {
 // its renew time to tell a silent agent from a live one.
 func (a *agent) renewLease(ctx context.Context, now metav1.MicroTime) error {
 	lease := &coordinationv1.Lease{}
-	key := client.ObjectKey{Namespace: a.Namespace, Name: agentauth.LeaseName(a.Name)}
+	key := client.ObjectKey{Namespace: a.Namespace, Name: agentid.LeaseName(a.Name)}
 	err := a.reader.Get(ctx, key, lease)
 	if apierrors.IsNotFound(err) {
 		lease = &coordinationv1.Lease{

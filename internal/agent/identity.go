@@ -30,7 +30,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/connrotation"
 
-	"github.com/stella-ops/stella/internal/agentauth"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 	"github.com/stella-ops/stella/internal/pki"
 )
 
@@ -56,12 +56,12 @@ type JoinOptions struct {
 // expires. Connections made with it are closed when it changes, so none
 // outlives the certificate it was opened with.
 type Identity struct {
-	dir, server string
-	caPEM       []byte
-	ttl         time.Duration
-	agent       agentauth.Agent
-	cert        atomic.Pointer[tls.Certificate]
-	conns       *connrotation.Dialer
+	dir, server     string
+	caPEM           []byte
+	ttl             time.Duration
+	namespace, name string
+	cert            atomic.Pointer[tls.Certificate]
+	conns           *connrotation.Dialer
 }
 
 // HasIdentity says whether dir holds an identity.
@@ -84,7 +84,7 @@ func Join(ctx context.Context, dir, namespace, name string, o JoinOptions) error
 		return err
 	}
 	cfg := &rest.Config{Host: o.Server, BearerToken: o.Token, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
-	keyPEM, certPEM, err := requestCertificate(ctx, cfg, agentauth.Agent{Namespace: namespace, Name: name}, tokenID, o.CertTTL)
+	keyPEM, certPEM, err := requestCertificate(ctx, cfg, namespace, name, tokenID, o.CertTTL)
 	if err != nil {
 		return fmt.Errorf("join with the token: %w", err)
 	}
@@ -108,7 +108,7 @@ func LoadIdentity(dir, namespace, name string, ttl time.Duration) (*Identity, er
 		}
 		return data, err
 	}
-	id := &Identity{dir: dir, ttl: ttl, agent: agentauth.Agent{Namespace: namespace, Name: name}}
+	id := &Identity{dir: dir, ttl: ttl, namespace: namespace, name: name}
 	server, err := read(serverFile)
 	if err != nil {
 		return nil, err
@@ -128,7 +128,7 @@ func LoadIdentity(dir, namespace, name string, ttl time.Duration) (*Identity, er
 	if err := id.use(certPEM, keyPEM); err != nil {
 		return nil, err
 	}
-	if cn := id.cert.Load().Leaf.Subject.CommonName; cn != agentauth.UserName(namespace, name) {
+	if cn := id.cert.Load().Leaf.Subject.CommonName; cn != agentid.UserName(namespace, name) {
 		return nil, fmt.Errorf("the identity in %s is %s, not that of Agent %s/%s: use another --state-dir, or remove %s and join again", dir, cn, namespace, name, dir)
 	}
 	id.conns = connrotation.NewDialer((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
@@ -204,11 +204,11 @@ func (id *Identity) RenewNow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	enrolment, ok := agentauth.EnrolmentOf(id.cert.Load().Leaf.Subject.Organization)
+	enrolment, ok := agentid.EnrolmentOf(id.cert.Load().Leaf.Subject.Organization)
 	if !ok {
 		return fmt.Errorf("the agent's certificate in %s names several enrolments: remove %s and join again", id.dir, id.dir)
 	}
-	keyPEM, certPEM, err := requestCertificate(ctx, cfg, id.agent, enrolment, id.ttl)
+	keyPEM, certPEM, err := requestCertificate(ctx, cfg, id.namespace, id.name, enrolment, id.ttl)
 	if err != nil {
 		return err
 	}
@@ -226,19 +226,19 @@ func (id *Identity) RenewNow(ctx context.Context) error {
 }
 
 // requestCertificate makes a new key and has the server sign a client
-// certificate for the agent's identity, of enrolment (none for a
+// certificate for the identity of the Agent name in namespace, of enrolment (none for a
 // certificate from before enrolments).
-func requestCertificate(ctx context.Context, cfg *rest.Config, agent agentauth.Agent, enrolment string, ttl time.Duration) (keyPEM, certPEM []byte, err error) {
+func requestCertificate(ctx context.Context, cfg *rest.Config, namespace, name, enrolment string, ttl time.Duration) (keyPEM, certPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
-	groups := []string{agentauth.Group}
+	groups := []string{agentid.Group}
 	if enrolment != "" {
-		groups = append(groups, agentauth.EnrolmentGroup(enrolment))
+		groups = append(groups, agentid.EnrolmentGroup(enrolment))
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: agentauth.UserName(agent.Namespace, agent.Name), Organization: groups},
+		Subject: pkix.Name{CommonName: agentid.UserName(namespace, name), Organization: groups},
 	}, key)
 	if err != nil {
 		return nil, nil, err
@@ -250,7 +250,7 @@ func requestCertificate(ctx context.Context, cfg *rest.Config, agent agentauth.A
 	seconds := int32(ttl / time.Second)
 	csrs := cs.CertificatesV1().CertificateSigningRequests()
 	csr, err := csrs.Create(ctx, &certificatesv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "stella-agent-" + agent.Namespace + "-" + agent.Name + "-"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "stella-agent-" + namespace + "-" + name + "-"},
 		Spec: certificatesv1.CertificateSigningRequestSpec{
 			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
 			SignerName: certificatesv1.KubeAPIServerClientSignerName, ExpirationSeconds: &seconds,

@@ -13,6 +13,7 @@ import (
 	"k8s.io/kubernetes/pkg/apis/certificates"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 // PluginName names the admission plugin.
@@ -76,8 +77,8 @@ func (p *restriction) Validate(_ context.Context, a admission.Attributes, _ admi
 	res := a.GetResource()
 	switch {
 	case res.Group == "coordination.k8s.io" && res.Resource == "leases":
-		if a.GetName() != LeaseName(agent.Name) {
-			return admission.NewForbidden(a, fmt.Errorf("agent %s may only hold Lease %s", agent.Name, LeaseName(agent.Name)))
+		if a.GetName() != agentid.LeaseName(agent.Name) {
+			return admission.NewForbidden(a, fmt.Errorf("agent %s may only hold Lease %s", agent.Name, agentid.LeaseName(agent.Name)))
 		}
 	case res.Group == v1alpha1.GroupVersion.Group && a.GetSubresource() == "status" && a.GetOperation() == admission.Update:
 		old, ok := a.GetOldObject().(*unstructured.Unstructured)

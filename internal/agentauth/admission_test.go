@@ -10,6 +10,8 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/kubernetes/pkg/apis/certificates"
+
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 // A request for an agent identity is signed for at most the configured
@@ -33,7 +35,7 @@ func TestAdmissionCapsAgentCertificates(t *testing.T) {
 		{"an agent asking for a year", agentSubject("shop", "host-a"), seconds(365 * day), day},
 		{"an agent asking for nothing", agentSubject("shop", "host-a"), nil, day},
 		{"an agent asking for an hour", agentSubject("shop", "host-a"), seconds(3600), 3600},
-		{"any name in the agents' group", pkix.Name{CommonName: "x", Organization: []string{"admins", Group}}, seconds(365 * day), day},
+		{"any name in the agents' group", pkix.Name{CommonName: "x", Organization: []string{"admins", agentid.Group}}, seconds(365 * day), day},
 		{"a person asking for a year", pkix.Name{CommonName: "alice", Organization: []string{"stella:admins"}}, seconds(365 * day), 365 * day},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 // Join tokens are bootstrap tokens (Secrets bootstrap-token-<id> in
@@ -84,7 +85,7 @@ func (r *Approver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 	tokenID, withToken := joinTokenOf(csr)
 	if agent, enrolment, ok := requestedAgent(csr); ok {
 		switch {
-		case csr.Spec.Username == UserName(agent.Namespace, agent.Name):
+		case csr.Spec.Username == agentid.UserName(agent.Namespace, agent.Name):
 			return ctrl.Result{}, r.decideRenewal(ctx, csr, agent, enrolment)
 		case withToken:
 			if done, err := r.decideJoin(ctx, csr, agent, enrolment, tokenID); err != nil || done {
@@ -115,7 +116,7 @@ func (r *Approver) decideRenewal(ctx context.Context, csr *certificatesv1.Certif
 	if refusal == "" {
 		refusal = enrolmentRefusal(agent, a.Annotations[v1alpha1.AnnotationAgentEnrolment], enrolment)
 	}
-	if current, ok := EnrolmentOf(csr.Spec.Groups); refusal == "" && (!ok || current != enrolment) {
+	if current, ok := agentid.EnrolmentOf(csr.Spec.Groups); refusal == "" && (!ok || current != enrolment) {
 		refusal = fmt.Sprintf("a renewal keeps the enrolment of the certificate it is made with (%q), not %q", current, enrolment)
 	}
 	if refusal != "" {
@@ -140,7 +141,7 @@ func (r *Approver) decideJoin(ctx context.Context, csr *certificatesv1.Certifica
 	}
 	if enrolment != tokenID {
 		return true, r.decide(ctx, csr, certificatesv1.CertificateDenied, reasonAgentJoinDenied,
-			fmt.Sprintf("a request made with join token %s must carry the group %s (it carries %q): use a stella-agent of this server's version", tokenID, EnrolmentGroup(tokenID), enrolment))
+			fmt.Sprintf("a request made with join token %s must carry the group %s (it carries %q): use a stella-agent of this server's version", tokenID, agentid.EnrolmentGroup(tokenID), enrolment))
 	}
 	a, refusal, err := r.standing(ctx, agent)
 	if err != nil {
@@ -226,10 +227,10 @@ func requestedAgent(csr *certificatesv1.CertificateSigningRequest) (agent Agent,
 		return Agent{}, "", false
 	}
 	orgs := req.Subject.Organization
-	enrolment, single := EnrolmentOf(orgs)
-	want := []string{Group}
+	enrolment, single := agentid.EnrolmentOf(orgs)
+	want := []string{agentid.Group}
 	if enrolment != "" {
-		want = append(want, EnrolmentGroup(enrolment))
+		want = append(want, agentid.EnrolmentGroup(enrolment))
 	}
 	if !single || !slices.Equal(slices.Sorted(slices.Values(orgs)), slices.Sorted(slices.Values(want))) ||
 		len(req.DNSNames)+len(req.IPAddresses)+len(req.EmailAddresses)+len(req.URIs) > 0 {
@@ -240,7 +241,7 @@ func requestedAgent(csr *certificatesv1.CertificateSigningRequest) (agent Agent,
 			return Agent{}, "", false
 		}
 	}
-	agent, ok, err = agentOf(&user.DefaultInfo{Name: req.Subject.CommonName, Groups: []string{Group}})
+	agent, ok, err = agentOf(&user.DefaultInfo{Name: req.Subject.CommonName, Groups: []string{agentid.Group}})
 	return agent, enrolment, ok && err == nil
 }
 

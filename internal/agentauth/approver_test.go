@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 // requestPEM is a certificate request for subject, signed by a new key.
@@ -41,11 +42,11 @@ func requestPEM(t *testing.T, subject pkix.Name) []byte {
 }
 
 func agentSubject(ns, name string) pkix.Name {
-	return pkix.Name{CommonName: UserName(ns, name), Organization: []string{Group}}
+	return pkix.Name{CommonName: agentid.UserName(ns, name), Organization: []string{agentid.Group}}
 }
 
 func enrolledSubject(ns, name, enrolment string) pkix.Name {
-	return pkix.Name{CommonName: UserName(ns, name), Organization: []string{Group, EnrolmentGroup(enrolment)}}
+	return pkix.Name{CommonName: agentid.UserName(ns, name), Organization: []string{agentid.Group, agentid.EnrolmentGroup(enrolment)}}
 }
 
 func scheme(t *testing.T) *runtime.Scheme {
@@ -87,7 +88,7 @@ func TestApprover(t *testing.T) {
 		return &certificatesv1.CertificateSigningRequest{
 			ObjectMeta: metav1.ObjectMeta{Name: "renew-" + name, CreationTimestamp: metav1.NewTime(now)},
 			Spec: certificatesv1.CertificateSigningRequestSpec{
-				Request: requestPEM(t, subject), SignerName: clientSigner, Username: UserName("shop", name), Groups: subject.Organization,
+				Request: requestPEM(t, subject), SignerName: clientSigner, Username: agentid.UserName("shop", name), Groups: subject.Organization,
 				Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
 			},
 		}
@@ -103,7 +104,7 @@ func TestApprover(t *testing.T) {
 	}
 	// moving is a renewal asked with a certificate of another enrolment.
 	moving := func(csr *certificatesv1.CertificateSigningRequest, enrolment string) *certificatesv1.CertificateSigningRequest {
-		csr.Spec.Groups = []string{Group, EnrolmentGroup(enrolment)}
+		csr.Spec.Groups = []string{agentid.Group, agentid.EnrolmentGroup(enrolment)}
 		return csr
 	}
 	claiming := func(csr *certificatesv1.CertificateSigningRequest, enrolment string) *certificatesv1.CertificateSigningRequest {

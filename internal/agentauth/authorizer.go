@@ -8,6 +8,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 // Label and field an agent must select its DeployTasks and Targets by.
@@ -46,9 +47,9 @@ func authorize(agents *Agents, a authorizer.Attributes) (authorizer.Decision, st
 	if err != nil {
 		return authorizer.DecisionDeny, err.Error(), nil
 	}
-	enrolment, ok := EnrolmentOf(a.GetUser().GetGroups())
+	enrolment, ok := agentid.EnrolmentOf(a.GetUser().GetGroups())
 	if !ok {
-		return deny("agent %s/%s: a certificate carries at most one non-empty group %s<id>", agent.Namespace, agent.Name, enrolmentPrefix)
+		return deny("agent %s/%s: a certificate carries at most one non-empty group %s<id>", agent.Namespace, agent.Name, agentid.EnrolmentPrefix)
 	}
 	if reason := agents.refusal(agent, enrolment); reason != "" {
 		return authorizer.DecisionDeny, reason, nil
@@ -74,8 +75,8 @@ func authorize(agents *Agents, a authorizer.Attributes) (authorizer.Decision, st
 		return allowIf(verb == "create" || verb == "patch", "agents create and patch Events only")
 	case "leases":
 		// A create names no object here: admission checks its name.
-		return allowIf(verb == "create" || (a.GetName() == LeaseName(agent.Name) && (verb == "get" || verb == "update" || verb == "patch")),
-			"agent %s may touch only Lease %s", agent.Name, LeaseName(agent.Name))
+		return allowIf(verb == "create" || (a.GetName() == agentid.LeaseName(agent.Name) && (verb == "get" || verb == "update" || verb == "patch")),
+			"agent %s may touch only Lease %s", agent.Name, agentid.LeaseName(agent.Name))
 	case "agents":
 		switch {
 		case sub == "" && verb == "get" && a.GetName() == agent.Name:

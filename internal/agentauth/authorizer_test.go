@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 // agentsOf are loaded Agents holding the given ones.
@@ -45,7 +46,7 @@ func agentObject(ns, name string, revoked bool) *unstructured.Unstructured {
 }
 
 func TestAuthorizer(t *testing.T) {
-	agentA := &user.DefaultInfo{Name: UserName("shop", "host-a"), Groups: []string{Group}}
+	agentA := &user.DefaultInfo{Name: agentid.UserName("shop", "host-a"), Groups: []string{agentid.Group}}
 	agents := agentsOf(t, agentObject("shop", "host-a", false))
 	byLabel := func(value string) labels.Requirements {
 		r, err := labels.NewRequirement(labelAgent, selection.Equals, []string{value})
@@ -114,7 +115,7 @@ func TestAuthorizerRefusesAgentsGoneOrRevoked(t *testing.T) {
 		return authorizer.AttributesRecord{User: u, Verb: "get", Path: "/apis"}
 	}
 	identity := func(name string, groups ...string) user.Info {
-		return &user.DefaultInfo{Name: UserName("shop", name), Groups: append([]string{Group}, groups...)}
+		return &user.DefaultInfo{Name: agentid.UserName("shop", name), Groups: append([]string{agentid.Group}, groups...)}
 	}
 	enrolled := agentObject("shop", "host-e", false)
 	enrolled.SetAnnotations(map[string]string{v1alpha1.AnnotationAgentEnrolment: "abcdef", "other": "x"})
@@ -133,11 +134,11 @@ func TestAuthorizerRefusesAgentsGoneOrRevoked(t *testing.T) {
 		{"deleted agent discovers", loaded, discovery(identity("host-d")), authorizer.DecisionDeny, "Agent shop/host-d does not exist"},
 		{"revoked agent lists its targets", loaded, ownTargets(identity("host-r"), "host-r"), authorizer.DecisionDeny, "Agent shop/host-r is revoked"},
 		{"revoked agent renews", loaded, renewal(identity("host-r")), authorizer.DecisionDeny, "Agent shop/host-r is revoked"},
-		{"certificate of the Agent's enrolment", loaded, ownTargets(identity("host-e", EnrolmentGroup("abcdef")), "host-e"), authorizer.DecisionAllow, ""},
-		{"certificate of an earlier join", loaded, ownTargets(identity("host-e", EnrolmentGroup("ghijkl")), "host-e"), authorizer.DecisionDeny, "earlier join of Agent shop/host-e"},
-		{"certificate of an earlier Agent of the name", loaded, ownTargets(identity("host-a", EnrolmentGroup("ghijkl")), "host-a"), authorizer.DecisionDeny, "earlier join of Agent shop/host-a"},
+		{"certificate of the Agent's enrolment", loaded, ownTargets(identity("host-e", agentid.EnrolmentGroup("abcdef")), "host-e"), authorizer.DecisionAllow, ""},
+		{"certificate of an earlier join", loaded, ownTargets(identity("host-e", agentid.EnrolmentGroup("ghijkl")), "host-e"), authorizer.DecisionDeny, "earlier join of Agent shop/host-e"},
+		{"certificate of an earlier Agent of the name", loaded, ownTargets(identity("host-a", agentid.EnrolmentGroup("ghijkl")), "host-a"), authorizer.DecisionDeny, "earlier join of Agent shop/host-a"},
 		{"certificate from before enrolments", loaded, ownTargets(identity("host-e"), "host-e"), authorizer.DecisionDeny, "earlier join of Agent shop/host-e"},
-		{"certificate of two enrolments", loaded, ownTargets(identity("host-e", EnrolmentGroup("abcdef"), EnrolmentGroup("ghijkl")), "host-e"), authorizer.DecisionDeny, "at most one"},
+		{"certificate of two enrolments", loaded, ownTargets(identity("host-e", agentid.EnrolmentGroup("abcdef"), agentid.EnrolmentGroup("ghijkl")), "host-e"), authorizer.DecisionDeny, "at most one"},
 		{"agents not loaded yet", NewAgents(), ownTargets(identity("host-a"), "host-a"), authorizer.DecisionDeny, "not loaded the Agents yet"},
 		{"other users need no Agent", NewAgents(), discovery(&user.DefaultInfo{Name: "alice"}), authorizer.DecisionNoOpinion, ""},
 	} {

@@ -11,6 +11,8 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	"k8s.io/apiserver/pkg/authentication/user"
+
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 func TestAgentOf(t *testing.T) {
@@ -20,9 +22,9 @@ func TestAgentOf(t *testing.T) {
 		isAgent bool
 		bad     bool
 	}{
-		{&user.DefaultInfo{Name: "stella:agent:shop:host-1", Groups: []string{Group}}, Agent{"shop", "host-1"}, true, false},
+		{&user.DefaultInfo{Name: "stella:agent:shop:host-1", Groups: []string{agentid.Group}}, Agent{"shop", "host-1"}, true, false},
 		{&user.DefaultInfo{Name: "alice", Groups: []string{"stella:releasers"}}, Agent{}, false, false},
-		{&user.DefaultInfo{Name: "alice", Groups: []string{Group}}, Agent{}, true, true},
+		{&user.DefaultInfo{Name: "alice", Groups: []string{agentid.Group}}, Agent{}, true, true},
 		{&user.DefaultInfo{Name: "stella:agent:shop"}, Agent{}, true, true},
 		{&user.DefaultInfo{Name: "stella:agent:shop:host:1"}, Agent{}, true, true},
 	} {
@@ -55,16 +57,16 @@ func TestRequestedAgentAcceptsOnlyAnAgentClientCertificate(t *testing.T) {
 		ok        bool
 		enrolment string
 	}{
-		{"an agent's client certificate", request("stella:agent:shop:host-1", []string{Group}), client, true, ""},
-		{"of an enrolment", request("stella:agent:shop:host-1", []string{Group, EnrolmentGroup("abcdef")}), client, true, "abcdef"},
-		{"of two enrolments", request("stella:agent:shop:host-1", []string{Group, EnrolmentGroup("abcdef"), EnrolmentGroup("ghijkl")}), client, false, ""},
-		{"of an empty enrolment", request("stella:agent:shop:host-1", []string{Group, EnrolmentGroup("")}), client, false, ""},
-		{"an enrolment without the agents' group", request("stella:agent:shop:host-1", []string{EnrolmentGroup("abcdef")}), client, false, ""},
+		{"an agent's client certificate", request("stella:agent:shop:host-1", []string{agentid.Group}), client, true, ""},
+		{"of an enrolment", request("stella:agent:shop:host-1", []string{agentid.Group, agentid.EnrolmentGroup("abcdef")}), client, true, "abcdef"},
+		{"of two enrolments", request("stella:agent:shop:host-1", []string{agentid.Group, agentid.EnrolmentGroup("abcdef"), agentid.EnrolmentGroup("ghijkl")}), client, false, ""},
+		{"of an empty enrolment", request("stella:agent:shop:host-1", []string{agentid.Group, agentid.EnrolmentGroup("")}), client, false, ""},
+		{"an enrolment without the agents' group", request("stella:agent:shop:host-1", []string{agentid.EnrolmentGroup("abcdef")}), client, false, ""},
 		{"another group", request("stella:agent:shop:host-1", []string{"system:masters"}), client, false, ""},
-		{"an extra group", request("stella:agent:shop:host-1", []string{Group, "system:masters"}), client, false, ""},
-		{"not an agent name", request("alice", []string{Group}), client, false, ""},
-		{"with a DNS name", request("stella:agent:shop:host-1", []string{Group}, "evil.example"), client, false, ""},
-		{"for serving", request("stella:agent:shop:host-1", []string{Group}), []certificatesv1.KeyUsage{certificatesv1.UsageServerAuth}, false, ""},
+		{"an extra group", request("stella:agent:shop:host-1", []string{agentid.Group, "system:masters"}), client, false, ""},
+		{"not an agent name", request("alice", []string{agentid.Group}), client, false, ""},
+		{"with a DNS name", request("stella:agent:shop:host-1", []string{agentid.Group}, "evil.example"), client, false, ""},
+		{"for serving", request("stella:agent:shop:host-1", []string{agentid.Group}), []certificatesv1.KeyUsage{certificatesv1.UsageServerAuth}, false, ""},
 		{"not a request", []byte("garbage"), client, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 // An agent whose name is longer than a label value lists its DeployTasks by
@@ -28,7 +29,7 @@ func TestAuthorizerSelectsLongAgentNamesByLabelValue(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, _, err := authorize(agents, authorizer.AttributesRecord{User: &user.DefaultInfo{Name: UserName("shop", name), Groups: []string{Group}},
+		d, _, err := authorize(agents, authorizer.AttributesRecord{User: &user.DefaultInfo{Name: agentid.UserName("shop", name), Groups: []string{agentid.Group}},
 			Verb: "list", Namespace: "shop", APIGroup: "stella-ops.org", Resource: "deploytasks", ResourceRequest: true,
 			LabelSelectorRequirements: labels.Requirements{*r}})
 		if err != nil {
@@ -61,7 +62,7 @@ func TestAdmissionKnowsLongAgentNamesByLabelValue(t *testing.T) {
 		}}
 		a := admission.NewAttributesRecord(task, task.DeepCopy(), v1alpha1.GroupVersion.WithKind("DeployTask"), "shop", "t",
 			v1alpha1.GroupVersion.WithResource("deploytasks"), "status", admission.Update, nil, false,
-			&user.DefaultInfo{Name: UserName("shop", name), Groups: []string{Group}})
+			&user.DefaultInfo{Name: agentid.UserName("shop", name), Groups: []string{agentid.Group}})
 		return plugin.(admission.ValidationInterface).Validate(context.Background(), a, nil)
 	}
 	if err := write(name); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agent"
 	"github.com/stella-ops/stella/internal/agentauth"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 var _ = Describe("an agent's identity outlives nothing", func() {
@@ -124,7 +125,7 @@ var _ = Describe("an agent's identity outlives nothing", func() {
 		var requests certificatesv1.CertificateSigningRequestList
 		Expect(admin.List(ctx, &requests)).To(Succeed())
 		for _, csr := range requests.Items {
-			Expect(csr.Spec.Username).NotTo(BeElementOf(agentauth.UserName(ns, "host-d"), agentauth.UserName(ns, "host-r")),
+			Expect(csr.Spec.Username).NotTo(BeElementOf(agentid.UserName(ns, "host-d"), agentid.UserName(ns, "host-r")),
 				"no renewal of a cut-off agent is even asked for: %s", csr.Name)
 		}
 

@@ -32,6 +32,10 @@ const (
 	// LabelConfig is a digest of everything a container was created from
 	// besides its image, so that a changed template is redeployed too.
 	LabelConfig = "stella-ops.org/config"
+	// LabelSticker holds the version sticker, as in stella.version.json,
+	// where the runtime keeps no container of its own to read it from: an
+	// ECS task definition's Docker labels, a Nomad job's Meta.
+	LabelSticker = "stella-ops.org/sticker"
 )
 
 // Driver deploys releases to one kind of target.

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 // The server judges an agent absent from a Target read before the agent,
@@ -32,7 +33,7 @@ func TestAnAbsenceNeverReplacesAnAgentsReport(t *testing.T) {
 		}
 		return c.Get(ctx, key, obj, opts...)
 	}}
-	b := fake.NewClientBuilder().WithScheme(Scheme()).WithStatusSubresource(&v1alpha1.Target{}).
+	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.Target{}).
 		WithObjects(devTarget("web", "host-1"), silent).WithInterceptorFuncs(fromCache)
 	for _, ix := range fieldIndexes {
 		b = b.WithIndex(ix.obj, ix.field, ix.extract)
@@ -82,7 +83,7 @@ func TestSilenceNeverReplacesAnAgentsStop(t *testing.T) {
 		}
 		return c.Get(ctx, key, obj, opts...)
 	}}
-	c := fake.NewClientBuilder().WithScheme(Scheme()).WithStatusSubresource(&v1alpha1.Agent{}).
+	c := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.Agent{}).
 		WithObjects(heartbeating).WithInterceptorFuncs(fromCache).Build()
 	key := client.ObjectKeyFromObject(heartbeating)
 	agent := &v1alpha1.Agent{}

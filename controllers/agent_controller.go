@@ -15,13 +15,9 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// Reasons the server gives when an agent stops reporting.
-const (
-	reasonAgentSilent = "AgentSilent"
-	// ReasonAgentRevoked (Ready False): spec.revoked is set and the server
-	// refuses the agent's certificate.
-	ReasonAgentRevoked = "Revoked"
-)
+// reasonAgentSilent (Ready False): the agent stopped reporting. A revoked
+// one is v1alpha1.ReasonAgentRevoked.
+const reasonAgentSilent = "AgentSilent"
 
 // defaultHeartbeatGrace applies when an Agent sets no grace period.
 const defaultHeartbeatGrace = 2 * time.Minute
@@ -59,7 +55,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	if agent.Spec.Revoked {
 		message := "revoked: the server refuses its certificate; delete the Agent and join its host again with a new token (stellactl agent join-token)"
-		return ctrl.Result{}, r.markNotReady(ctx, agent, ReasonAgentRevoked, message)
+		return ctrl.Result{}, r.markNotReady(ctx, agent, v1alpha1.ReasonAgentRevoked, message)
 	}
 	last, err := lastHeartbeat(ctx, r.Client, agent)
 	if err != nil || last.IsZero() {

@@ -15,9 +15,6 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// LabelAutoPromotion marks the promotions Stella created by itself.
-const LabelAutoPromotion = "stella-ops.org/auto-promotion"
-
 // AutoPromotionReconciler promotes releases into environments that set
 // spec.autoPromote: the newest release into an environment that promotes
 // from nowhere, and the newest release that succeeded upstream into one that
@@ -63,7 +60,7 @@ func (r *AutoPromotionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	promo := &v1alpha1.Promotion{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: env.Namespace, Name: autoPromotionName(newest.Name, env.Name),
-			Labels: map[string]string{LabelAutoPromotion: "true"},
+			Labels: map[string]string{v1alpha1.LabelAutoPromotion: "true"},
 		},
 		Spec: v1alpha1.PromotionSpec{Release: newest.Name, Environment: env.Name, Reason: from},
 	}
@@ -149,12 +146,12 @@ func (r *AutoPromotionReconciler) supersede(ctx context.Context, promos []v1alph
 		p := &promos[i]
 		reconciling := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciling)
 		queued := reconciling != nil && reconciling.Reason == reasonQueued
-		if _, cancelling := p.Annotations[AnnotationCancel]; cancelling || p.Labels[LabelAutoPromotion] != "true" ||
+		if _, cancelling := p.Annotations[v1alpha1.AnnotationCancel]; cancelling || p.Labels[v1alpha1.LabelAutoPromotion] != "true" ||
 			p.Status.Phase.IsTerminal() || !queued || p.Spec.Release == by.Spec.Release {
 			continue
 		}
 		patch := client.MergeFromWithOptions(p.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		metav1.SetMetaDataAnnotation(&p.ObjectMeta, AnnotationCancel,
+		metav1.SetMetaDataAnnotation(&p.ObjectMeta, v1alpha1.AnnotationCancel,
 			fmt.Sprintf("superseded by promotion %s of the newer release %s", by.Name, by.Spec.Release))
 		if err := r.Patch(ctx, p, patch); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("ask to cancel the superseded promotion %s: %w", p.Name, err)

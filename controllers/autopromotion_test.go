@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 // supersession is an auto-promoting environment dev with the auto-promotion
@@ -35,12 +36,12 @@ func newSupersession(t *testing.T, funcs *interceptor.Funcs) *supersession {
 				{Name: "api", Image: v1alpha1.ImageDigestRef("127.0.0.1:5000/shop/api@sha256:" + strings.Repeat("ab", 32))}}}}
 	}
 	queued := &v1alpha1.Promotion{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shop-2-to-dev", Labels: map[string]string{LabelAutoPromotion: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shop-2-to-dev", Labels: map[string]string{v1alpha1.LabelAutoPromotion: "true"}},
 		Spec:       v1alpha1.PromotionSpec{Release: "shop-2", Environment: "dev"},
 		Status:     v1alpha1.PromotionStatus{Phase: v1alpha1.PromotionPending},
 	}
 	setProgress(queued, reasonQueued, "waiting for promotion shop-1-to-dev to finish in environment dev")
-	b := fake.NewClientBuilder().WithScheme(Scheme()).WithStatusSubresource(&v1alpha1.Promotion{}).WithObjects(
+	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.Promotion{}).WithObjects(
 		&v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dev"}, Spec: v1alpha1.EnvironmentSpec{AutoPromote: true}},
 		release("shop-2", time.Minute), release("shop-3", 2*time.Minute), queued,
 	)
@@ -83,8 +84,8 @@ func TestSupersedingAsksThePromotionReconcilerToCancel(t *testing.T) {
 	if !equality.Semantic.DeepEqual(asked.Status, before.Status) {
 		t.Errorf("the auto-promotion controller wrote the promotion's status:\nbefore %+v\nafter  %+v", before.Status, asked.Status)
 	}
-	if why := asked.Annotations[AnnotationCancel]; !strings.Contains(why, "shop-3-to-dev") {
-		t.Fatalf("annotation %s = %q; want a cancel request naming shop-3-to-dev", AnnotationCancel, why)
+	if why := asked.Annotations[v1alpha1.AnnotationCancel]; !strings.Contains(why, "shop-3-to-dev") {
+		t.Fatalf("annotation %s = %q; want a cancel request naming shop-3-to-dev", v1alpha1.AnnotationCancel, why)
 	}
 
 	r := &PromotionReconciler{Client: s.c, Recorder: record.NewFakeRecorder(10)}
@@ -125,7 +126,7 @@ func TestSupersedingLeavesAPromotionThatChangedSinceRead(t *testing.T) {
 	if err != nil || res.RequeueAfter != conflictRetry {
 		t.Fatalf("reconcile = %+v, %v; want a look again after %s", res, err, conflictRetry)
 	}
-	if p := s.get(s.queued); p.Annotations[AnnotationCancel] != "" || p.Status.Phase != v1alpha1.PromotionEvaluating {
+	if p := s.get(s.queued); p.Annotations[v1alpha1.AnnotationCancel] != "" || p.Status.Phase != v1alpha1.PromotionEvaluating {
 		t.Errorf("the started promotion: annotations %v, phase %s; want no cancel request and Evaluating", p.Annotations, p.Status.Phase)
 	}
 }

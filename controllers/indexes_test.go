@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 func objects() []client.Object {
@@ -39,7 +40,7 @@ func objects() []client.Object {
 // indexedClient is a client with the reconcilers' indexes, as the cache has
 // them.
 func indexedClient() client.Client {
-	b := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(objects()...)
+	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objects()...)
 	for _, ix := range fieldIndexes {
 		b = b.WithIndex(ix.obj, ix.field, ix.extract)
 	}
@@ -99,7 +100,7 @@ func TestSelectedTargetsAndSelectingEnvironments(t *testing.T) {
 
 func TestClientSideIndexesMatchTheCache(t *testing.T) {
 	ctx := context.Background()
-	plain := WithClientSideIndexes(fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(objects()...).Build())
+	plain := WithClientSideIndexes(fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objects()...).Build())
 	for _, c := range []client.Client{indexedClient(), plain} {
 		var list v1alpha1.ApprovalList
 		if err := c.List(ctx, &list, client.InNamespace("ns"), client.MatchingFields{indexPromotion: "p1"}); err != nil {

@@ -6,20 +6,17 @@ import (
 	"context"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/scan"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 // SystemNamespace holds Stella's own objects, such as the leader Lease.
@@ -35,14 +32,6 @@ const (
 	renewDeadline = 6 * time.Second
 	retryPeriod   = 1 * time.Second
 )
-
-// Scheme knows the built-in kinds and Stella's.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(v1alpha1.AddToScheme(s))
-	return s
-}
 
 // Options of the reconcilers' manager.
 type Options struct {
@@ -138,7 +127,7 @@ func newManager(cfg *rest.Config, leaseName, metricsAddr string) (manager.Manage
 	}
 	ld, rd, rp := leaseDuration, renewDeadline, retryPeriod
 	return ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        Scheme(),
+		Scheme:                        scheme.New(),
 		LeaderElection:                true,
 		LeaderElectionID:              leaseName,
 		LeaderElectionNamespace:       SystemNamespace,

@@ -29,12 +29,6 @@ import (
 	"github.com/stella-ops/stella/internal/gates"
 )
 
-// AnnotationCancel on a Promotion asks to cancel it: it ends Cancelled, and
-// no more DeployTasks are created (those already started run to their end).
-// A value other than "true" says why, and shows in the Ready message: the
-// auto-promotion controller names the promotion that superseded it.
-const AnnotationCancel = "stella-ops.org/cancel"
-
 // Condition reasons of Promotions.
 const (
 	reasonQueued          = "Queued"
@@ -144,7 +138,7 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !decided(promo) {
 		r.clock.seen(promo, time.Now())
 	}
-	if why, cancel := promo.Annotations[AnnotationCancel]; cancel {
+	if why, cancel := promo.Annotations[v1alpha1.AnnotationCancel]; cancel {
 		message := fmt.Sprintf("cancelled on request in phase %s", before.Status.Phase)
 		if why != "" && why != "true" {
 			message += ": " + why

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 // staleReads serves one promotion as it was once read, the way a cache
@@ -36,7 +37,7 @@ func (s staleReads) Get(ctx context.Context, key client.ObjectKey, obj client.Ob
 // meets a conflict and the promotion is read again a moment later.
 func TestAStaleReadNeverDecidesTwice(t *testing.T) {
 	ctx := context.Background()
-	b := fake.NewClientBuilder().WithScheme(Scheme()).WithStatusSubresource(&v1alpha1.Promotion{}).WithObjects(
+	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.Promotion{}).WithObjects(
 		&v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shop-1"}, Spec: v1alpha1.ReleaseSpec{Version: "1.0.0",
 			Components: []v1alpha1.ReleaseComponent{{Name: "api", Image: v1alpha1.ImageDigestRef("127.0.0.1:5000/shop/api@sha256:" + strings.Repeat("ab", 32))}}}},
 		&v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dev"}, Spec: v1alpha1.EnvironmentSpec{AllowEmpty: true}},

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 // rollout is a namespace with a release, an environment selecting
@@ -41,8 +42,9 @@ func newRollout(t *testing.T, promotion string, env v1alpha1.EnvironmentSpec, fu
 		&v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dev"}, Spec: env},
 		&v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: promotion}, Spec: v1alpha1.PromotionSpec{Release: "shop-1", Environment: "dev"}},
 	)
-	b := fake.NewClientBuilder().WithScheme(Scheme()).
-		WithStatusSubresource(&v1alpha1.Promotion{}, &v1alpha1.Target{}, &v1alpha1.DeployTask{}).WithObjects(objs...)
+	b := fake.NewClientBuilder().WithScheme(scheme.New()).
+		WithStatusSubresource(&v1alpha1.Promotion{}, &v1alpha1.Target{}, &v1alpha1.DeployTask{}).WithObjects(objs...).
+		WithGlobalResourceVersionCounter() // one revision counter for all objects, as the API server has
 	for _, ix := range fieldIndexes {
 		b = b.WithIndex(ix.obj, ix.field, ix.extract)
 	}
@@ -217,7 +219,7 @@ func TestAgentAbsence(t *testing.T) {
 	}{
 		{"no Agent", nil, time.Time{}, v1alpha1.ReasonAgentNotJoined, "agent host-1 has not joined: no Agent host-1 exists", 0},
 		{"never reported", agent(0, false), time.Time{}, v1alpha1.ReasonAgentNotJoined, "agent host-1 has not joined: start stella-agent", 0},
-		{"revoked", agent(0, true), now, ReasonAgentRevoked, "agent host-1 is revoked", 0},
+		{"revoked", agent(0, true), now, v1alpha1.ReasonAgentRevoked, "agent host-1 is revoked", 0},
 		{"within the default grace", agent(0, false), now.Add(-time.Minute), "", "", time.Minute + time.Second},
 		{"within its own grace", agent(10*time.Second, false), now.Add(-4 * time.Second), "", "", 7 * time.Second},
 		{"past its grace", agent(10*time.Second, false), now.Add(-10 * time.Second), v1alpha1.ReasonAgentNotSeen,
@@ -240,7 +242,7 @@ func TestTargetReconcilerMarksAbsentAgents(t *testing.T) {
 	inSync := []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "InSync", Message: "release shop-1 runs", LastTransitionTime: metav1.Now()}}
 	live := devTarget("live", "host-live")
 	live.Status.Conditions, live.Status.Drift = inSync, v1alpha1.DriftInSync
-	b := fake.NewClientBuilder().WithScheme(Scheme()).WithStatusSubresource(&v1alpha1.Target{}).WithObjects(
+	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.Target{}).WithObjects(
 		devTarget("web", "host-1"), live, devTarget("ssh", ""),
 		&v1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "host-live"},
 			Status: v1alpha1.AgentStatus{LastHeartbeat: &metav1.Time{Time: now.Add(-time.Minute)}}},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,11 +31,8 @@ import (
 	"github.com/stella-ops/stella/internal/scan"
 )
 
-// LabelScannedBy marks the ScanReports Stella's scanner keeps. Reports
-// without it come from another scanner and are left as they are.
-const LabelScannedBy = "stella-ops.org/scanned-by"
-
-// scannedByStella is LabelScannedBy's value on the scanner's reports.
+// scannedByStella is v1alpha1.LabelScannedBy's value on the scanner's
+// reports.
 const scannedByStella = "stella"
 
 // Reasons of a ScanReport's conditions.
@@ -57,11 +53,6 @@ const activePollEvery = 10 * time.Second
 // scanRetryAfter is when a scan that failed (a registry that does not
 // answer, an image that is not there) is tried again.
 const scanRetryAfter = 2 * time.Minute
-
-// ScanReportName names the ScanReport of an image digest.
-func ScanReportName(digest string) string {
-	return strings.Replace(digest, ":", "-", 1)
-}
 
 // ReleaseScanReconciler keeps a ScanReport for each image digest of each
 // Release, owned by the releases that use the image.
@@ -101,11 +92,11 @@ func (r *ReleaseScanReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 }
 
 func (r *ReleaseScanReconciler) ensureReport(ctx context.Context, rel *v1alpha1.Release, image v1alpha1.ImageDigestRef) error {
-	report := &v1alpha1.ScanReport{ObjectMeta: metav1.ObjectMeta{Namespace: rel.Namespace, Name: ScanReportName(image.Digest())}}
+	report := &v1alpha1.ScanReport{ObjectMeta: metav1.ObjectMeta{Namespace: rel.Namespace, Name: v1alpha1.ScanReportName(image.Digest())}}
 	err := r.Get(ctx, client.ObjectKeyFromObject(report), report)
 	switch {
 	case apierrors.IsNotFound(err):
-		report.Labels = map[string]string{LabelScannedBy: scannedByStella}
+		report.Labels = map[string]string{v1alpha1.LabelScannedBy: scannedByStella}
 		report.Spec.Image = image
 		if err := controllerutil.SetOwnerReference(rel, report, r.Scheme()); err != nil {
 			return err
@@ -113,7 +104,7 @@ func (r *ReleaseScanReconciler) ensureReport(ctx context.Context, rel *v1alpha1.
 		return client.IgnoreAlreadyExists(r.Create(ctx, report))
 	case err != nil:
 		return err
-	case report.Labels[LabelScannedBy] != scannedByStella:
+	case report.Labels[v1alpha1.LabelScannedBy] != scannedByStella:
 		return nil // another scanner's report
 	}
 	if slices.ContainsFunc(report.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == rel.UID }) {
@@ -177,7 +168,7 @@ func (r *ScanReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})); err != nil {
 		return err
 	}
-	managed := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[LabelScannedBy] == scannedByStella })
+	managed := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[v1alpha1.LabelScannedBy] == scannedByStella })
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ScanReport{}, builder.WithPredicates(managed, predicate.GenerationChangedPredicate{})).
 		Watches(&v1alpha1.VEXStatement{}, handler.EnqueueRequestsFromMapFunc(r.reportsIn)).
@@ -190,7 +181,7 @@ func (r *ScanReportReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // or in all namespaces for a new snapshot.
 func (r *ScanReportReconciler) reportsIn(ctx context.Context, o client.Object) []reconcile.Request {
 	var reports v1alpha1.ScanReportList
-	opts := []client.ListOption{client.MatchingLabels{LabelScannedBy: scannedByStella}}
+	opts := []client.ListOption{client.MatchingLabels{v1alpha1.LabelScannedBy: scannedByStella}}
 	if o.GetNamespace() != "" {
 		opts = append(opts, client.InNamespace(o.GetNamespace()))
 	}
@@ -211,7 +202,7 @@ func (r *ScanReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := r.Get(ctx, req.NamespacedName, report); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if report.Labels[LabelScannedBy] != scannedByStella || !report.DeletionTimestamp.IsZero() {
+	if report.Labels[v1alpha1.LabelScannedBy] != scannedByStella || !report.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
 	before := report.DeepCopy()

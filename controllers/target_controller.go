@@ -122,7 +122,7 @@ func agentAbsence(name string, agent *v1alpha1.Agent, last, now time.Time) absen
 		return absence{reason: v1alpha1.ReasonAgentNotJoined, message: fmt.Sprintf(
 			"agent %s has not joined: no Agent %s exists; create it and join its host (stellactl agent join-token %s)", name, name, name)}
 	case agent.Spec.Revoked:
-		return absence{reason: ReasonAgentRevoked, message: fmt.Sprintf("agent %s is revoked: what runs here is unknown", name)}
+		return absence{reason: v1alpha1.ReasonAgentRevoked, message: fmt.Sprintf("agent %s is revoked: what runs here is unknown", name)}
 	case last.IsZero():
 		return absence{reason: v1alpha1.ReasonAgentNotJoined, message: fmt.Sprintf(
 			"agent %s has not joined: start stella-agent on its host with a join token (stellactl agent join-token %s)", name, name)}

@@ -25,10 +25,6 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// LabelSticker is the Docker label of each pinned container that holds the
-// version sticker, as in stella.version.json.
-const LabelSticker = "stella-ops.org/sticker"
-
 // Keys of the credentials Secret, named as AWS's environment variables.
 const (
 	SecretAccessKeyID     = "AWS_ACCESS_KEY_ID"
@@ -153,7 +149,7 @@ func pin(current *types.TaskDefinition, target *v1alpha1.Target, desired agents.
 			def.DockerLabels = map[string]string{}
 		}
 		maps.Copy(def.DockerLabels, agents.Labels(target, desired, v1alpha1.ComponentDigest{Name: name, Image: image}))
-		def.DockerLabels[LabelSticker] = strings.TrimSpace(string(sticker))
+		def.DockerLabels[agents.LabelSticker] = strings.TrimSpace(string(sticker))
 		containers[i] = def
 	}
 	for _, c := range desired.Components {
@@ -175,10 +171,10 @@ func pin(current *types.TaskDefinition, target *v1alpha1.Target, desired agents.
 // Stella did not register it.
 func stickerOf(td *types.TaskDefinition) (*v1alpha1.VersionSticker, error) {
 	for _, c := range td.ContainerDefinitions {
-		if data, ok := c.DockerLabels[LabelSticker]; ok {
+		if data, ok := c.DockerLabels[agents.LabelSticker]; ok {
 			s, err := agents.UnmarshalSticker([]byte(data))
 			if err != nil {
-				return nil, fmt.Errorf("the Docker label %s of task definition %s does not parse: %w", LabelSticker, aws.ToString(td.TaskDefinitionArn), err)
+				return nil, fmt.Errorf("the Docker label %s of task definition %s does not parse: %w", agents.LabelSticker, aws.ToString(td.TaskDefinitionArn), err)
 			}
 			return s, nil
 		}

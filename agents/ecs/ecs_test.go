@@ -122,7 +122,7 @@ func TestECSRegistersPinnedRevisionsAndRollsBack(t *testing.T) {
 	td := f.running(t)
 	api := td.ContainerDefinitions[0]
 	if aws.ToString(api.Image) != f.refs["v1"] || api.DockerLabels["team"] != "shop" || api.DockerLabels[agents.LabelRelease] != "shop-v1" ||
-		!strings.Contains(api.DockerLabels[LabelSticker], agentstest.DigestOf(f.refs["v1"])) || aws.ToString(td.Cpu) != "256" || td.NetworkMode != types.NetworkModeAwsvpc {
+		!strings.Contains(api.DockerLabels[agents.LabelSticker], agentstest.DigestOf(f.refs["v1"])) || aws.ToString(td.Cpu) != "256" || td.NetworkMode != types.NetworkModeAwsvpc {
 		t.Fatalf("the running task definition after v1: %+v", td)
 	}
 	svc, _ := f.ecs.DescribeServices(ctx, &ecs.DescribeServicesInput{Cluster: aws.String("prod"), Services: []string{"api"}})

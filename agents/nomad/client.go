@@ -285,7 +285,7 @@ func canariesHealthy(d *api.Deployment) bool {
 // last: the current version's, or, when someone registered the job since,
 // the newest version that carries one.
 func (c *jobClient) deployedSticker(ctx context.Context, job *api.Job) (*v1alpha1.VersionSticker, error) {
-	if _, ok := job.Meta[MetaSticker]; ok {
+	if _, ok := job.Meta[agents.LabelSticker]; ok {
 		return stickerOf(job)
 	}
 	versions, _, _, err := c.nomad.Jobs().Versions(c.jobID, false, c.query(ctx, 0))
@@ -293,7 +293,7 @@ func (c *jobClient) deployedSticker(ctx context.Context, job *api.Job) (*v1alpha
 		return nil, c.explain(fmt.Errorf("list the versions of %s: %w", c.where, err))
 	}
 	for _, v := range versions {
-		if _, ok := v.Meta[MetaSticker]; ok {
+		if _, ok := v.Meta[agents.LabelSticker]; ok {
 			return stickerOf(v)
 		}
 	}

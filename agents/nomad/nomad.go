@@ -20,14 +20,6 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// Keys of the job's Meta that Stella writes.
-const (
-	// MetaSticker holds the version sticker, as in stella.version.json.
-	MetaSticker = "stella-ops.org/sticker"
-	// MetaRelease names the release, for people reading the job.
-	MetaRelease = "stella-ops.org/release"
-)
-
 // blockFor is how long one blocking query waits for a change.
 const blockFor = 5 * time.Second
 
@@ -187,21 +179,21 @@ func pin(job *api.Job, target *v1alpha1.Target, desired agents.Desired) (*api.Jo
 	if pinned.Meta == nil {
 		pinned.Meta = map[string]string{}
 	}
-	pinned.Meta[MetaSticker] = string(sticker)
-	pinned.Meta[MetaRelease] = desired.Release
+	pinned.Meta[agents.LabelSticker] = string(sticker)
+	pinned.Meta[agents.LabelRelease] = desired.Release
 	return &pinned, nil
 }
 
 // stickerOf is the sticker in a job version's Meta, nil when Stella did not
 // register that version.
 func stickerOf(job *api.Job) (*v1alpha1.VersionSticker, error) {
-	data, ok := job.Meta[MetaSticker]
+	data, ok := job.Meta[agents.LabelSticker]
 	if !ok {
 		return nil, nil
 	}
 	s, err := agents.UnmarshalSticker([]byte(data))
 	if err != nil {
-		return nil, fmt.Errorf("the job's Meta %s does not parse: %w", MetaSticker, err)
+		return nil, fmt.Errorf("the job's Meta %s does not parse: %w", agents.LabelSticker, err)
 	}
 	return s, nil
 }

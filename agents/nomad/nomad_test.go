@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/agents/agentstest"
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/test/images"
@@ -101,7 +102,7 @@ func TestNomadRollsOutAutoRevertsRollsBackAndSeesDrift(t *testing.T) {
 		t.Fatalf("apply v1: %v", err)
 	}
 	job := currentJob(t, f.agent.Client)
-	if job.Meta[MetaRelease] != "shop-v1" || !strings.Contains(job.Meta[MetaSticker], agentstest.DigestOf(f.refs["v1"])) {
+	if job.Meta[agents.LabelRelease] != "shop-v1" || !strings.Contains(job.Meta[agents.LabelSticker], agentstest.DigestOf(f.refs["v1"])) {
 		t.Fatalf("the job's Meta after v1: %v", job.Meta)
 	}
 	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Health != v1alpha1.HealthHealthy || a.Running.Release != "shop-v1" {
@@ -129,8 +130,8 @@ func TestNomadRollsOutAutoRevertsRollsBackAndSeesDrift(t *testing.T) {
 	if err := f.driver.Rollback(ctx, f.target, agentstest.Release(f.refs, "v2")); err != nil {
 		t.Fatalf("rollback to v2 after Nomad's auto-revert: %v", err)
 	}
-	if job := currentJob(t, f.agent.Client); job.Meta[MetaRelease] != "shop-v2" {
-		t.Fatalf("after the failed release the job carries %q, want shop-v2 put back by auto_revert", job.Meta[MetaRelease])
+	if job := currentJob(t, f.agent.Client); job.Meta[agents.LabelRelease] != "shop-v2" {
+		t.Fatalf("after the failed release the job carries %q, want shop-v2 put back by auto_revert", job.Meta[agents.LabelRelease])
 	}
 	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Running.Release != "shop-v2" {
 		t.Fatalf("after the failed release: %+v", a)
@@ -141,8 +142,8 @@ func TestNomadRollsOutAutoRevertsRollsBackAndSeesDrift(t *testing.T) {
 		t.Fatalf("rollback to v1: %v", err)
 	}
 	job = currentJob(t, f.agent.Client)
-	if job.Meta[MetaRelease] != "shop-v1" || *job.Version <= before {
-		t.Fatalf("after the rollback to v1 the job is version %d carrying %q", *job.Version, job.Meta[MetaRelease])
+	if job.Meta[agents.LabelRelease] != "shop-v1" || *job.Version <= before {
+		t.Fatalf("after the rollback to v1 the job is version %d carrying %q", *job.Version, job.Meta[agents.LabelRelease])
 	}
 	if a := agentstest.Assess(t, f.driver, f.target); a.Drift != v1alpha1.DriftInSync || a.Running.Release != "shop-v1" {
 		t.Fatalf("after the rollback to v1: %+v", a)

@@ -46,6 +46,10 @@ const (
 	// ReasonAgentNotSeen (Ready Unknown) on a Target: its Agent reported
 	// before but not within its heartbeat grace period.
 	ReasonAgentNotSeen = "AgentNotSeen"
+	// ReasonAgentRevoked (Ready False) on an Agent whose spec.revoked is
+	// set: the server refuses its certificate. On its Targets (Ready
+	// Unknown): what runs there is no longer known.
+	ReasonAgentRevoked = "Revoked"
 	// ReasonPolicyBudgetExceeded: a Gate's CUE policy ran out of its time or
 	// memory budget and was stopped; the gate fails closed until its source
 	// changes.

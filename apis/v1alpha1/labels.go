@@ -25,9 +25,28 @@ const (
 	// LabelAgent on a DeployTask: the Agent that runs it. An agent watches
 	// only the tasks labelled with its own name, and the server lets it see
 	// no other. Tasks for Targets that name no agent, which the server runs,
-	// have none.
+	// have none. On a join token (a bootstrap token Secret in kube-system):
+	// the Agent it lets join, with LabelAgentNamespace.
 	LabelAgent = "stella-ops.org/agent"
+	// LabelAgentNamespace on a join token: the namespace of the Agent it
+	// lets join.
+	LabelAgentNamespace = "stella-ops.org/agent-namespace"
+	// LabelAutoPromotion, "true" on a Promotion, says Stella created it by
+	// itself for an environment that sets spec.autoPromote; a newer
+	// release may supersede it while it is queued.
+	LabelAutoPromotion = "stella-ops.org/auto-promotion"
+	// LabelScannedBy on a ScanReport names the scanner that keeps it;
+	// Stella's own scanner keeps only the reports labelled "stella", and
+	// leaves those of other scanners as they are.
+	LabelScannedBy = "stella-ops.org/scanned-by"
 )
+
+// AnnotationCancel on a Promotion asks to cancel it: it ends Cancelled, and
+// no more DeployTasks are created (those already started run to their
+// end). A value other than "true" says why, and shows in the Ready
+// message: the auto-promotion controller names the promotion that
+// superseded it.
+const AnnotationCancel = "stella-ops.org/cancel"
 
 // FieldTargetAgent selects Targets by the Agent that serves them (a
 // selectable field of the Target CRD).

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -184,6 +186,13 @@ type ScanReportList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ScanReport `json:"items"`
+}
+
+// ScanReportName names the ScanReport Stella's scanner keeps for an image
+// digest (sha256:<hex> becomes sha256-<hex>): one report per digest and
+// namespace, whichever releases pin it.
+func ScanReportName(digest string) string {
+	return strings.Replace(digest, ":", "-", 1)
 }
 
 func init() {

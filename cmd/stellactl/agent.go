@@ -89,7 +89,7 @@ func runJoinToken(ctx context.Context, f cmdutil.Factory, out io.Writer, name st
 	token := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: "kube-system", Name: "bootstrap-token-" + id,
-			Labels: map[string]string{agentauth.LabelTokenNamespace: ns, agentauth.LabelTokenAgent: name},
+			Labels: map[string]string{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: name},
 		},
 		Type: corev1.SecretTypeBootstrapToken,
 		StringData: map[string]string{
@@ -174,7 +174,7 @@ func runRevoke(ctx context.Context, f cmdutil.Factory, out io.Writer, name strin
 	fmt.Fprintf(out, "Agent %s/%s is revoked: the server refuses its certificate from now on.\n", ns, name)
 	tokens := &corev1.SecretList{}
 	if err := c.List(ctx, tokens, client.InNamespace("kube-system"),
-		client.MatchingLabels{agentauth.LabelTokenNamespace: ns, agentauth.LabelTokenAgent: name}); err != nil {
+		client.MatchingLabels{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: name}); err != nil {
 		return fmt.Errorf("list the join tokens of Agent %s/%s: %w", ns, name, err)
 	}
 	for i := range tokens.Items {

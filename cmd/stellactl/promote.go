@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 const promoteExample = `  # Ask for release shop-2.3.1 to enter stage; its gates decide
@@ -245,7 +245,7 @@ func promoteCancelCommand(f cmdutil.Factory, streams genericiooptions.IOStreams)
 				return err
 			}
 			promo := &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: args[0]}}
-			patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+controllers.AnnotationCancel+`":"true"}}}`))
+			patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+v1alpha1.AnnotationCancel+`":"true"}}}`))
 			if err := c.Patch(cmd.Context(), promo, patch); err != nil {
 				return err
 			}
@@ -321,7 +321,7 @@ func clientFor(f cmdutil.Factory) (client.WithWatch, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: controllers.Scheme()})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme.New()})
 	return c, ns, err
 }
 

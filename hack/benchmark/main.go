@@ -45,7 +45,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
+	stellascheme "github.com/stella-ops/stella/internal/scheme"
 )
 
 const (
@@ -804,7 +804,7 @@ func loadConfig(kubeconfig string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-var scheme = controllers.Scheme()
+var scheme = stellascheme.New()
 
 // newClient returns an uncached controller-runtime client (what a manager's
 // APIReader is) with its own connection, warmed up by one small list so

@@ -14,9 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
@@ -29,6 +26,7 @@ import (
 
 	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 // Options configure an agent.
@@ -56,7 +54,7 @@ type Options struct {
 func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) error {
 	ctrl.SetLogger(log)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  scheme(),
+		Scheme:  scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{
 			DefaultNamespaces: map[string]cache.Config{o.Namespace: {}},
@@ -108,16 +106,6 @@ func Run(ctx context.Context, cfg *rest.Config, o Options, log logr.Logger) erro
 	}
 	a.log.Info("Agent is running", "heartbeat", o.Heartbeat, "observeEvery", o.ObserveEvery)
 	return mgr.Start(ctx)
-}
-
-// scheme holds the kinds an agent reads and writes: Kubernetes' own, such
-// as Leases and Events, and Stella's. It is built here rather than taken
-// from the reconcilers, so that stella-agent links none of the server.
-func scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(v1alpha1.AddToScheme(s))
-	return s
 }
 
 // ServerOptions configure the deploying the server does itself.

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 // ownTask is agent host-1 with a DeployTask of its own in status st, as
@@ -26,7 +27,7 @@ func ownTask(t *testing.T, st v1alpha1.DeployTaskStatus) (taskRunner, *record.Fa
 			Components: []v1alpha1.ComponentDigest{{Name: "api", Image: v1alpha1.ImageDigestRef("127.0.0.1:5000/shop/api@sha256:" + strings.Repeat("ab", 32))}}},
 		Status: st,
 	}
-	c := fake.NewClientBuilder().WithScheme(scheme()).WithStatusSubresource(&v1alpha1.DeployTask{}).
+	c := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.DeployTask{}).
 		WithIndex(&v1alpha1.DeployTask{}, "metadata.name", func(o client.Object) []string { return []string{o.GetName()} }).
 		WithObjects(task).Build()
 	read := &v1alpha1.DeployTask{}

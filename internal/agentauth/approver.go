@@ -23,10 +23,9 @@ import (
 )
 
 // Join tokens are bootstrap tokens (Secrets bootstrap-token-<id> in
-// kube-system) labelled with the Agent they let join.
+// kube-system) labelled with the Agent they let join (v1alpha1.LabelAgent
+// and v1alpha1.LabelAgentNamespace).
 const (
-	LabelTokenAgent     = "stella-ops.org/agent"
-	LabelTokenNamespace = "stella-ops.org/agent-namespace"
 	// BootstrapGroup is the extra group of a join token's identity; only it
 	// may ask for certificates.
 	BootstrapGroup   = "system:bootstrappers:stella-agents"
@@ -136,7 +135,7 @@ func (r *Approver) decideJoin(ctx context.Context, csr *certificatesv1.Certifica
 	if err := r.Get(ctx, client.ObjectKey{Namespace: tokenSecretsNS, Name: "bootstrap-token-" + tokenID}, token); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
-	if token.Labels[LabelTokenNamespace] != agent.Namespace || token.Labels[LabelTokenAgent] != agent.Name {
+	if token.Labels[v1alpha1.LabelAgentNamespace] != agent.Namespace || token.Labels[v1alpha1.LabelAgent] != agent.Name {
 		return false, nil
 	}
 	if enrolment != tokenID {

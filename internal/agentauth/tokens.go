@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
 // JoinTokenCleaner deletes the join tokens that expired unused. The API
@@ -25,7 +27,7 @@ type JoinTokenCleaner struct {
 // SetupWithManager registers the cleaner for the join tokens only.
 func (r *JoinTokenCleaner) SetupWithManager(mgr ctrl.Manager) error {
 	isJoinToken := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetNamespace() == tokenSecretsNS && o.GetLabels()[LabelTokenAgent] != ""
+		return o.GetNamespace() == tokenSecretsNS && o.GetLabels()[v1alpha1.LabelAgent] != ""
 	})
 	return ctrl.NewControllerManagedBy(mgr).Named("agent-join-tokens").
 		For(&corev1.Secret{}, builder.WithPredicates(isJoinToken)).Complete(r)
@@ -61,6 +63,6 @@ func (r *JoinTokenCleaner) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Delete(ctx, token, client.Preconditions{UID: &token.UID}); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("delete join token %s, expired at %s: %w", req.Name, expires.Format(time.RFC3339), err)
 	}
-	ctrl.LoggerFrom(ctx).Info("Deleted an expired join token", "secret", req.Name, "agent", token.Labels[LabelTokenNamespace]+"/"+token.Labels[LabelTokenAgent])
+	ctrl.LoggerFrom(ctx).Info("Deleted an expired join token", "secret", req.Name, "agent", token.Labels[v1alpha1.LabelAgentNamespace]+"/"+token.Labels[v1alpha1.LabelAgent])
 	return ctrl.Result{}, nil
 }

@@ -14,10 +14,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agent"
-	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/agentauth/agentid"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 var _ = Describe("an agent's identity outlives nothing", func() {
@@ -37,7 +36,7 @@ var _ = Describe("an agent's identity outlives nothing", func() {
 			identities[name] = id
 			cfg, err := id.RESTConfig()
 			Expect(err).NotTo(HaveOccurred())
-			clients[name], err = client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+			clients[name], err = client.New(cfg, client.Options{Scheme: scheme.New()})
 			Expect(err).NotTo(HaveOccurred())
 			Expect(admin.Create(ctx, &v1alpha1.Target{
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-" + name},
@@ -78,7 +77,7 @@ var _ = Describe("an agent's identity outlives nothing", func() {
 		Expect(err).NotTo(HaveOccurred())
 		cfg, err := rejoined.RESTConfig()
 		Expect(err).NotTo(HaveOccurred())
-		rejoinedClient, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+		rejoinedClient, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func() error {
 			return rejoinedClient.List(ctx, &v1alpha1.TargetList{}, client.InNamespace(ns), client.MatchingFields{v1alpha1.FieldTargetAgent: "host-d"})
@@ -96,7 +95,7 @@ var _ = Describe("an agent's identity outlives nothing", func() {
 		Expect(identities["host-r"].RenewNow(ctx)).To(MatchError(ContainSubstring("is revoked")))
 		var tokens corev1.SecretList
 		Expect(admin.List(ctx, &tokens, client.InNamespace("kube-system"),
-			client.MatchingLabels{agentauth.LabelTokenNamespace: ns, agentauth.LabelTokenAgent: "host-r"})).To(Succeed())
+			client.MatchingLabels{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: "host-r"})).To(Succeed())
 		Expect(tokens.Items).To(BeEmpty())
 
 		By("saying so in the revoked Agent's and its Target's Ready condition")
@@ -106,10 +105,10 @@ var _ = Describe("an agent's identity outlives nothing", func() {
 			ready := meta.FindStatusCondition(revoked.Status.Conditions, v1alpha1.ConditionReady)
 			g.Expect(ready).NotTo(BeNil())
 			g.Expect(ready.Status).To(Equal(metav1.ConditionFalse))
-			g.Expect(ready.Reason).To(Equal(controllers.ReasonAgentRevoked))
+			g.Expect(ready.Reason).To(Equal(v1alpha1.ReasonAgentRevoked))
 			target := &v1alpha1.Target{}
 			g.Expect(admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-host-r"}, target)).To(Succeed())
-			g.Expect(meta.FindStatusCondition(target.Status.Conditions, v1alpha1.ConditionReady)).To(HaveField("Reason", controllers.ReasonAgentRevoked))
+			g.Expect(meta.FindStatusCondition(target.Status.Conditions, v1alpha1.ConditionReady)).To(HaveField("Reason", v1alpha1.ReasonAgentRevoked))
 		}).WithContext(ctx).WithTimeout(20 * time.Second).Should(Succeed())
 
 		By("keeping a revocation: it cannot be undone, and no join token is made for a revoked Agent")
@@ -137,7 +136,7 @@ var _ = Describe("an agent's identity outlives nothing", func() {
 		By("deleting a join token that expired unused")
 		expired := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "bootstrap-token-e2eold",
-				Labels: map[string]string{agentauth.LabelTokenNamespace: ns, agentauth.LabelTokenAgent: "host-a"}},
+				Labels: map[string]string{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: "host-a"}},
 			Type: corev1.SecretTypeBootstrapToken,
 			StringData: map[string]string{"token-id": "e2eold", "token-secret": "0123456789abcdef",
 				"expiration": time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), "usage-bootstrap-authentication": "true"},

@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agent"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 var _ = Describe("stella-agent", func() {
@@ -112,7 +112,7 @@ var _ = Describe("an agent's own identity", func() {
 
 		cfg, err := identities["host-a"].RESTConfig()
 		Expect(err).NotTo(HaveOccurred())
-		a, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+		a, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 		Expect(err).NotTo(HaveOccurred())
 		forbidden := func(err error) {
 			GinkgoHelper()

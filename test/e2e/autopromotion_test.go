@@ -9,7 +9,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 )
 
 var _ = Describe("auto-promotion", func() {
@@ -67,11 +66,10 @@ var _ = Describe("auto-promotion", func() {
 			return conditionReason(second.Status.Conditions, v1alpha1.ConditionReconciling)
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal("Queued"))
 
-		time.Sleep(1100 * time.Millisecond) // creation timestamps have whole seconds
 		Expect(admin.Create(ctx, release(ns, "shop-3", "3.0.0"))).To(Succeed())
 		By("asking the promotion reconciler to cancel it, as stellactl promote cancel does, naming the newer promotion")
 		superseded := reachesPhase(ctx, second, v1alpha1.PromotionCancelled)
-		Expect(superseded.Annotations).To(HaveKeyWithValue(controllers.AnnotationCancel, "superseded by promotion shop-3-to-dev of the newer release shop-3"))
+		Expect(superseded.Annotations).To(HaveKeyWithValue(v1alpha1.AnnotationCancel, "superseded by promotion shop-3-to-dev of the newer release shop-3"))
 		Expect(conditionMessage(superseded.Status.Conditions, v1alpha1.ConditionReady)).To(Equal(
 			"cancelled on request in phase Pending: superseded by promotion shop-3-to-dev of the newer release shop-3"))
 		Expect(admin.Get(ctx, client.ObjectKeyFromObject(first), first)).To(Succeed())

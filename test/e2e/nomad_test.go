@@ -10,7 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/stella-ops/stella/agents/nomad"
+	"github.com/stella-ops/stella/agents"
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	testnomad "github.com/stella-ops/stella/test/nomad"
 )
@@ -43,7 +43,7 @@ var _ = Describe("a release deployed by the server to a Nomad job", func() {
 			if err != nil {
 				return ""
 			}
-			return job.Meta[nomad.MetaRelease]
+			return job.Meta[agents.LabelRelease]
 		}
 
 		By("promoting v1 and v2: each is a new version of the job, its canary promoted once healthy")
@@ -52,7 +52,6 @@ var _ = Describe("a release deployed by the server to a Nomad job", func() {
 			Expect(jobRelease()).To(Equal("shop-" + v))
 			Eventually(target(ctx, ns, "cluster")).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
 				HaveField("Drift", v1alpha1.DriftInSync), HaveField("Health", v1alpha1.HealthHealthy), HaveField("Observed.Release", "shop-"+v)))
-			time.Sleep(1100 * time.Millisecond) // the environment's history is ordered in whole seconds
 		}
 
 		By("promoting a release that crashes: Nomad's deployment fails and auto-reverts, and v2 runs as before")

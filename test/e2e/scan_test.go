@@ -26,7 +26,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/test/framework"
 	"github.com/stella-ops/stella/test/images"
 )
@@ -93,11 +92,11 @@ var _ = Describe("Scanning release images", Ordered, func() {
 	It("keeps a report for each image of a release, with its packages, before any advisory is imported", func(ctx SpecContext) {
 		Expect(admin.Create(ctx, &v1alpha1.Release{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop-1"},
 			Spec: v1alpha1.ReleaseSpec{Version: "1.0.0", Components: []v1alpha1.ReleaseComponent{{Name: "api", Image: v1alpha1.ImageDigestRef(imageRef)}}}})).To(Succeed())
-		report = client.ObjectKey{Namespace: ns, Name: controllers.ScanReportName(v1alpha1.ImageDigestRef(imageRef).Digest())}
+		report = client.ObjectKey{Namespace: ns, Name: v1alpha1.ScanReportName(v1alpha1.ImageDigestRef(imageRef).Digest())}
 		Eventually(func(g Gomega) {
 			r := scanReport(ctx)
 			g.Expect(r).NotTo(BeNil())
-			g.Expect(r.Labels).To(HaveKeyWithValue(controllers.LabelScannedBy, "stella"))
+			g.Expect(r.Labels).To(HaveKeyWithValue(v1alpha1.LabelScannedBy, "stella"))
 			c := meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionReconciling)
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(c.Reason).To(Equal("NoAdvisories"))
@@ -253,7 +252,7 @@ var _ = Describe("Scanning release images", Ordered, func() {
 			Spec: v1alpha1.ReleaseSpec{Version: "1.0.1", Components: []v1alpha1.ReleaseComponent{{Name: "api", Image: v1alpha1.ImageDigestRef(missing)}}}})).To(Succeed())
 		Eventually(func() string {
 			r := &v1alpha1.ScanReport{}
-			_ = admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: controllers.ScanReportName("sha256:" + strings.Repeat("e", 64))}, r)
+			_ = admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1alpha1.ScanReportName("sha256:" + strings.Repeat("e", 64))}, r)
 			return conditionMessage(r.Status.Conditions, v1alpha1.ConditionReconciling)
 		}).WithContext(ctx).WithTimeout(60 * time.Second).Should(ContainSubstring("read image " + missing))
 	})

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
 // readyLine is what `stella serve` logs once it serves the API.
@@ -192,7 +192,7 @@ func (s *Server) AdminClient() client.Client {
 }
 
 func mustClient(cfg *rest.Config) client.Client {
-	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		panic(err)
 	}

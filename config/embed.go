@@ -5,8 +5,9 @@ package config
 
 import "embed"
 
-// Manifests holds the CRDs (crd/bases), the system namespace and roles
-// (rbac) and the admission policies (admission), all in YAML.
+// Manifests holds the CRDs (crd/bases), the system namespace, the users'
+// roles and the controllers' ServiceAccount, roles and bindings (rbac), and
+// the admission policies (admission), all in YAML.
 //
 //go:embed crd/bases/*.yaml rbac/*.yaml admission/*.yaml
 var Manifests embed.FS

@@ -4,12 +4,14 @@ package install
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -141,6 +144,10 @@ func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
 	return false
 }
 
+// kustomizationFile lists a directory's manifests for kubectl apply -k; it
+// is not one itself.
+const kustomizationFile = "kustomization.yaml"
+
 func readDir(fsys fs.FS, dir string) ([]*unstructured.Unstructured, error) {
 	files, err := fs.Glob(fsys, path.Join(dir, "*.yaml"))
 	if err != nil {
@@ -148,6 +155,9 @@ func readDir(fsys fs.FS, dir string) ([]*unstructured.Unstructured, error) {
 	}
 	var objs []*unstructured.Unstructured
 	for _, f := range files {
+		if path.Base(f) == kustomizationFile {
+			continue
+		}
 		raw, err := fs.ReadFile(fsys, f)
 		if err != nil {
 			return nil, err
@@ -166,7 +176,19 @@ func readDir(fsys fs.FS, dir string) ([]*unstructured.Unstructured, error) {
 			}
 		}
 	}
+	// A namespace comes before what it holds, as kubectl apply -k orders
+	// them.
+	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int {
+		return cmp.Compare(namespaceOrder(a), namespaceOrder(b))
+	})
 	return objs, nil
+}
+
+func namespaceOrder(obj *unstructured.Unstructured) int {
+	if obj.GroupVersionKind().GroupKind() == (schema.GroupKind{Kind: "Namespace"}) {
+		return 0
+	}
+	return 1
 }
 
 // refusedForMissingPromotion reports whether err is Stella's admission

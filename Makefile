@@ -40,10 +40,14 @@ test-e2e: ## Run the ginkgo suites under test/ only.
 generate: ## Generate deepcopy code from the API types.
 	$(CONTROLLER_GEN) object paths=./apis/...
 
-manifests: ## Generate the CRDs from the API types.
+manifests: ## Generate the CRDs from the API types and the controllers' role from their RBAC markers.
 	$(CONTROLLER_GEN) crd paths=./apis/... output:crd:artifacts:config=config/crd/bases
 	cd config/crd && { echo 'apiVersion: kustomize.config.k8s.io/v1beta1'; echo 'kind: Kustomization'; echo 'resources:'; \
 		for f in bases/*.yaml; do echo "- $$f"; done; } > kustomization.yaml
+	$(CONTROLLER_GEN) rbac:roleName=stella-controllers,fileName=controllers_role.yaml \
+		paths=./controllers/... paths=./internal/agentauth/... paths=./internal/agent/... output:rbac:artifacts:config=config/rbac
+	cd config/rbac && { echo 'apiVersion: kustomize.config.k8s.io/v1beta1'; echo 'kind: Kustomization'; echo 'resources:'; \
+		for f in *.yaml; do [ $$f = kustomization.yaml ] || echo "- $$f"; done; } > kustomization.yaml
 
 verify: generate manifests ## Regenerate and fail when generated files are stale.
 	@gofmt -l $$(git ls-files '*.go') | tee /dev/stderr | (! read)

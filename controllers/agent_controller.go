@@ -46,6 +46,12 @@ func (r *AgentReconciler) now() time.Time {
 	return time.Now()
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=agents,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=agents/status,verbs=patch
+// An agent heartbeats with a Lease in its own namespace.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
 // Reconcile checks the agent's last heartbeat and comes back when its grace
 // period ends.
 func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

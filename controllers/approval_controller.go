@@ -40,6 +40,9 @@ func (r *ApprovalReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=approvals;promotions;releases;environments;gates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=approvals/status,verbs=patch
+
 // Reconcile computes the approval's status and patches it once.
 func (r *ApprovalReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	appr := &v1alpha1.Approval{}

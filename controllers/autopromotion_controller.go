@@ -35,6 +35,11 @@ func (r *AutoPromotionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=environments;releases;promotions,verbs=get;list;watch
+// It creates the auto-promotions, and asks to cancel a superseded one with
+// an annotation; the promotion reconciler owns their status.
+// +kubebuilder:rbac:groups=stella-ops.org,resources=promotions,verbs=create;patch
+
 // Reconcile creates the promotion of the newest candidate release, once.
 func (r *AutoPromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	env := &v1alpha1.Environment{}

@@ -106,6 +106,10 @@ func (r *EnvironmentReconciler) guardedBy(ctx context.Context, o client.Object) 
 	return reqs
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=environments;promotions;releases;targets;gates;scanreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=environments/status,verbs=patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
 // Reconcile computes the environment's status and patches it once.
 func (r *EnvironmentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	env := &v1alpha1.Environment{}

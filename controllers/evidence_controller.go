@@ -58,6 +58,10 @@ func (r *EvidencePacketReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=evidencepackets;promotions;deploytasks,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=evidencepackets,verbs=create
+// +kubebuilder:rbac:groups=stella-ops.org,resources=evidencepackets/status,verbs=patch
+
 // Reconcile creates the packet when a promotion names it, then seals it.
 func (r *EvidencePacketReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	packet := &v1alpha1.EvidencePacket{}

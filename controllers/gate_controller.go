@@ -39,6 +39,9 @@ func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=gates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=gates/status,verbs=patch
+
 // Reconcile validates the gate and computes its status.
 func (r *GateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	gate := &v1alpha1.Gate{}

@@ -6,10 +6,12 @@ import (
 	"context"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -54,6 +56,11 @@ type ScanOptions struct {
 	// Parallel is how many reports are scanned at once.
 	Parallel int
 }
+
+// The replicas elect the one that reconciles with the Lease
+// LeaderElectionID in SystemNamespace, and write no other Lease.
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=stella-system,resources=leases,verbs=create
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=stella-system,resources=leases,resourceNames=stella-controllers,verbs=get;update
 
 // NewManager returns a controller manager with every Stella reconciler
 // registered. Only the replica that holds the LeaderElectionID Lease runs
@@ -137,8 +144,12 @@ func newManager(cfg *rest.Config, leaseName, metricsAddr string) (manager.Manage
 		RetryPeriod:                   &rp,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		// Reconcilers never read managed fields; dropping them from the
-		// cache keeps what it holds smaller.
-		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// cache keeps what it holds smaller. The only Secrets read through
+		// the cache are the join tokens, so it holds no other: the
+		// controllers' role may list Secrets in that namespace only.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{agentauth.JoinTokenNamespace: {}}},
+		}},
 		HealthProbeBindAddress: "0",
 	})
 }

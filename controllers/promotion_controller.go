@@ -90,6 +90,15 @@ func (r *PromotionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=promotions;releases;environments;gates;approvals;scanreports;targets;deploytasks,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=promotions/status;deploytasks/status,verbs=patch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=deploytasks,verbs=create
+// A DeployTask's owner reference blocks the promotion's deletion, which the
+// OwnerReferencesPermissionEnforcement admission plugin allows only to
+// those who may update the promotion's finalizers.
+// +kubebuilder:rbac:groups=stella-ops.org,resources=promotions/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
 // Reconcile reads like the promotion's life: each phase either finishes the
 // reconcile (waiting, or done) or hands over to the next.
 func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {

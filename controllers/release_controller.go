@@ -42,6 +42,9 @@ func (r *ReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=releases;environments;scanreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=releases/status,verbs=patch
+
 // Reconcile fetches the Release, computes its status and patches it once.
 func (r *ReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	rel := &v1alpha1.Release{}

@@ -77,6 +77,9 @@ func (r *ReleaseScanReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=releases;scanreports,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=scanreports,verbs=create;patch
+
 // Reconcile creates the release's missing ScanReports and adds the release
 // to the owners of those it shares with other releases.
 func (r *ReleaseScanReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -195,6 +198,10 @@ func (r *ScanReportReconciler) reportsIn(ctx context.Context, o client.Object) [
 	}
 	return reqs
 }
+
+// +kubebuilder:rbac:groups=stella-ops.org,resources=scanreports;vexstatements,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=scanreports/status,verbs=patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // Reconcile scans the report's image and patches the status once.
 func (r *ScanReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {

@@ -64,6 +64,10 @@ func (r *TargetReconciler) servedBy(ctx context.Context, o client.Object) []reco
 	return reqs
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=targets;agents,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=targets/status,verbs=patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch
+
 // Reconcile looks at the Target's agent and marks the Target Unknown when
 // the agent is absent; otherwise it comes back when the agent's grace
 // period would end.

@@ -30,6 +30,9 @@ func (r *VEXStatementReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// +kubebuilder:rbac:groups=stella-ops.org,resources=vexstatements,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=vexstatements/status,verbs=patch
+
 // Reconcile checks the document and patches the status once.
 func (r *VEXStatementReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	stmt := &v1alpha1.VEXStatement{}

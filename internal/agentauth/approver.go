@@ -26,11 +26,13 @@ import (
 // kube-system) labelled with the Agent they let join (v1alpha1.LabelAgent
 // and v1alpha1.LabelAgentNamespace).
 const (
+	// JoinTokenNamespace holds the join tokens, as it holds every
+	// bootstrap token the API server accepts.
+	JoinTokenNamespace = "kube-system"
 	// BootstrapGroup is the extra group of a join token's identity; only it
 	// may ask for certificates.
 	BootstrapGroup   = "system:bootstrappers:stella-agents"
 	bootstrapPrefix  = "system:bootstrap:"
-	tokenSecretsNS   = "kube-system"
 	clientSigner     = "kubernetes.io/kube-apiserver-client"
 	reasonAgentJoin  = "StellaAgentJoin"
 	reasonAgentRenew = "StellaAgentRenewal"
@@ -70,6 +72,17 @@ func (r *Approver) now() time.Time {
 	}
 	return time.Now()
 }
+
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests/approval,verbs=update
+// Approving a request makes the API server's CA sign a client certificate
+// for the identity it names, so this is limited to that one signer; the
+// approver approves only requests for an Agent's own identity.
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,resourceNames=kubernetes.io/kube-apiserver-client,verbs=approve
+// A join is recorded on the Agent as its enrolment annotation.
+// +kubebuilder:rbac:groups=stella-ops.org,resources=agents,verbs=get;list;watch;patch
+// A join checks the token it was made with and uses it up.
+// +kubebuilder:rbac:groups="",namespace=kube-system,resources=secrets,verbs=get;list;watch;delete
 
 // Reconcile decides one request when it is an agent's, and expires an
 // undecided one made with a join token.
@@ -132,7 +145,7 @@ func (r *Approver) decideRenewal(ctx context.Context, csr *certificatesv1.Certif
 // agent's.
 func (r *Approver) decideJoin(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, agent Agent, enrolment, tokenID string) (done bool, err error) {
 	token := &corev1.Secret{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: tokenSecretsNS, Name: "bootstrap-token-" + tokenID}, token); err != nil {
+	if err := r.Get(ctx, client.ObjectKey{Namespace: JoinTokenNamespace, Name: "bootstrap-token-" + tokenID}, token); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
 	if token.Labels[v1alpha1.LabelAgentNamespace] != agent.Namespace || token.Labels[v1alpha1.LabelAgent] != agent.Name {

@@ -63,7 +63,7 @@ func scheme(t *testing.T) *runtime.Scheme {
 
 func joinToken(id, ns, agent string, expires time.Time) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: tokenSecretsNS, Name: "bootstrap-token-" + id, Labels: map[string]string{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: agent}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: JoinTokenNamespace, Name: "bootstrap-token-" + id, Labels: map[string]string{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: agent}},
 		Type:       corev1.SecretTypeBootstrapToken,
 		Data:       map[string][]byte{"token-id": []byte(id), "expiration": []byte(expires.UTC().Format(time.RFC3339))},
 	}

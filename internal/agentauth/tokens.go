@@ -27,7 +27,7 @@ type JoinTokenCleaner struct {
 // SetupWithManager registers the cleaner for the join tokens only.
 func (r *JoinTokenCleaner) SetupWithManager(mgr ctrl.Manager) error {
 	isJoinToken := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetNamespace() == tokenSecretsNS && o.GetLabels()[v1alpha1.LabelAgent] != ""
+		return o.GetNamespace() == JoinTokenNamespace && o.GetLabels()[v1alpha1.LabelAgent] != ""
 	})
 	return ctrl.NewControllerManagedBy(mgr).Named("agent-join-tokens").
 		For(&corev1.Secret{}, builder.WithPredicates(isJoinToken)).Complete(r)
@@ -39,6 +39,10 @@ func (r *JoinTokenCleaner) now() time.Time {
 	}
 	return time.Now()
 }
+
+// Join tokens are Secrets in kube-system; the cleaner reads and deletes
+// nothing elsewhere.
+// +kubebuilder:rbac:groups="",namespace=kube-system,resources=secrets,verbs=get;list;watch;delete
 
 // Reconcile deletes a join token that has expired, and comes back when it
 // expires otherwise.

@@ -32,6 +32,18 @@ type Options struct {
 	ECSPollEvery time.Duration
 }
 
+// The server deploys to the Targets that name no agent as an agent does,
+// and reports on them and their DeployTasks.
+// +kubebuilder:rbac:groups=stella-ops.org,resources=targets;deploytasks,verbs=get;list;watch
+// +kubebuilder:rbac:groups=stella-ops.org,resources=targets/status;deploytasks/status,verbs=patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// SSH pins the host key seen on first use in the Target's spec.
+// +kubebuilder:rbac:groups=stella-ops.org,resources=targets,verbs=patch
+// SSH, Nomad and ECS credentials are Secrets in the Target's namespace,
+// which can be any: each is read by name when a task or an observation
+// needs it, never listed or cached.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+
 // AddToManager makes the server's manager deploy to the SSH, Nomad and ECS
 // Targets and report what runs on them; only the replica that leads runs
 // them.

@@ -30,6 +30,8 @@ func TestGeneratedCRDsCarryTheKeyRules(t *testing.T) {
 		{"gates", "spec", ".filter(x, x).size() == 1"},
 		{"environments", "", "!(self.metadata.name in self.spec.promotesFrom)"},
 		{"targets", "spec", "self.type == 'compose' ? has(self.compose)"},
+		{"promotions", "status.creationRevision", "self == oldSelf"},
+		{"releases", "status.creationRevision", "self == oldSelf"},
 	} {
 		t.Run(tc.crd+"/"+tc.path, func(t *testing.T) {
 			crd := loadCRD(t, tc.crd)

@@ -123,7 +123,7 @@ func (r *AutoPromotionReconciler) newestCandidate(ctx context.Context, env *v1al
 		if reason[rel.Name] == "" || !rel.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if newest == nil || newer(rel, newest) {
+		if newest == nil || releaseOrder(rel).compare(releaseOrder(newest)) > 0 {
 			newest = rel
 		}
 	}
@@ -131,13 +131,6 @@ func (r *AutoPromotionReconciler) newestCandidate(ctx context.Context, env *v1al
 		return nil, "", nil
 	}
 	return newest, reason[newest.Name], nil
-}
-
-func newer(a, b *v1alpha1.Release) bool {
-	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-		return c > 0
-	}
-	return a.Name > b.Name
 }
 
 // supersede asks to cancel the auto-promotions that still wait in the queue

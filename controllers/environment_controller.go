@@ -247,7 +247,8 @@ func computeEnvironmentStatus(env *v1alpha1.Environment, promos []v1alpha1.Promo
 		switch p.Status.Phase {
 		case v1alpha1.PromotionSucceeded, v1alpha1.PromotionFailed, v1alpha1.PromotionRolledBack:
 			byPromotion[p.Name] = v1alpha1.EnvironmentHistoryEntry{Release: p.Spec.Release, Promotion: p.Name,
-				Phase: p.Status.Phase, FinishedAt: p.Status.FinishedAt.DeepCopy(), Version: versions[p.Spec.Release]}
+				Phase: p.Status.Phase, FinishedAt: p.Status.FinishedAt.DeepCopy(), Version: versions[p.Spec.Release],
+				CreationRevision: p.Status.CreationRevision}
 		case v1alpha1.PromotionDeploying, v1alpha1.PromotionVerifying, v1alpha1.PromotionApproved:
 			st.CurrentPromotion = p.Name
 		}
@@ -257,10 +258,7 @@ func computeEnvironmentStatus(env *v1alpha1.Environment, promos []v1alpha1.Promo
 		history = append(history, h)
 	}
 	slices.SortFunc(history, func(a, b v1alpha1.EnvironmentHistoryEntry) int {
-		if c := finishedAt(b).Compare(finishedAt(a)); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Promotion, b.Promotion)
+		return historyOrder(b).compare(historyOrder(a)) // newest first
 	})
 	st.CurrentRelease = ""
 	for _, h := range history {
@@ -284,13 +282,6 @@ func computeEnvironmentStatus(env *v1alpha1.Environment, promos []v1alpha1.Promo
 	}
 	markReady(&st.Conditions, env.Generation, message)
 	st.ObservedGeneration = env.Generation
-}
-
-func finishedAt(h v1alpha1.EnvironmentHistoryEntry) time.Time {
-	if h.FinishedAt == nil {
-		return time.Time{}
-	}
-	return h.FinishedAt.Time
 }
 
 // countTargets sums up the health of the environment's targets.

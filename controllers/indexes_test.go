@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -113,27 +112,5 @@ func TestClientSideIndexesMatchTheCache(t *testing.T) {
 	var list v1alpha1.ApprovalList
 	if err := plain.List(ctx, &list, client.MatchingFields{"spec.unknown": "x"}); err == nil {
 		t.Error("a list by an index that does not exist succeeded")
-	}
-}
-
-func TestQueueOrder(t *testing.T) {
-	at := func(s int) metav1.Time { return metav1.NewTime(time.Date(2026, 11, 28, 0, 0, s, 0, time.UTC)) }
-	promo := func(name string, created int, phase v1alpha1.PromotionPhase) *v1alpha1.Promotion {
-		return &v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: at(created)}, Status: v1alpha1.PromotionStatus{Phase: phase}}
-	}
-	for _, tc := range []struct {
-		name  string
-		queue []*v1alpha1.Promotion
-		want  string
-	}{
-		{"older first", []*v1alpha1.Promotion{promo("b", 2, ""), promo("a", 1, v1alpha1.PromotionPending)}, "a"},
-		{"by name within a second", []*v1alpha1.Promotion{promo("b", 1, ""), promo("a", 1, v1alpha1.PromotionPending)}, "a"},
-		{"a started one first, whatever its name", []*v1alpha1.Promotion{promo("a", 1, v1alpha1.PromotionPending), promo("z", 1, v1alpha1.PromotionAwaitingApproval)}, "z"},
-		{"a started one before an older one", []*v1alpha1.Promotion{promo("old", 0, v1alpha1.PromotionPending), promo("new", 5, v1alpha1.PromotionDeploying)}, "new"},
-	} {
-		slices.SortFunc(tc.queue, queueOrder)
-		if tc.queue[0].Name != tc.want {
-			t.Errorf("%s: %s goes first, want %s", tc.name, tc.queue[0].Name, tc.want)
-		}
 	}
 }

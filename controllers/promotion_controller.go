@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -143,6 +142,9 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if promo.Status.Phase == "" {
 		promo.Status.Phase = v1alpha1.PromotionPending
 		promo.Status.StartedAt = &metav1.Time{Time: r.now()}
+		// This first write holds only if the promotion is still as read, so
+		// the recorded revision is the one the queue placed it by so far.
+		promo.Status.CreationRevision = promo.ResourceVersion
 	}
 	if !decided(promo) {
 		r.clock.seen(promo, time.Now())
@@ -216,8 +218,8 @@ func (r *PromotionReconciler) persist(ctx context.Context, before, promo *v1alph
 
 // promotionAhead names the promotion of the same environment that goes
 // first: the one in flight (past its start), else the oldest one still open.
-// One promotion is in flight per environment; the others wait in creation
-// order, by name within the same second.
+// One promotion is in flight per environment; the others wait in the order
+// the storage created them (promotionOrder).
 func (r *PromotionReconciler) promotionAhead(ctx context.Context, promo *v1alpha1.Promotion) (string, error) {
 	var list v1alpha1.PromotionList
 	if err := r.List(ctx, &list, client.InNamespace(promo.Namespace), client.MatchingFields{indexEnvironment: promo.Spec.Environment},
@@ -245,10 +247,7 @@ func queueOrder(a, b *v1alpha1.Promotion) int {
 		}
 		return 1
 	}
-	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
-		return c
-	}
-	return strings.Compare(a.Name, b.Name)
+	return promotionOrder(a).compare(promotionOrder(b))
 }
 
 // started says whether a promotion left the queue: its gates ran.
@@ -518,12 +517,16 @@ func getExisting[T any, P interface {
 }
 
 // leftQueue passes a promotion's changes that may let the next one of its
-// environment start: it ended, or it is gone.
+// environment start: it ended, it is gone, or it moved back in the queue (a
+// change before its first reconcile gives it a later revision). A new
+// promotion queues behind the others.
 var leftQueue = predicate.Funcs{
 	CreateFunc:  func(event.CreateEvent) bool { return false },
 	GenericFunc: func(event.GenericEvent) bool { return false },
 	UpdateFunc: func(e event.UpdateEvent) bool {
-		return e.ObjectNew.(*v1alpha1.Promotion).Status.Phase.IsTerminal() && !e.ObjectOld.(*v1alpha1.Promotion).Status.Phase.IsTerminal()
+		before, after := e.ObjectOld.(*v1alpha1.Promotion), e.ObjectNew.(*v1alpha1.Promotion)
+		return (after.Status.Phase.IsTerminal() && !before.Status.Phase.IsTerminal()) ||
+			promotionOrder(after).compare(promotionOrder(before)) != 0
 	},
 }
 

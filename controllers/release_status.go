@@ -8,12 +8,15 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// computeReleaseStatus reports a valid release Ready and lists the
-// environments it currently runs in and the scan report of each component's
-// image (reports by image digest). The API server has already enforced the
-// spec's invariants (digest pins, semver, a primary component), so every
-// stored Release is runnable.
+// computeReleaseStatus records the release's creation revision, reports a
+// valid release Ready and lists the environments it currently runs in and
+// the scan report of each component's image (reports by image digest). The
+// API server has already enforced the spec's invariants (digest pins,
+// semver, a primary component), so every stored Release is runnable.
 func computeReleaseStatus(rel *v1alpha1.Release, envs []v1alpha1.Environment, reports map[string]*v1alpha1.ScanReport) {
+	if rel.Status.ObservedGeneration == 0 && rel.Status.CreationRevision == "" {
+		rel.Status.CreationRevision = rel.ResourceVersion // the first write records it (releaseOrder)
+	}
 	rel.Status.Deployments = nil
 	for _, env := range envs {
 		if env.Status.CurrentRelease != rel.Name {

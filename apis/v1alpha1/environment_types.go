@@ -219,6 +219,14 @@ type EnvironmentHistoryEntry struct {
 	// finishedAt is when the promotion ended.
 	// +optional
 	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	// creationRevision is the promotion's status.creationRevision. History
+	// lists the newest entry first in the order of this value, which is the
+	// order the environment's promotions ran in; entries without it (written
+	// before the field existed) come last, by finishedAt and then by
+	// promotion name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	CreationRevision string `json:"creationRevision,omitempty"`
 }
 
 // TargetCounts counts targets by their observed state.

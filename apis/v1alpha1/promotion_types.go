@@ -132,6 +132,20 @@ type PromotionStatus struct {
 	// finishedAt is when the promotion reached a terminal phase.
 	// +optional
 	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+
+	// creationRevision is the promotion's metadata.resourceVersion as the
+	// reconciler first read it: the storage revision of its creation, or of
+	// a change made before the reconciler saw it. Promotions into one
+	// environment run one at a time in the order of this value, compared as
+	// integers the way Kubernetes defines resource versions of one resource;
+	// unlike creationTimestamp it has no whole-second ties, and it does not
+	// depend on any server's clock. Promotions created before the field
+	// existed go first, by creationTimestamp and then by name. Set once by
+	// the reconciler; it never changes.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="creationRevision is set once and never changes: it is the promotion's place in its environment's queue"
+	CreationRevision string `json:"creationRevision,omitempty"`
 }
 
 // GateEvaluation is one gate's result.

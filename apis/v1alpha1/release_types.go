@@ -107,6 +107,19 @@ type ReleaseStatus struct {
 	// +listMapKey=environment
 	// +kubebuilder:validation:MaxItems=64
 	Deployments []ReleaseDeployment `json:"deployments,omitempty"`
+
+	// creationRevision is the release's metadata.resourceVersion as the
+	// reconciler first read it: the storage revision of its creation, or of
+	// a change made before the reconciler saw it. Auto-promotion takes the
+	// newest release in the order of this value, compared as integers the
+	// way Kubernetes defines resource versions of one resource; unlike
+	// creationTimestamp it has no whole-second ties. Releases created before
+	// the field existed count as older, by creationTimestamp and then by
+	// name. Set once by the reconciler; it never changes.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="creationRevision is set once and never changes: it orders the releases by creation"
+	CreationRevision string `json:"creationRevision,omitempty"`
 }
 
 // ReleaseComponentStatus is the observed state of one component's image.

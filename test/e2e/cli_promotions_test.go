@@ -84,7 +84,6 @@ var _ = Describe("stellactl rollback", func() {
 		Expect(admin.Create(ctx, environment(ns, "prod"))).To(Succeed())
 		for _, name := range []string{"shop-1", "shop-2"} {
 			reachesPhase(ctx, promote(ctx, admin, ns, name, "prod"), v1alpha1.PromotionSucceeded)
-			time.Sleep(1100 * time.Millisecond) // history is ordered by finish time, in whole seconds
 		}
 		Eventually(currentRelease(ctx, ns, "prod")).WithContext(ctx).WithTimeout(30 * time.Second).Should(Equal("shop-2"))
 

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -286,6 +288,48 @@ reasons: [if !allow {"release candidates stay out of this environment"}]
 		approve(ctx, shared.UserClient("bob"), firstPromo, v1alpha1.ApprovalReject)
 		reachesPhase(ctx, firstPromo, v1alpha1.PromotionRejected)
 		reachesPhase(ctx, second, v1alpha1.PromotionAwaitingApproval)
+	})
+
+	It("runs promotions created within one second in the order they were created, whatever their names", func(ctx SpecContext) {
+		Expect(admin.Create(ctx, approvalGate(ns, "two-approvers"))).To(Succeed())
+		gated := environment(ns, "gated")
+		gated.Spec.Gates = []v1alpha1.LocalObjectReference{{Name: "two-approvers"}}
+		Expect(admin.Create(ctx, gated)).To(Succeed())
+		var promos []*v1alpha1.Promotion
+		for _, name := range []string{"c-first", "b-second", "a-third"} {
+			p := promotion(ns, name, "shop-1", "gated")
+			Expect(admin.Create(ctx, p)).To(Succeed())
+			promos = append(promos, p)
+		}
+		behind := func(p *v1alpha1.Promotion, ahead string) {
+			GinkgoHelper()
+			Eventually(func() string {
+				_ = admin.Get(ctx, client.ObjectKeyFromObject(p), p)
+				return conditionMessage(p.Status.Conditions, v1alpha1.ConditionReconciling)
+			}).WithContext(ctx).WithTimeout(30*time.Second).Should(ContainSubstring("waiting for promotion "+ahead+" "), "promotion %s", p.Name)
+		}
+
+		promos[0] = reachesPhase(ctx, promos[0], v1alpha1.PromotionAwaitingApproval)
+		behind(promos[1], "c-first")
+		behind(promos[2], "c-first")
+		By("recording each one's creation revision, increasing in creation order")
+		var revisions []int
+		for _, p := range promos {
+			n, err := strconv.Atoi(p.Status.CreationRevision)
+			Expect(err).NotTo(HaveOccurred(), "promotion %s", p.Name)
+			revisions = append(revisions, n)
+		}
+		Expect(slices.IsSorted(revisions)).To(BeTrue(), "revisions %v", revisions)
+		By("refusing to move a promotion in the queue by rewriting its revision")
+		jump := promos[2].DeepCopy()
+		jump.Status.CreationRevision = "1"
+		err := admin.Status().Patch(ctx, jump, client.MergeFrom(promos[2]))
+		Expect(err).To(MatchError(ContainSubstring("creationRevision is set once and never changes")))
+
+		bindRole(ctx, admin, ns, "approver", "bob")
+		approve(ctx, shared.UserClient("bob"), promos[0], v1alpha1.ApprovalReject)
+		reachesPhase(ctx, promos[1], v1alpha1.PromotionAwaitingApproval)
+		behind(promos[2], "b-second")
 	})
 })
 

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/inputs"
 )
 
 // AutoPromotionReconciler promotes releases into environments that set
@@ -96,7 +97,7 @@ func (r *AutoPromotionReconciler) newestCandidate(ctx context.Context, env *v1al
 			reason[rel.Name] = "auto-promotion of a new release"
 		}
 	} else {
-		ups, err := getExisting[v1alpha1.Environment](ctx, r.Client, env.Namespace, env.Spec.PromotesFrom)
+		ups, err := inputs.GetExisting[v1alpha1.Environment](ctx, r.Client, env.Namespace, env.Spec.PromotesFrom)
 		if err != nil {
 			return nil, "", err
 		}

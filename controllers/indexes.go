@@ -3,15 +3,11 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -157,63 +153,6 @@ func AddIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	for _, ix := range fieldIndexes {
 		if err := indexer.IndexField(ctx, ix.obj, ix.field, ix.extract); err != nil {
 			return fmt.Errorf("index %T by %s: %w", ix.obj, ix.field, err)
-		}
-	}
-	return nil
-}
-
-// WithClientSideIndexes wraps a client that has no cache (stellactl's), so
-// that the reconcilers' indexed lookups work through it too: a list by an
-// index reads the namespace and keeps the objects the index would return.
-func WithClientSideIndexes(c client.Client) client.Client {
-	return indexFilteringClient{c}
-}
-
-type indexFilteringClient struct{ client.Client }
-
-func (c indexFilteringClient) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	lo := &client.ListOptions{}
-	lo.ApplyOptions(opts)
-	if lo.FieldSelector == nil || lo.FieldSelector.Empty() {
-		return c.Client.List(ctx, list, lo)
-	}
-	wanted := lo.FieldSelector.Requirements()
-	lo.FieldSelector = nil
-	if err := c.Client.List(ctx, list, lo); err != nil {
-		return err
-	}
-	items, err := meta.ExtractList(list)
-	if err != nil {
-		return err
-	}
-	kept := items[:0]
-	for _, item := range items {
-		if ok, err := matchesIndexes(item.(client.Object), wanted); err != nil {
-			return err
-		} else if ok {
-			kept = append(kept, item)
-		}
-	}
-	return meta.SetList(list, kept)
-}
-
-func matchesIndexes(obj client.Object, wanted fields.Requirements) (bool, error) {
-	for _, req := range wanted {
-		ix := indexOf(obj, req.Field)
-		if ix == nil {
-			return false, fmt.Errorf("no index %s for %T", req.Field, obj)
-		}
-		if !slices.Contains(ix.extract(obj), req.Value) {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-func indexOf(obj runtime.Object, field string) *fieldIndex {
-	for i, ix := range fieldIndexes {
-		if ix.field == field && reflect.TypeOf(ix.obj) == reflect.TypeOf(obj) {
-			return &fieldIndexes[i]
 		}
 	}
 	return nil

@@ -96,21 +96,3 @@ func TestSelectedTargetsAndSelectingEnvironments(t *testing.T) {
 		}
 	}
 }
-
-func TestClientSideIndexesMatchTheCache(t *testing.T) {
-	ctx := context.Background()
-	plain := WithClientSideIndexes(fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objects()...).Build())
-	for _, c := range []client.Client{indexedClient(), plain} {
-		var list v1alpha1.ApprovalList
-		if err := c.List(ctx, &list, client.InNamespace("ns"), client.MatchingFields{indexPromotion: "p1"}); err != nil {
-			t.Fatal(err)
-		}
-		if got := names(list.Items, func(a *v1alpha1.Approval) string { return a.Name }); !slices.Equal(got, []string{"a1"}) {
-			t.Errorf("%T: approvals of p1 = %v, want [a1]", c, got)
-		}
-	}
-	var list v1alpha1.ApprovalList
-	if err := plain.List(ctx, &list, client.MatchingFields{"spec.unknown": "x"}); err == nil {
-		t.Error("a list by an index that does not exist succeeded")
-	}
-}

@@ -26,6 +26,7 @@ import (
 	"github.com/stella-ops/stella/internal/evaluation"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/gates"
+	"github.com/stella-ops/stella/internal/inputs"
 )
 
 // Condition reasons of Promotions.
@@ -282,7 +283,7 @@ func (r *PromotionReconciler) references(ctx context.Context, promo *v1alpha1.Pr
 // decide evaluates the gates until the decision is final. It reports done
 // when the promotion must wait (pending) or has ended (denied).
 func (r *PromotionReconciler) decide(ctx context.Context, promo *v1alpha1.Promotion, rel *v1alpha1.Release, env *v1alpha1.Environment) (ctrl.Result, bool, error) {
-	in, err := r.freeze(ctx, promo, rel, env)
+	in, err := inputs.Gather(ctx, r.reader(), promo, rel, env, r.now())
 	if err != nil {
 		return ctrl.Result{}, true, err
 	}
@@ -352,81 +353,6 @@ func (r *PromotionReconciler) keepStatement(promo *v1alpha1.Promotion, rel *v1al
 	return nil
 }
 
-// Explanation is what the gates would decide about a promotion now.
-type Explanation struct {
-	// UpstreamOK says whether the release succeeded in an environment the
-	// target environment promotes from (or it promotes from none).
-	UpstreamOK bool
-	// Decision is the combined decision, with its frozen inputs.
-	Decision decision.Record
-	// Gates are the verdicts, in the environment's order.
-	Gates []v1alpha1.GateEvaluation
-}
-
-// Explain evaluates the gates promo would face now, with the current inputs,
-// and changes nothing: `stellactl gates check` is built on it.
-func (r *PromotionReconciler) Explain(ctx context.Context, promo *v1alpha1.Promotion) (Explanation, error) {
-	rel := &v1alpha1.Release{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: promo.Spec.Release}, rel); err != nil {
-		return Explanation{}, fmt.Errorf("release %s: %w", promo.Spec.Release, err)
-	}
-	env := &v1alpha1.Environment{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: promo.Namespace, Name: promo.Spec.Environment}, env); err != nil {
-		return Explanation{}, fmt.Errorf("environment %s: %w", promo.Spec.Environment, err)
-	}
-	in, err := r.freeze(ctx, promo, rel, env)
-	if err != nil {
-		return Explanation{}, err
-	}
-	record, evals, err := (&evaluation.Evaluator{Namespace: promo.Namespace}).Evaluate(in)
-	if err != nil {
-		return Explanation{}, err
-	}
-	return Explanation{UpstreamOK: !slices.Contains(record.ReasonCodes, evaluation.ReasonUpstreamNotSucceeded), Decision: record, Gates: evals}, nil
-}
-
-// environmentsSucceeded are the environments among names where release
-// succeeded: by a Succeeded promotion there (the environment's status may
-// not show it yet), or by the environment's history (the promotion may have
-// been deleted since).
-func (r *PromotionReconciler) environmentsSucceeded(ctx context.Context, ns, release string, names []string) ([]string, error) {
-	var out []string
-	for _, name := range names {
-		var promos v1alpha1.PromotionList
-		if err := r.List(ctx, &promos, client.InNamespace(ns), client.MatchingFields{indexEnvironment: name}, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, err
-		}
-		if slices.ContainsFunc(promos.Items, func(p v1alpha1.Promotion) bool {
-			return p.Spec.Release == release && p.Status.Phase == v1alpha1.PromotionSucceeded
-		}) {
-			out = append(out, name)
-		}
-	}
-	envs, err := getExisting[v1alpha1.Environment](ctx, r.Client, ns, names)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range envs {
-		if succeededIn(release, e) {
-			out = append(out, e.Name)
-		}
-	}
-	return slices.Compact(slices.Sorted(slices.Values(out))), nil
-}
-
-// succeededIn says whether release runs in env or succeeded there before.
-func succeededIn(release string, env v1alpha1.Environment) bool {
-	if env.Status.CurrentRelease == release {
-		return true
-	}
-	for _, h := range env.Status.History {
-		if h.Release == release && h.Phase == v1alpha1.PromotionSucceeded {
-			return true
-		}
-	}
-	return false
-}
-
 func onlyApprovalsPending(evals []v1alpha1.GateEvaluation) bool {
 	pending := false
 	for _, e := range evals {
@@ -493,27 +419,6 @@ func joinCodes(codes []string) string {
 		return "none"
 	}
 	return fmt.Sprint(codes)
-}
-
-// getExisting reads the named objects of one kind that exist, in name order,
-// each once.
-func getExisting[T any, P interface {
-	*T
-	client.Object
-}](ctx context.Context, c client.Reader, ns string, names []string) ([]T, error) {
-	names = slices.Sorted(slices.Values(names))
-	out := make([]T, 0, len(names))
-	for _, name := range slices.Compact(names) {
-		obj := P(new(T))
-		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj)
-		if client.IgnoreNotFound(err) != nil {
-			return nil, err
-		}
-		if err == nil {
-			out = append(out, *obj)
-		}
-	}
-	return out, nil
 }
 
 // leftQueue passes a promotion's changes that may let the next one of its

@@ -85,24 +85,6 @@ func TestTaskNameIsBoundedAndStable(t *testing.T) {
 	}
 }
 
-func TestSucceededIn(t *testing.T) {
-	stage := v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Name: "stage"}}
-	if succeededIn("r1", stage) {
-		t.Error("r1 never ran in stage")
-	}
-	stage.Status.History = []v1alpha1.EnvironmentHistoryEntry{{Release: "r1", Phase: v1alpha1.PromotionFailed}}
-	if succeededIn("r1", stage) {
-		t.Error("r1 failed in stage")
-	}
-	stage.Status.History = append(stage.Status.History, v1alpha1.EnvironmentHistoryEntry{Release: "r1", Phase: v1alpha1.PromotionSucceeded})
-	if !succeededIn("r1", stage) {
-		t.Error("r1 succeeded in stage")
-	}
-	if !succeededIn("r2", v1alpha1.Environment{Status: v1alpha1.EnvironmentStatus{CurrentRelease: "r2"}}) {
-		t.Error("r2 runs there now")
-	}
-}
-
 func TestUntilEarliestRetry(t *testing.T) {
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) *metav1.Time { t := metav1.NewTime(now.Add(d)); return &t }

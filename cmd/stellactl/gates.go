@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -14,7 +15,7 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
+	"github.com/stella-ops/stella/internal/inputs"
 )
 
 // Exit codes of gates check, so that a CI step can gate on the verdict:
@@ -62,7 +63,7 @@ func runGatesCheck(ctx context.Context, f cmdutil.Factory, out io.Writer, releas
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: release + "-to-" + env + "-check", CreationTimestamp: metav1.Now()},
 		Spec:       v1alpha1.PromotionSpec{Release: release, Environment: env, RequestedBy: review.Status.UserInfo.Username},
 	}
-	ex, err := (&controllers.PromotionReconciler{Client: controllers.WithClientSideIndexes(c)}).Explain(ctx, promo)
+	ex, err := inputs.Explain(ctx, inputs.ListReader{Reader: c}, promo, time.Now())
 	if err != nil {
 		return err
 	}

@@ -18,10 +18,10 @@ import (
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/decision"
 	"github.com/stella-ops/stella/internal/evaluation"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/inputs"
 )
 
 // exitReplayMismatch ends a replay whose decision came out different.
@@ -91,7 +91,7 @@ func decideToday(ctx context.Context, f cmdutil.Factory, out io.Writer, st *evid
 	if started, err := time.Parse(time.RFC3339, in.Promotion.StartedAt); err == nil {
 		promo.Status.StartedAt = &metav1.Time{Time: started}
 	}
-	ex, err := (&controllers.PromotionReconciler{Client: controllers.WithClientSideIndexes(c)}).Explain(ctx, promo)
+	ex, err := inputs.Explain(ctx, inputs.ListReader{Reader: c}, promo, time.Now())
 	if err != nil {
 		return fmt.Errorf("decide %s with today's inputs: %w", promo.Name, err)
 	}

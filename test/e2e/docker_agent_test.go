@@ -88,11 +88,18 @@ func runAgent(ns, name, stateDir string, join ...string) *gexec.Session {
 	return session
 }
 
-// joinArgs runs stellactl agent join-token as the admin and returns the
-// --server, --ca-cert-hash and --join-token arguments it prints.
+// joinArgs runs stellactl agent join-token as the admin of the shared
+// server and returns the --server, --ca-cert-hash and --join-token arguments
+// it prints.
 func joinArgs(ctx context.Context, ns, name string) []string {
 	GinkgoHelper()
-	out, err := stellactl(ctx, shared.Kubeconfig(), "agent", "join-token", name, "-n", ns, "--ttl", "10m")
+	return joinArgsOn(ctx, shared.Kubeconfig(), ns, name)
+}
+
+// joinArgsOn is joinArgs on the server of kubeconfig.
+func joinArgsOn(ctx context.Context, kubeconfig, ns, name string) []string {
+	GinkgoHelper()
+	out, err := stellactl(ctx, kubeconfig, "agent", "join-token", name, "-n", ns, "--ttl", "10m")
 	Expect(err).NotTo(HaveOccurred(), out)
 	fields := strings.Fields(out)
 	var args []string

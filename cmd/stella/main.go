@@ -142,7 +142,11 @@ func controllersCommand() *cobra.Command {
 		Long: `Run only the Stella reconcilers, against any Kubernetes API server that
 serves the Stella CRDs (install them with 'stella install-crds' or
 'kubectl apply -k config/crd'). Several replicas may run; the one holding the
-leader Lease in the stella-system namespace reconciles.`,
+leader Lease in the stella-system namespace reconciles.
+
+The controllers need no admin credential: run them as the ServiceAccount
+stella-system/stella-controllers, which install-crds creates and binds to the
+role stella-controllers (see docs/operations.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := kubecfg.Load(kubeconfig)

@@ -88,7 +88,7 @@ func runJoinToken(ctx context.Context, f cmdutil.Factory, out io.Writer, name st
 	expires := time.Now().Add(ttl).UTC()
 	token := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: "kube-system", Name: "bootstrap-token-" + id,
+			Namespace: agentauth.JoinTokenNamespace, Name: "bootstrap-token-" + id,
 			Labels: map[string]string{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: name},
 		},
 		Type: corev1.SecretTypeBootstrapToken,
@@ -173,7 +173,7 @@ func runRevoke(ctx context.Context, f cmdutil.Factory, out io.Writer, name strin
 	}
 	fmt.Fprintf(out, "Agent %s/%s is revoked: the server refuses its certificate from now on.\n", ns, name)
 	tokens := &corev1.SecretList{}
-	if err := c.List(ctx, tokens, client.InNamespace("kube-system"),
+	if err := c.List(ctx, tokens, client.InNamespace(agentauth.JoinTokenNamespace),
 		client.MatchingLabels{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: name}); err != nil {
 		return fmt.Errorf("list the join tokens of Agent %s/%s: %w", ns, name, err)
 	}

@@ -15,17 +15,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/scan"
 	"github.com/stella-ops/stella/internal/scheme"
 )
-
-// SystemNamespace holds Stella's own objects, such as the leader Lease.
-const SystemNamespace = "stella-system"
-
-// LeaderElectionID names the Lease whose holder runs the reconcilers.
-const LeaderElectionID = "stella-controllers"
 
 // Leader election timing. A replica that dies without releasing the Lease is
 // replaced within LeaseDuration + RetryPeriod.
@@ -66,7 +61,7 @@ type ScanOptions struct {
 // registered. Only the replica that holds the LeaderElectionID Lease runs
 // them.
 func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
-	mgr, err := newManager(cfg, LeaderElectionID, o.MetricsAddr)
+	mgr, err := newManager(cfg, v1alpha1.LeaderElectionID, o.MetricsAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +132,7 @@ func newManager(cfg *rest.Config, leaseName, metricsAddr string) (manager.Manage
 		Scheme:                        scheme.New(),
 		LeaderElection:                true,
 		LeaderElectionID:              leaseName,
-		LeaderElectionNamespace:       SystemNamespace,
+		LeaderElectionNamespace:       v1alpha1.SystemNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &ld,
 		RenewDeadline:                 &rd,

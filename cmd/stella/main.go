@@ -15,6 +15,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agent/serverdeploy"
@@ -74,8 +76,9 @@ func defaultDataDir() string {
 }
 
 func serveCommand() *cobra.Command {
-	o := controlplane.Options{}
+	o := controlplane.Options{NewManager: controllers.NewBareManager}
 	var s3 func() *evidence.S3Options
+	var metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the control plane: embedded etcd, the API server, and the reconcilers",
@@ -91,6 +94,10 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Log = log
 			o.EvidenceS3 = s3()
+			o.NewReconcilers = func(cfg *rest.Config, sealer *evidence.Sealer, scanner *scan.Scanner) (manager.Manager, error) {
+				return controllers.NewManager(cfg, controllers.Options{MetricsAddr: metricsListen, Evidence: sealer,
+					Scan: controllers.ScanOptions{Scanner: scanner, RescanEvery: o.Scan.RescanEvery, Parallel: o.Scan.Parallel}})
+			}
 			return controlplane.Run(cmd.Context(), o)
 		},
 	}
@@ -102,7 +109,7 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 	f.StringVar(&o.EtcdPrefix, "etcd-prefix", "/registry", "key prefix of the objects in etcd")
 	f.BoolVar(&o.Controllers, "controllers", true, "run the Stella reconcilers in this process")
 	f.StringVar(&o.EvidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; replicas may share one, and only the holder of the leader Lease appends to the log (default: evidence in the data directory)")
-	f.StringVar(&o.MetricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
+	f.StringVar(&metricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP, such as 127.0.0.1:9090 (default: none)")
 	f.BoolVar(&o.ReinitializeStore, "reinitialize-store", false, "begin an empty etcd store when the data directory was initialised but its store is missing or damaged (a damaged one is moved aside), keeping the PKI and the evidence log; without it such a directory is refused")
 	f.BoolVar(&o.WatchCache, "watch-cache", true, "keep every object and its recent changes decoded in the API server's memory, so that lists and watches do not read etcd: faster, at about twice the memory under load (see README, Memory)")
 	f.DurationVar(&o.AgentCertTTL, "cert-ttl", 30*24*time.Hour, "longest lifetime of an agent's certificate: a request asking for more, or for no lifetime, is granted this; agents renew after two thirds of it")

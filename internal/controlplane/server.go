@@ -19,7 +19,6 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agent/serverdeploy"
 	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/evidence"
@@ -42,9 +41,6 @@ type Options struct {
 	EtcdServers []string
 	// EtcdPrefix is the key prefix of the objects in etcd.
 	EtcdPrefix string
-	// MetricsListen is where the reconcilers serve Prometheus metrics over
-	// HTTP; empty serves none.
-	MetricsListen string
 	// Profiling serves the process's Go profiles under /debug/pprof of
 	// the API server, to users allowed the nonResourceURL /debug/*.
 	Profiling bool
@@ -64,6 +60,16 @@ type Options struct {
 	// serves the API (the reconcilers can run elsewhere with
 	// `stella controllers`).
 	Controllers bool
+	// NewManager builds a controller manager without reconcilers whose
+	// runnables run only on the replica that holds the named Lease; the
+	// kube controllers run in one.
+	NewManager func(cfg *rest.Config, lease string) (manager.Manager, error)
+	// NewReconcilers builds the manager of the Stella reconcilers (with
+	// Controllers), which seal with sealer and scan with scanner, each nil
+	// when this process has none. The binary gives both from package
+	// controllers, which nothing under internal imports: what links this
+	// package does not link the reconcilers.
+	NewReconcilers func(cfg *rest.Config, sealer *evidence.Sealer, scanner *scan.Scanner) (manager.Manager, error)
 	// Deployer configures the deploying the reconcilers do themselves, to
 	// the Targets that name no agent (SSH targets).
 	Deployer serverdeploy.Options
@@ -264,7 +270,7 @@ func newManagers(cfg *rest.Config, certs pki.Dir, o Options, sealer *evidence.Se
 	// The loopback config asks for protobuf, which custom resources lack.
 	cfg = rest.CopyConfig(cfg)
 	cfg.ContentType = "application/json"
-	kube, err := controllers.NewBareManager(cfg, kubeControllersLease)
+	kube, err := o.NewManager(cfg, kubeControllersLease)
 	if err != nil {
 		return nil, err
 	}
@@ -274,8 +280,7 @@ func newManagers(cfg *rest.Config, certs pki.Dir, o Options, sealer *evidence.Se
 	if !o.Controllers {
 		return []manager.Manager{kube}, nil
 	}
-	stella, err := controllers.NewManager(cfg, controllers.Options{MetricsAddr: o.MetricsListen, Evidence: sealer,
-		Scan: controllers.ScanOptions{Scanner: scanner, RescanEvery: o.Scan.RescanEvery, Parallel: o.Scan.Parallel}})
+	stella, err := o.NewReconcilers(cfg, sealer, scanner)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/internal/agent"
 	"github.com/stella-ops/stella/internal/scheme"
 	"github.com/stella-ops/stella/test/framework"
@@ -39,7 +38,7 @@ var _ = Describe("stella controllers on its own role", func() {
 		Expect(admin.Get(ctx, client.ObjectKey{Name: "stella-controllers"}, binding)).To(Succeed())
 		Expect(binding.Subjects).To(ConsistOf(HaveField("Name", "stella-controllers")))
 
-		kubeconfig, err := api.ServiceAccountKubeconfig(ctx, GinkgoT().TempDir(), controllers.SystemNamespace, "stella-controllers")
+		kubeconfig, err := api.ServiceAccountKubeconfig(ctx, GinkgoT().TempDir(), v1alpha1.SystemNamespace, "stella-controllers")
 		Expect(err).NotTo(HaveOccurred())
 		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 		Expect(err).NotTo(HaveOccurred())
@@ -56,7 +55,7 @@ var _ = Describe("stella controllers on its own role", func() {
 		forbidden(sa.Create(ctx, &rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "stella-controllers-admin"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: controllers.SystemNamespace, Name: "stella-controllers"}},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: v1alpha1.SystemNamespace, Name: "stella-controllers"}},
 		}))
 		forbidden(sa.Create(ctx, &v1alpha1.Approval{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "self-approval"},

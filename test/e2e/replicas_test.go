@@ -18,14 +18,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/controllers"
 	"github.com/stella-ops/stella/test/framework"
 )
 
 // leaseHolder is who holds the reconcilers' Lease, or "".
 func leaseHolder(ctx context.Context, c client.Client) string {
 	lease := &coordinationv1.Lease{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: controllers.SystemNamespace, Name: controllers.LeaderElectionID}, lease); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: v1alpha1.SystemNamespace, Name: v1alpha1.LeaderElectionID}, lease); err != nil {
 		return ""
 	}
 	if lease.Spec.HolderIdentity == nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/agentauth"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/scan"
 	"github.com/stella-ops/stella/internal/scheme"
@@ -143,7 +144,7 @@ func newManager(cfg *rest.Config, leaseName, metricsAddr string) (manager.Manage
 		// the cache are the join tokens, so it holds no other: the
 		// controllers' role may list Secrets in that namespace only.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Namespaces: map[string]cache.Config{agentauth.JoinTokenNamespace: {}}},
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{agentid.JoinTokenNamespace: {}}},
 		}},
 		HealthProbeBindAddress: "0",
 	})

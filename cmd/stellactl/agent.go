@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
-	"github.com/stella-ops/stella/internal/agentauth"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 	"github.com/stella-ops/stella/internal/pki"
 )
 
@@ -88,13 +88,13 @@ func runJoinToken(ctx context.Context, f cmdutil.Factory, out io.Writer, name st
 	expires := time.Now().Add(ttl).UTC()
 	token := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: agentauth.JoinTokenNamespace, Name: "bootstrap-token-" + id,
+			Namespace: agentid.JoinTokenNamespace, Name: "bootstrap-token-" + id,
 			Labels: map[string]string{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: name},
 		},
 		Type: corev1.SecretTypeBootstrapToken,
 		StringData: map[string]string{
 			"token-id": id, "token-secret": secret, "expiration": expires.Format(time.RFC3339),
-			"usage-bootstrap-authentication": "true", "auth-extra-groups": agentauth.BootstrapGroup,
+			"usage-bootstrap-authentication": "true", "auth-extra-groups": agentid.BootstrapGroup,
 			"description": fmt.Sprintf("join token of stella-agent %s/%s", ns, name),
 		},
 	}
@@ -173,7 +173,7 @@ func runRevoke(ctx context.Context, f cmdutil.Factory, out io.Writer, name strin
 	}
 	fmt.Fprintf(out, "Agent %s/%s is revoked: the server refuses its certificate from now on.\n", ns, name)
 	tokens := &corev1.SecretList{}
-	if err := c.List(ctx, tokens, client.InNamespace(agentauth.JoinTokenNamespace),
+	if err := c.List(ctx, tokens, client.InNamespace(agentid.JoinTokenNamespace),
 		client.MatchingLabels{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: name}); err != nil {
 		return fmt.Errorf("list the join tokens of Agent %s/%s: %w", ns, name, err)
 	}

@@ -8,11 +8,15 @@ import (
 )
 
 // serverLibraries are what only the server runs, which no stellactl
-// command needs: the control plane with etcd, and the deploying to SSH,
-// Nomad and ECS targets with the Nomad API and the AWS SDK.
+// command needs: the control plane with etcd, the API server's admission
+// and authorization code, the reconcilers, and the deploying to SSH, Nomad
+// and ECS targets with the Nomad API and the AWS SDK.
 var serverLibraries = []string{
 	"github.com/stella-ops/stella/internal/controlplane",
 	"go.etcd.io/etcd/server",
+	"k8s.io/apiserver",
+	"k8s.io/kubernetes",
+	"github.com/stella-ops/stella/controllers",
 	"github.com/stella-ops/stella/internal/agent",
 	"github.com/hashicorp/nomad",
 	"github.com/aws/aws-sdk-go-v2",

@@ -22,16 +22,7 @@ import (
 	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
-// Join tokens are bootstrap tokens (Secrets bootstrap-token-<id> in
-// kube-system) labelled with the Agent they let join (v1alpha1.LabelAgent
-// and v1alpha1.LabelAgentNamespace).
 const (
-	// JoinTokenNamespace holds the join tokens, as it holds every
-	// bootstrap token the API server accepts.
-	JoinTokenNamespace = "kube-system"
-	// BootstrapGroup is the extra group of a join token's identity; only it
-	// may ask for certificates.
-	BootstrapGroup   = "system:bootstrappers:stella-agents"
 	bootstrapPrefix  = "system:bootstrap:"
 	clientSigner     = "kubernetes.io/kube-apiserver-client"
 	reasonAgentJoin  = "StellaAgentJoin"
@@ -114,7 +105,7 @@ func (r *Approver) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result
 // joinTokenOf is the id of the join token a request was made with.
 func joinTokenOf(csr *certificatesv1.CertificateSigningRequest) (string, bool) {
 	id, ok := strings.CutPrefix(csr.Spec.Username, bootstrapPrefix)
-	return id, ok && slices.Contains(csr.Spec.Groups, BootstrapGroup)
+	return id, ok && slices.Contains(csr.Spec.Groups, agentid.BootstrapGroup)
 }
 
 // decideRenewal approves a request an agent makes with its own certificate
@@ -145,7 +136,7 @@ func (r *Approver) decideRenewal(ctx context.Context, csr *certificatesv1.Certif
 // agent's.
 func (r *Approver) decideJoin(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, agent Agent, enrolment, tokenID string) (done bool, err error) {
 	token := &corev1.Secret{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: JoinTokenNamespace, Name: "bootstrap-token-" + tokenID}, token); err != nil {
+	if err := r.Get(ctx, client.ObjectKey{Namespace: agentid.JoinTokenNamespace, Name: "bootstrap-token-" + tokenID}, token); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
 	if token.Labels[v1alpha1.LabelAgentNamespace] != agent.Namespace || token.Labels[v1alpha1.LabelAgent] != agent.Name {

@@ -63,7 +63,7 @@ func scheme(t *testing.T) *runtime.Scheme {
 
 func joinToken(id, ns, agent string, expires time.Time) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: JoinTokenNamespace, Name: "bootstrap-token-" + id, Labels: map[string]string{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: agent}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: agentid.JoinTokenNamespace, Name: "bootstrap-token-" + id, Labels: map[string]string{v1alpha1.LabelAgentNamespace: ns, v1alpha1.LabelAgent: agent}},
 		Type:       corev1.SecretTypeBootstrapToken,
 		Data:       map[string][]byte{"token-id": []byte(id), "expiration": []byte(expires.UTC().Format(time.RFC3339))},
 	}
@@ -99,7 +99,7 @@ func TestApprover(t *testing.T) {
 	join := func(name, tokenID string, created time.Time) *certificatesv1.CertificateSigningRequest {
 		csr := request(name, enrolledSubject("shop", name, tokenID))
 		csr.Name, csr.CreationTimestamp = "join-"+name, metav1.NewTime(created)
-		csr.Spec.Username, csr.Spec.Groups = bootstrapPrefix+tokenID, []string{BootstrapGroup, "system:authenticated"}
+		csr.Spec.Username, csr.Spec.Groups = bootstrapPrefix+tokenID, []string{agentid.BootstrapGroup, "system:authenticated"}
 		return csr
 	}
 	// moving is a renewal asked with a certificate of another enrolment.

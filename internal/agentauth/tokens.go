@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/agentauth/agentid"
 )
 
 // JoinTokenCleaner deletes the join tokens that expired unused. The API
@@ -27,7 +28,7 @@ type JoinTokenCleaner struct {
 // SetupWithManager registers the cleaner for the join tokens only.
 func (r *JoinTokenCleaner) SetupWithManager(mgr ctrl.Manager) error {
 	isJoinToken := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetNamespace() == JoinTokenNamespace && o.GetLabels()[v1alpha1.LabelAgent] != ""
+		return o.GetNamespace() == agentid.JoinTokenNamespace && o.GetLabels()[v1alpha1.LabelAgent] != ""
 	})
 	return ctrl.NewControllerManagedBy(mgr).Named("agent-join-tokens").
 		For(&corev1.Secret{}, builder.WithPredicates(isJoinToken)).Complete(r)

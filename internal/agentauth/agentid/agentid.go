@@ -1,5 +1,6 @@
 // Package agentid names an agent's identity: the user and groups of its
-// client certificate and the Lease it heartbeats with. stella-agent asks
+// client certificate, the join token it starts from, and the Lease it
+// heartbeats with. stella-agent asks
 // for that identity and the server's agentauth confines it; this package
 // stands apart from agentauth so that stella-agent links none of the API
 // server's admission and authorization code.
@@ -44,6 +45,19 @@ func EnrolmentOf(groups []string) (string, bool) {
 	}
 	return "", false
 }
+
+// Join tokens are bootstrap tokens (Secrets bootstrap-token-<id> in
+// JoinTokenNamespace) labelled with the Agent they let join
+// (v1alpha1.LabelAgent and v1alpha1.LabelAgentNamespace); stellactl agent
+// join-token makes them and the server's approver uses them up.
+const (
+	// JoinTokenNamespace holds the join tokens, as it holds every
+	// bootstrap token the API server accepts.
+	JoinTokenNamespace = "kube-system"
+	// BootstrapGroup is the extra group of a join token's identity; only
+	// it may ask for certificates.
+	BootstrapGroup = "system:bootstrappers:stella-agents"
+)
 
 // LeaseName is the Lease an agent heartbeats with.
 func LeaseName(agent string) string { return "agent-" + agent }

@@ -8,11 +8,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/evidence/s3store"
 )
 
 func logCommand() *cobra.Command {
 	var dataDir, evidenceDir string
-	var s3 func() *evidence.S3Options
+	var s3 func() *s3store.Options
 	logCmd := &cobra.Command{Use: "log", Short: "Look after the evidence transparency log on this machine"}
 	repair := &cobra.Command{
 		Use:   "repair",
@@ -37,7 +38,7 @@ Stop the server first: repair refuses to run while a server holds the log.`,
 			}
 			var store evidence.BlobStore
 			if o := s3(); o != nil {
-				s3Store, err := evidence.NewS3Store(*o)
+				s3Store, err := s3store.New(*o)
 				if err != nil {
 					return err
 				}
@@ -53,7 +54,7 @@ Stop the server first: repair refuses to run while a server holds the log.`,
 	}
 	repair.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "data directory of the server ($STELLA_DATA_DIR)")
 	repair.Flags().StringVar(&evidenceDir, "evidence-dir", "", "evidence directory (default: evidence in the data directory)")
-	s3 = evidence.AddS3Flags(repair.Flags())
+	s3 = s3store.AddFlags(repair.Flags())
 	logCmd.AddCommand(repair)
 	return logCmd
 }

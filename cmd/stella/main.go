@@ -22,6 +22,7 @@ import (
 	"github.com/stella-ops/stella/internal/agent/serverdeploy"
 	"github.com/stella-ops/stella/internal/controlplane"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/evidence/s3store"
 	"github.com/stella-ops/stella/internal/gctune"
 	"github.com/stella-ops/stella/internal/install"
 	kubecfg "github.com/stella-ops/stella/internal/kubeconfig"
@@ -77,7 +78,7 @@ func defaultDataDir() string {
 
 func serveCommand() *cobra.Command {
 	o := controlplane.Options{NewManager: controllers.NewBareManager}
-	var s3 func() *evidence.S3Options
+	var s3 func() *s3store.Options
 	var metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -102,7 +103,7 @@ replicas may run at once; only the one holding the leader Lease reconciles.`,
 		},
 	}
 	f := cmd.Flags()
-	s3 = evidence.AddS3Flags(f)
+	s3 = s3store.AddFlags(f)
 	f.StringVar(&o.DataDir, "data-dir", defaultDataDir(), "directory for certificates, keys, the admin kubeconfig and embedded etcd data ($STELLA_DATA_DIR)")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:6443", "address the API server serves HTTPS on")
 	f.StringSliceVar(&o.EtcdServers, "etcd-servers", nil, "client URLs of an external etcd cluster (default: run etcd embedded in the data directory)")
@@ -140,7 +141,7 @@ func addDeployerFlags(f *pflag.FlagSet, o *serverdeploy.Options) {
 
 func controllersCommand() *cobra.Command {
 	var kubeconfig, metricsListen, evidenceDir string
-	var s3 func() *evidence.S3Options
+	var s3 func() *s3store.Options
 	var deployer serverdeploy.Options
 	var scanOpts controlplane.ScanOptions
 	cmd := &cobra.Command{
@@ -167,7 +168,7 @@ role stella-controllers (see docs/operations.md).`,
 			if evidenceDir == "" {
 				log.Info("No --evidence-dir: decisions are not sealed into evidence")
 			} else {
-				if o.Evidence, err = evidence.Open(evidenceDir, s3(), log); err != nil {
+				if o.Evidence, err = s3store.Open(evidenceDir, s3(), log); err != nil {
 					return fmt.Errorf("--evidence-dir %s: %w", evidenceDir, err)
 				}
 				defer o.Evidence.Close()
@@ -195,7 +196,7 @@ role stella-controllers (see docs/operations.md).`,
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the API server (default: $KUBECONFIG, then ~/.kube/config)")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over HTTP (default: none)")
 	cmd.Flags().StringVar(&evidenceDir, "evidence-dir", "", "directory of the evidence signing keys, transparency log and blobs; replicas may share one, and only the holder of the leader Lease appends to the log (default: seal nothing)")
-	s3 = evidence.AddS3Flags(cmd.Flags())
+	s3 = s3store.AddFlags(cmd.Flags())
 	addDeployerFlags(cmd.Flags(), &deployer)
 	cmd.Flags().StringVar(&scanOpts.Dir, "scan-dir", "", "directory of the scanner's layer cache and advisory snapshots; one replica writes it at a time; import advisories into it with 'stella advisories import --scan-dir' (default: scan nothing)")
 	addScanFlags(cmd.Flags(), &scanOpts)

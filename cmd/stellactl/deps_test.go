@@ -9,8 +9,9 @@ import (
 
 // serverLibraries are what only the server runs, which no stellactl
 // command needs: the control plane with etcd, the API server's admission
-// and authorization code, the reconcilers, and the deploying to SSH, Nomad
-// and ECS targets with the Nomad API and the AWS SDK.
+// and authorization code, the reconcilers, the deploying to SSH, Nomad
+// and ECS targets with the Nomad API and the AWS SDK, and the evidence
+// bucket's S3 client (only the server writes blobs).
 var serverLibraries = []string{
 	"github.com/stella-ops/stella/internal/controlplane",
 	"go.etcd.io/etcd/server",
@@ -20,6 +21,8 @@ var serverLibraries = []string{
 	"github.com/stella-ops/stella/internal/agent",
 	"github.com/hashicorp/nomad",
 	"github.com/aws/aws-sdk-go-v2",
+	"github.com/minio/minio-go",
+	"github.com/stella-ops/stella/internal/evidence/s3store",
 }
 
 // commandLibraries are what stellactl's commands run: the scanner for

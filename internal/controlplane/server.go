@@ -22,6 +22,7 @@ import (
 	"github.com/stella-ops/stella/internal/agent/serverdeploy"
 	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/evidence"
+	"github.com/stella-ops/stella/internal/evidence/s3store"
 	"github.com/stella-ops/stella/internal/gctune"
 	"github.com/stella-ops/stella/internal/install"
 	"github.com/stella-ops/stella/internal/pki"
@@ -55,7 +56,7 @@ type Options struct {
 	EvidenceDir string
 	// EvidenceS3 keeps evidence blobs in an S3-compatible bucket instead of
 	// EvidenceDir; nil keeps them on disk.
-	EvidenceS3 *evidence.S3Options
+	EvidenceS3 *s3store.Options
 	// Controllers runs the Stella reconcilers; without it the process only
 	// serves the API (the reconcilers can run elsewhere with
 	// `stella controllers`).
@@ -158,7 +159,7 @@ func Run(ctx context.Context, o Options) error {
 	// serves it.
 	var sealer *evidence.Sealer
 	if o.Controllers {
-		if sealer, err = evidence.Open(evidenceDir, o.EvidenceS3, o.Log); err != nil {
+		if sealer, err = s3store.Open(evidenceDir, o.EvidenceS3, o.Log); err != nil {
 			return fmt.Errorf("open the evidence directory %s: %w", evidenceDir, err)
 		}
 		defer sealer.Close()

@@ -99,23 +99,3 @@ func TestRepairLogRefusesWithoutTheStatement(t *testing.T) {
 		t.Fatal("a refused repair changed the log")
 	}
 }
-
-func TestRepairLogWithS3Blobs(t *testing.T) {
-	o := fakeS3(t, "evidence")
-	store, err := NewS3Store(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	sealSome(t, dir, store, 3)
-	path := filepath.Join(dir, logDir, tlog.EntriesFile)
-	good, _ := os.ReadFile(path)
-	os.WriteFile(path, good[:len(good)-10], 0o600)
-	r, err := RepairLog(dir, store)
-	if err != nil || len(r.Restored) != 1 || r.Statements != 3 {
-		t.Fatalf("repair from a bucket: %+v, %v", r, err)
-	}
-	if repaired, _ := os.ReadFile(path); !bytes.Equal(repaired, good) {
-		t.Error("the repaired log differs from the log before the damage")
-	}
-}

@@ -66,7 +66,7 @@ func (s *FileStore) Put(data []byte) (v1alpha1.Digest, error) {
 
 // Get reads a blob and checks it still has its digest.
 func (s *FileStore) Get(d v1alpha1.Digest) ([]byte, error) {
-	if err := checkDigest(d); err != nil {
+	if err := CheckDigest(d); err != nil {
 		return nil, err
 	}
 	data, err := os.ReadFile(s.path(d))
@@ -76,10 +76,12 @@ func (s *FileStore) Get(d v1alpha1.Digest) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return data, checkContent(d, data)
+	return data, CheckContent(d, data)
 }
 
-func checkDigest(d v1alpha1.Digest) error {
+// CheckDigest refuses a digest that is not sha256:<64 hex>, before a blob
+// store uses it in a path or key.
+func CheckDigest(d v1alpha1.Digest) error {
 	hexDigest, ok := strings.CutPrefix(string(d), "sha256:")
 	if _, err := hex.DecodeString(hexDigest); !ok || err != nil || len(hexDigest) != 2*sha256.Size {
 		return fmt.Errorf("%q is not a digest of the form sha256:<64 hex>", d)
@@ -87,7 +89,9 @@ func checkDigest(d v1alpha1.Digest) error {
 	return nil
 }
 
-func checkContent(d v1alpha1.Digest, data []byte) error {
+// CheckContent refuses a blob read back whose content no longer has its
+// digest.
+func CheckContent(d v1alpha1.Digest, data []byte) error {
 	if got := DigestOf(data); got != d {
 		return fmt.Errorf("blob %s is damaged: its content has digest %s", d, got)
 	}
@@ -124,7 +128,7 @@ func (s *FileStore) List() ([]StoredBlob, error) {
 	var blobs []StoredBlob
 	for _, f := range files {
 		d := v1alpha1.Digest("sha256:" + f.Name())
-		if f.IsDir() || checkDigest(d) != nil {
+		if f.IsDir() || CheckDigest(d) != nil {
 			continue // a temporary file of an unfinished Put
 		}
 		info, err := f.Info()
@@ -133,11 +137,12 @@ func (s *FileStore) List() ([]StoredBlob, error) {
 		}
 		blobs = append(blobs, StoredBlob{Digest: d, Stored: info.ModTime()})
 	}
-	sortOldestFirst(blobs)
+	SortOldestFirst(blobs)
 	return blobs, nil
 }
 
-func sortOldestFirst(blobs []StoredBlob) {
+// SortOldestFirst orders blobs as BlobStore.List returns them.
+func SortOldestFirst(blobs []StoredBlob) {
 	slices.SortFunc(blobs, func(a, b StoredBlob) int {
 		return cmp.Or(a.Stored.Compare(b.Stored), cmp.Compare(a.Digest, b.Digest))
 	})

@@ -1,4 +1,7 @@
-package evidence
+// Package s3store keeps evidence blobs in an S3-compatible bucket. It is
+// apart from internal/evidence so that only the server, which writes
+// blobs, links the S3 client; stellactl verifies with evidence alone.
+package s3store
 
 import (
 	"bytes"
@@ -15,10 +18,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/evidence"
 )
 
-// S3Options locate an S3-compatible bucket for evidence blobs.
-type S3Options struct {
+// Options locate an S3-compatible bucket for evidence blobs.
+type Options struct {
 	// Endpoint is host:port of the service.
 	Endpoint string
 	Bucket   string
@@ -31,17 +35,17 @@ type S3Options struct {
 	AccessKey, SecretKey string
 }
 
-// S3Store keeps blobs in an S3-compatible bucket, as <prefix>sha256/<hex>.
-type S3Store struct {
+// Store keeps blobs in an S3-compatible bucket, as <prefix>sha256/<hex>.
+type Store struct {
 	client *minio.Client
-	o      S3Options
+	o      Options
 }
 
 // s3Timeout bounds one request to the bucket.
 const s3Timeout = 30 * time.Second
 
-// NewS3Store connects to the bucket and checks that it exists.
-func NewS3Store(o S3Options) (*S3Store, error) {
+// New connects to the bucket and checks that it exists.
+func New(o Options) (*Store, error) {
 	creds := credentials.NewChainCredentials([]credentials.Provider{&credentials.EnvAWS{}, &credentials.EnvMinio{}})
 	if o.AccessKey != "" {
 		creds = credentials.NewStaticV4(o.AccessKey, o.SecretKey, "")
@@ -59,19 +63,19 @@ func NewS3Store(o S3Options) (*S3Store, error) {
 	if !ok {
 		return nil, fmt.Errorf("evidence bucket %s does not exist at %s; create it first", o.Bucket, o.Endpoint)
 	}
-	return &S3Store{client: c, o: o}, nil
+	return &Store{client: c, o: o}, nil
 }
 
-func (s *S3Store) key(d v1alpha1.Digest) string {
+func (s *Store) key(d v1alpha1.Digest) string {
 	return s.o.Prefix + "sha256/" + strings.TrimPrefix(string(d), "sha256:")
 }
 
 // Put stores data unless the bucket holds it already.
-func (s *S3Store) Put(data []byte) (v1alpha1.Digest, error) {
-	if len(data) > MaxBlobSize {
-		return "", fmt.Errorf("a blob has at most %d bytes, this one %d", MaxBlobSize, len(data))
+func (s *Store) Put(data []byte) (v1alpha1.Digest, error) {
+	if len(data) > evidence.MaxBlobSize {
+		return "", fmt.Errorf("a blob has at most %d bytes, this one %d", evidence.MaxBlobSize, len(data))
 	}
-	d := DigestOf(data)
+	d := evidence.DigestOf(data)
 	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
 	defer cancel()
 	if _, err := s.client.StatObject(ctx, s.o.Bucket, s.key(d), minio.StatObjectOptions{}); err == nil {
@@ -85,8 +89,8 @@ func (s *S3Store) Put(data []byte) (v1alpha1.Digest, error) {
 }
 
 // Get reads a blob and checks its digest.
-func (s *S3Store) Get(d v1alpha1.Digest) ([]byte, error) {
-	if err := checkDigest(d); err != nil {
+func (s *Store) Get(d v1alpha1.Digest) ([]byte, error) {
+	if err := evidence.CheckDigest(d); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
@@ -96,62 +100,62 @@ func (s *S3Store) Get(d v1alpha1.Digest) ([]byte, error) {
 		return nil, err
 	}
 	defer obj.Close()
-	data, err := io.ReadAll(io.LimitReader(obj, MaxBlobSize+1))
+	data, err := io.ReadAll(io.LimitReader(obj, evidence.MaxBlobSize+1))
 	var resp minio.ErrorResponse
 	if errors.As(err, &resp) && resp.Code == minio.NoSuchKey {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, d)
+		return nil, fmt.Errorf("%w: %s", evidence.ErrNotFound, d)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read blob %s from bucket %s: %w", d, s.o.Bucket, err)
 	}
-	return data, checkContent(d, data)
+	return data, evidence.CheckContent(d, data)
 }
 
 // List lists the bucket's blobs under the prefix, oldest first.
-func (s *S3Store) List() ([]StoredBlob, error) {
+func (s *Store) List() ([]evidence.StoredBlob, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
 	defer cancel()
-	var blobs []StoredBlob
+	var blobs []evidence.StoredBlob
 	for obj := range s.client.ListObjects(ctx, s.o.Bucket, minio.ListObjectsOptions{Prefix: s.o.Prefix + "sha256/"}) {
 		if obj.Err != nil {
 			return nil, fmt.Errorf("list the blobs of bucket %s: %w", s.o.Bucket, obj.Err)
 		}
 		d := v1alpha1.Digest("sha256:" + strings.TrimPrefix(obj.Key, s.o.Prefix+"sha256/"))
-		if checkDigest(d) == nil {
-			blobs = append(blobs, StoredBlob{Digest: d, Stored: obj.LastModified})
+		if evidence.CheckDigest(d) == nil {
+			blobs = append(blobs, evidence.StoredBlob{Digest: d, Stored: obj.LastModified})
 		}
 	}
-	sortOldestFirst(blobs)
+	evidence.SortOldestFirst(blobs)
 	return blobs, nil
 }
 
 // URI is the blob's s3:// address.
-func (s *S3Store) URI(d v1alpha1.Digest) string {
+func (s *Store) URI(d v1alpha1.Digest) string {
 	return "s3://" + s.o.Bucket + "/" + s.key(d)
 }
 
 // Open opens the evidence directory dir, with blobs on disk, or in the
 // bucket s3 names when it is set.
-func Open(dir string, s3 *S3Options, log logr.Logger) (*Sealer, error) {
+func Open(dir string, s3 *Options, log logr.Logger) (*evidence.Sealer, error) {
 	if s3 == nil {
-		return OpenSealer(dir, nil, log)
+		return evidence.OpenSealer(dir, nil, log)
 	}
-	store, err := NewS3Store(*s3)
+	store, err := New(*s3)
 	if err != nil {
 		return nil, err
 	}
-	return OpenSealer(dir, store, log)
+	return evidence.OpenSealer(dir, store, log)
 }
 
-// AddS3Flags registers the --evidence-s3-* flags and returns what they set:
+// AddFlags registers the --evidence-s3-* flags and returns what they set:
 // nil when no endpoint was given.
-func AddS3Flags(fs *pflag.FlagSet) func() *S3Options {
-	o := &S3Options{}
+func AddFlags(fs *pflag.FlagSet) func() *Options {
+	o := &Options{}
 	fs.StringVar(&o.Endpoint, "evidence-s3-endpoint", "", "host:port of an S3-compatible service for evidence blobs (default: blobs in the evidence directory); credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 	fs.StringVar(&o.Bucket, "evidence-s3-bucket", "stella-evidence", "bucket of the evidence blobs; it must exist")
 	fs.StringVar(&o.Prefix, "evidence-s3-prefix", "", "key prefix of the evidence blobs in the bucket")
 	fs.BoolVar(&o.Insecure, "evidence-s3-insecure", false, "talk plain HTTP to the S3 service")
-	return func() *S3Options {
+	return func() *Options {
 		if o.Endpoint == "" {
 			return nil
 		}

@@ -52,6 +52,10 @@ const AnnotationCancel = "stella-ops.org/cancel"
 // selectable field of the Target CRD).
 const FieldTargetAgent = "spec.agent"
 
+// FieldApprovalPromotion selects Approvals by the Promotion they approve or
+// reject (a selectable field of the Approval CRD).
+const FieldApprovalPromotion = "spec.promotion"
+
 // labelHashLen is how many hex digits of a name's SHA-256 end a bounded
 // label value: 64 bits, so that two names of one namespace never meet by
 // chance.

@@ -8,79 +8,74 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
-	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/kubectl/pkg/describe"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/scheme"
 )
 
-// promotionNames are what `describe` accepts as the promotion kind.
-var promotionNames = map[string]bool{"promotion": true, "promotions": true, "promo": true, "promotion.stella-ops.org": true, "promotions.stella-ops.org": true}
+// promotionKind is the GroupKind that describePromotion describes.
+var promotionKind = v1alpha1.GroupVersion.WithKind("Promotion").GroupKind()
 
-// withPromotionDescriber makes `describe promotion NAME...` print a view for
-// people (gates and their reasons, approvals and whether they counted, the
-// rollout per target, events) and leaves every other kind to kubectl's
-// generic describer.
-func withPromotionDescriber(cmd *cobra.Command, f cmdutil.Factory) {
-	generic := cmd.Run
-	cmd.Run = func(cmd *cobra.Command, args []string) {
-		names, ok := promotionArgs(args)
-		if !ok {
-			generic(cmd, args)
-			return
-		}
-		cmdutil.CheckErr(describePromotions(cmd.Context(), f, cmd.OutOrStdout(), names))
-	}
+// registerPromotionDescriber gives kubectl's describe machinery a view of
+// Promotions for people (gates and their reasons, approvals and whether they
+// counted, the rollout per target, events), keyed by the Promotion's
+// GroupKind; `describe` resolves names, short names and "kind/name" itself,
+// and every other kind keeps kubectl's generic describer.
+func registerPromotionDescriber() {
+	describe.DescriberFn = describerFor
 }
 
-// promotionArgs recognises "promotion NAME..." and "promotion/NAME...".
-func promotionArgs(args []string) ([]string, bool) {
-	if len(args) >= 2 && promotionNames[args[0]] {
-		return args[1:], true
+func describerFor(getter genericclioptions.RESTClientGetter, mapping *meta.RESTMapping) (describe.ResourceDescriber, error) {
+	if mapping.GroupVersionKind.GroupKind() != promotionKind {
+		return describe.Describer(getter, mapping)
 	}
-	var names []string
-	for _, a := range args {
-		kind, name, ok := strings.Cut(a, "/")
-		if !ok || !promotionNames[kind] {
-			return nil, false
-		}
-		names = append(names, name)
-	}
-	return names, len(names) > 0
-}
-
-func describePromotions(ctx context.Context, f cmdutil.Factory, out io.Writer, names []string) error {
-	c, ns, err := clientFor(f)
+	cfg, err := getter.ToRESTConfig()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for i, name := range names {
-		if i > 0 {
-			fmt.Fprintln(out)
-		}
-		if err := describePromotion(ctx, c, ns, name, out); err != nil {
-			return err
-		}
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, fmt.Errorf("client for describing promotions: %w", err)
 	}
-	return nil
+	return promotionDescriber{c}, nil
 }
 
-func describePromotion(ctx context.Context, c client.Client, ns, name string, out io.Writer) error {
+// promotionDescriber describes one Promotion, reading that promotion, its
+// Approvals (by the selectable field spec.promotion) and its Events (by
+// involvedObject.uid), and nothing else of the namespace.
+type promotionDescriber struct {
+	reader client.Reader
+}
+
+// Describe is kubectl's describer interface, which passes no context: like
+// kubectl's own describers it reads with context.TODO.
+func (d promotionDescriber) Describe(namespace, name string, settings describe.DescriberSettings) (string, error) {
+	var out strings.Builder
+	err := describePromotion(context.TODO(), d.reader, namespace, name, settings.ShowEvents, &out)
+	return out.String(), err
+}
+
+func describePromotion(ctx context.Context, c client.Reader, ns, name string, showEvents bool, out io.Writer) error {
 	p := &v1alpha1.Promotion{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
 		return err
 	}
 	var approvals v1alpha1.ApprovalList
-	if err := c.List(ctx, &approvals, client.InNamespace(ns)); err != nil {
-		return err
+	if err := c.List(ctx, &approvals, client.InNamespace(ns), client.MatchingFields{v1alpha1.FieldApprovalPromotion: p.Name}); err != nil {
+		return fmt.Errorf("listing the approvals of promotion %s: %w", p.Name, err)
 	}
 	var events corev1.EventList
-	if err := c.List(ctx, &events, client.InNamespace(ns)); err != nil {
-		return err
+	if showEvents {
+		if err := c.List(ctx, &events, client.InNamespace(ns), client.MatchingFields{"involvedObject.uid": string(p.UID)}); err != nil {
+			return fmt.Errorf("listing the events of promotion %s: %w", p.Name, err)
+		}
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
@@ -121,19 +116,14 @@ func describePromotion(ctx context.Context, c client.Client, ns, name string, ou
 		line("  %s\t%s\t%s\t%s\t%s%s", g.Name, g.Type, g.Result, strings.Join(g.ReasonCodes, ","), g.Message, retry)
 	}
 	line("Approvals:")
-	n := 0
 	for _, a := range approvals.Items {
-		if a.Spec.Promotion != p.Name {
-			continue
-		}
-		n++
 		counted := "pending"
 		if a.Status.Counted != nil {
 			counted = map[bool]string{true: "counted", false: "ignored: " + a.Status.Reason}[*a.Status.Counted]
 		}
 		line("  %s\t%s\t%s\t%q", a.Spec.Approver, a.Spec.Decision, counted, a.Spec.Comment)
 	}
-	if n == 0 {
+	if len(approvals.Items) == 0 {
 		line("  <none>")
 	}
 	line("Targets:")
@@ -143,16 +133,14 @@ func describePromotion(ctx context.Context, c client.Client, ns, name string, ou
 	for _, t := range p.Status.Targets {
 		line("  %s\tbatch %d\t%s\t%s\t%s", t.Target, t.Batch+1, t.Phase, t.DeployTask, t.Message)
 	}
+	if !showEvents {
+		return nil
+	}
 	line("Events:")
-	n = 0
 	for _, e := range events.Items {
-		if e.InvolvedObject.UID != p.UID {
-			continue
-		}
-		n++
 		line("  %s\t%s\t%s", ago(&e.LastTimestamp), e.Reason, e.Message)
 	}
-	if n == 0 {
+	if len(events.Items) == 0 {
 		line("  <none>")
 	}
 	return nil

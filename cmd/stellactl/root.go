@@ -116,7 +116,7 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	describeCmd := describe.NewCmdDescribe(name, f, streams)
 	describeCmd.Long = describeLong
 	describeCmd.Example = describeExample
-	withPromotionDescriber(describeCmd, f)
+	registerPromotionDescriber()
 	deleteCmd := delete.NewCmdDelete(f, streams)
 	deleteCmd.Long = deleteLong
 	deleteCmd.Example = deleteExample

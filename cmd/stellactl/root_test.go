@@ -4,7 +4,13 @@ import (
 	"fmt"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/kubectl/pkg/describe"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
 // TestDefaults pins the defaults that users rely on and that come from
@@ -44,22 +50,29 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
-func TestPromotionArgs(t *testing.T) {
+// TestDescriberFor checks that describe reaches the promotion describer by
+// the Promotion's GroupKind, whatever its version, and kubectl's own
+// describers for everything else.
+func TestDescriberFor(t *testing.T) {
+	rootCommand(genericiooptions.NewTestIOStreamsDiscard())
+	server := "https://127.0.0.1:1"
+	getter := genericclioptions.NewConfigFlags(false)
+	getter.APIServer = &server
 	for _, tc := range []struct {
-		args []string
+		gvk  schema.GroupVersionKind
 		want string
-		ok   bool
 	}{
-		{[]string{"promotion", "a", "b"}, "[a b]", true},
-		{[]string{"promo", "a"}, "[a]", true},
-		{[]string{"promotion/a", "promotions.stella-ops.org/b"}, "[a b]", true},
-		{[]string{"promotion"}, "[]", false},
-		{[]string{"release", "a"}, "[]", false},
-		{[]string{"promotion/a", "release/b"}, "[]", false},
+		{v1alpha1.GroupVersion.WithKind("Promotion"), "main.promotionDescriber"},
+		{schema.GroupVersionKind{Group: v1alpha1.GroupVersion.Group, Version: "v1", Kind: "Promotion"}, "main.promotionDescriber"},
+		{v1alpha1.GroupVersion.WithKind("Release"), "*describe.genericDescriber"},
+		{schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, "*describe.DeploymentDescriber"},
 	} {
-		names, ok := promotionArgs(tc.args)
-		if ok != tc.ok || (ok && fmt.Sprint(names) != tc.want) {
-			t.Errorf("promotionArgs(%v) = %v, %v; want %s, %v", tc.args, names, ok, tc.want, tc.ok)
+		d, err := describe.DescriberFn(getter, &meta.RESTMapping{GroupVersionKind: tc.gvk})
+		if err != nil {
+			t.Fatalf("describer for %s: %v", tc.gvk, err)
+		}
+		if got := fmt.Sprintf("%T", d); got != tc.want {
+			t.Errorf("describer for %s = %s, want %s", tc.gvk, got, tc.want)
 		}
 	}
 }

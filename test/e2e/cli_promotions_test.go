@@ -56,15 +56,31 @@ var _ = Describe("stellactl promote, approve, reject, gates check and promote ca
 		Expect(approvals.Items[0].Spec.Approver).To(Equal("bob"))
 		Expect(approvals.Items[0].Spec.Comment).To(Equal("looks good"))
 
+		// An approval of another promotion in the namespace is not this
+		// promotion's: describe selects approvals by spec.promotion.
+		staging := environment(ns, "staging")
+		staging.Spec.Gates = []v1alpha1.LocalObjectReference{{Name: "two-approvers"}}
+		Expect(admin.Create(ctx, staging)).To(Succeed())
+		toStaging := promotion(ns, "shop-1-to-staging", "shop-1", "staging")
+		Expect(admin.Create(ctx, toStaging)).To(Succeed())
+		reachesPhase(ctx, toStaging, v1alpha1.PromotionAwaitingApproval)
+		out, err = stellactl(ctx, bob, "approve", toStaging.Name, "-n", ns, "--comment", "staging only")
+		Expect(err).NotTo(HaveOccurred(), out)
+
 		Eventually(func() string {
-			out, _ := stellactl(ctx, kc, "describe", "promotion", promo.Name, "-n", ns)
+			out, _ := stellactl(ctx, kc, "describe", "promo/"+promo.Name, "-n", ns)
 			return out
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
 			MatchRegexp(`Requested by:\s+stella-admin`),
 			MatchRegexp(`two-approvers\s+approval\s+Pending\s+approval.insufficient`),
 			MatchRegexp(`bob\s+approve\s+counted\s+"looks good"`),
 			MatchRegexp(`Phase:\s+AwaitingApproval`),
+			Not(ContainSubstring("staging only")),
+			MatchRegexp(`(?s)Events:\n.*\sAwaitingApproval\s`),
 		))
+		out, err = stellactl(ctx, kc, "describe", "promotion", promo.Name, "-n", ns, "--show-events=false")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(And(MatchRegexp(`Phase:\s+AwaitingApproval`), Not(ContainSubstring("Events:"))))
 
 		out, err = stellactl(ctx, kc, "promote", "cancel", promo.Name, "-n", ns)
 		Expect(err).NotTo(HaveOccurred(), out)

@@ -141,7 +141,7 @@ func runCreateUser(ctx context.Context, f cmdutil.Factory, configFlags *genericc
 	if err != nil {
 		return err
 	}
-	certPEM, err := issueCertificate(ctx, client.CertificatesV1().CertificateSigningRequests(), o.User, request, o.TTL,
+	certPEM, err := issueCertificate(ctx, client, o.User, request, o.TTL,
 		fmt.Sprintf("%s auth create-user %s --role %s", name, o.User, o.Role))
 	if err != nil {
 		return err

@@ -16,8 +16,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	certclient "k8s.io/client-go/kubernetes/typed/certificates/v1"
+	certcsr "k8s.io/client-go/util/certificate/csr"
 	"k8s.io/client-go/util/retry"
 )
 
@@ -45,7 +48,8 @@ func certificateRequest(user string, groups []string, key crypto.Signer) ([]byte
 // certificate. The CSR object is deleted before it returns, whatever
 // happened: it holds nothing secret, but left behind it would only clutter
 // `get csr` until the server's cleaner removes it.
-func issueCertificate(ctx context.Context, csrs certclient.CertificateSigningRequestInterface, user string, request []byte, ttl time.Duration, approval string) (_ []byte, err error) {
+func issueCertificate(ctx context.Context, client kubernetes.Interface, user string, request []byte, ttl time.Duration, approval string) (_ []byte, err error) {
+	csrs := client.CertificatesV1().CertificateSigningRequests()
 	seconds := int32(ttl / time.Second)
 	csr, err := csrs.Create(ctx, &certificatesv1.CertificateSigningRequest{
 		ObjectMeta: metav1.ObjectMeta{
@@ -74,7 +78,7 @@ func issueCertificate(ctx context.Context, csrs certclient.CertificateSigningReq
 	if err := approve(ctx, csrs, csr.Name, approval); err != nil {
 		return nil, err
 	}
-	return waitForCertificate(ctx, csrs, csr.Name)
+	return waitForCertificate(ctx, client, csr.Name, csr.UID)
 }
 
 func approve(ctx context.Context, csrs certclient.CertificateSigningRequestInterface, csrName, message string) error {
@@ -99,35 +103,22 @@ func approve(ctx context.Context, csrs certclient.CertificateSigningRequestInter
 	return nil
 }
 
-// waitForCertificate polls rather than watches: the wait is short, and a
-// poll survives a dropped connection without any extra code.
-func waitForCertificate(ctx context.Context, csrs certclient.CertificateSigningRequestInterface, csrName string) ([]byte, error) {
-	var cert []byte
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, signingTimeout, true, func(ctx context.Context) (bool, error) {
-		csr, err := csrs.Get(ctx, csrName, metav1.GetOptions{})
-		if err != nil {
-			return false, fmt.Errorf("read CertificateSigningRequest %s: %w", csrName, err)
-		}
-		for _, c := range csr.Status.Conditions {
-			if c.Status != corev1.ConditionTrue {
-				continue
-			}
-			switch c.Type {
-			case certificatesv1.CertificateDenied:
-				return false, fmt.Errorf("CertificateSigningRequest %s was denied (%s): %s", csrName, c.Reason, c.Message)
-			case certificatesv1.CertificateFailed:
-				return false, fmt.Errorf("the server failed to sign CertificateSigningRequest %s (%s): %s", csrName, c.Reason, c.Message)
-			}
-		}
-		cert = csr.Status.Certificate
-		return len(cert) > 0, nil
-	})
+// waitForCertificate waits with client-go's watch of the one request, which
+// also refuses a request that was denied, failed, or replaced by another
+// of the same name.
+func waitForCertificate(ctx context.Context, client kubernetes.Interface, csrName string, uid types.UID) ([]byte, error) {
+	wctx, cancel := context.WithTimeout(ctx, signingTimeout)
+	defer cancel()
+	cert, err := certcsr.WaitForCertificate(wctx, client, csrName, uid)
 	if wait.Interrupted(err) && ctx.Err() == nil {
 		return nil, fmt.Errorf("CertificateSigningRequest %s was approved but not signed within %s: "+
 			"the server must run the CSR signing controller for %s (stella serve does)",
 			csrName, signingTimeout, certificatesv1.KubeAPIServerClientSignerName)
 	}
-	return cert, err
+	if err != nil {
+		return nil, fmt.Errorf("wait for CertificateSigningRequest %s to be signed: %w", csrName, err)
+	}
+	return cert, nil
 }
 
 // checkCertificate makes sure the server signed our key for the user we

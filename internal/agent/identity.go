@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	certcsr "k8s.io/client-go/util/certificate/csr"
 	"k8s.io/client-go/util/connrotation"
 
 	"github.com/stella-ops/stella/internal/agentauth/agentid"
@@ -167,13 +168,13 @@ func (id *Identity) RESTConfig() (*rest.Config, error) {
 	return &rest.Config{Host: id.server, Transport: transport, QPS: 20, Burst: 40}, nil
 }
 
-// Renew keeps the certificate fresh until ctx ends: once two thirds of its
-// life have passed it asks for a new one with the current one.
+// Renew keeps the certificate fresh until ctx ends: at renewalDeadline it
+// asks for a new one with the current one.
 func (id *Identity) Renew(log logr.Logger) func(context.Context) error {
 	return func(ctx context.Context) error {
 		for {
 			leaf := id.cert.Load().Leaf
-			at := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
+			at := renewalDeadline(leaf)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -194,6 +195,18 @@ func (id *Identity) Renew(log logr.Logger) func(context.Context) error {
 			log.Info("Renewed the agent's certificate", "expires", id.Expires())
 		}
 	}
+}
+
+// renewalDeadline is a random point between 70% and 90% of the
+// certificate's life, the window client-go's certificate manager uses, so
+// that agents joined together do not all renew at the same moment.
+// client-go's Manager itself is not used: its store keeps key and
+// certificate in one timestamped file behind a symlink, not the agent.key
+// and agent.crt an agent's directory holds, and it waits for the signature
+// with a watch an agent may not make (see requestCertificate).
+func renewalDeadline(leaf *x509.Certificate) time.Time {
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	return leaf.NotBefore.Add(wait.Jitter(life*7/10, 2.0/7))
 }
 
 // RenewNow replaces the certificate with a new one, signed for the same
@@ -247,34 +260,33 @@ func requestCertificate(ctx context.Context, cfg *rest.Config, namespace, name, 
 	if err != nil {
 		return nil, nil, err
 	}
-	seconds := int32(ttl / time.Second)
-	csrs := cs.CertificatesV1().CertificateSigningRequests()
-	csr, err := csrs.Create(ctx, &certificatesv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "stella-agent-" + namespace + "-" + name + "-"},
-		Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: certificatesv1.KubeAPIServerClientSignerName, ExpirationSeconds: &seconds,
-			Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
-		},
-	}, metav1.CreateOptions{})
+	csrName, _, err := certcsr.RequestCertificateWithContext(ctx, cs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+		"", certificatesv1.KubeAPIServerClientSignerName, &ttl,
+		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ask for a certificate: %w", err)
 	}
+	// Polled, not watched with certcsr.WaitForCertificate: that lists and
+	// watches by metadata.name, and the agentauth authorizer cannot confine
+	// a watch to the agent's own request, since a request's name is not tied
+	// to who made it and an authorizer sees no object; so an agent may only
+	// create requests and get one by name.
+	csrs := cs.CertificatesV1().CertificateSigningRequests()
 	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, approvalTimeout, true, func(ctx context.Context) (bool, error) {
-		got, err := csrs.Get(ctx, csr.Name, metav1.GetOptions{})
+		got, err := csrs.Get(ctx, csrName, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		for _, c := range got.Status.Conditions {
 			if c.Type == certificatesv1.CertificateDenied || c.Type == certificatesv1.CertificateFailed {
-				return false, fmt.Errorf("certificate request %s %s: %s", csr.Name, c.Type, c.Message)
+				return false, fmt.Errorf("certificate request %s %s: %s", csrName, c.Type, c.Message)
 			}
 		}
 		certPEM = got.Status.Certificate
 		return len(certPEM) > 0, nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("certificate request %s was not signed: %w (a join token works once, for the Agent it was made for, until it expires)", csr.Name, err)
+		return nil, nil, fmt.Errorf("certificate request %s was not signed: %w (a join token works once, for the Agent it was made for, until it expires)", csrName, err)
 	}
 	keyPEM, err = pki.KeyPEM(key)
 	return keyPEM, certPEM, err

@@ -24,6 +24,7 @@ import (
 
 	"github.com/go-logr/logr"
 	certificatesv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -45,6 +46,10 @@ const (
 
 // approvalTimeout bounds the wait for the server to sign a request.
 const approvalTimeout = 2 * time.Minute
+
+// joinRetryTimeout bounds how long a join token refused as Unauthorized is
+// tried again, while the server's token cache catches up.
+const joinRetryTimeout = 10 * time.Second
 
 // JoinOptions are what `stellactl agent join-token` prints.
 type JoinOptions struct {
@@ -85,7 +90,17 @@ func Join(ctx context.Context, dir, namespace, name string, o JoinOptions) error
 		return err
 	}
 	cfg := &rest.Config{Host: o.Server, BearerToken: o.Token, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
-	keyPEM, certPEM, err := requestCertificate(ctx, cfg, namespace, name, tokenID, o.CertTTL)
+	var keyPEM, certPEM []byte
+	// The server's authenticator reads join tokens from a cache, which may
+	// not hold a token made a moment ago: a refusal as Unauthorized is
+	// tried again for a while before it counts.
+	refused := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, joinRetryTimeout, true, func(ctx context.Context) (bool, error) {
+		keyPEM, certPEM, err = requestCertificate(ctx, cfg, namespace, name, tokenID, o.CertTTL)
+		return !apierrors.IsUnauthorized(err), nil
+	})
+	if err == nil && refused != nil {
+		err = refused
+	}
 	if err != nil {
 		return fmt.Errorf("join with the token: %w", err)
 	}

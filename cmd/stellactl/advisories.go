@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -173,16 +172,15 @@ func advisoriesListCommand(f cmdutil.Factory, streams genericiooptions.IOStreams
 			if err := json.Unmarshal(data, &infos); err != nil {
 				return fmt.Errorf("the server's answer: %w", err)
 			}
-			tw := tabwriter.NewWriter(streams.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SNAPSHOT\tADVISORIES\tIMPORTED\tSOURCE\tACTIVE")
+			var rows [][]any
 			for _, i := range infos {
 				active := ""
 				if i.Active {
 					active = "*"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", i.Digest, i.Documents, i.ImportedAt.Format(time.RFC3339), i.Source, active)
+				rows = append(rows, []any{i.Digest, i.Documents, i.ImportedAt.Format(time.RFC3339), i.Source, active})
 			}
-			return tw.Flush()
+			return printTable(streams.Out, []string{"Snapshot", "Advisories", "Imported", "Source", "Active"}, rows)
 		},
 	}
 }

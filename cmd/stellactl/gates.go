@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -67,12 +66,11 @@ func runGatesCheck(ctx context.Context, f cmdutil.Factory, out io.Writer, releas
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GATE\tTYPE\tRESULT\tREASONS\tMESSAGE")
+	var rows [][]any
 	for _, g := range ex.Gates {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Name, g.Type, g.Result, strings.Join(g.ReasonCodes, ","), g.Message)
+		rows = append(rows, []any{g.Name, string(g.Type), string(g.Result), strings.Join(g.ReasonCodes, ","), g.Message})
 	}
-	if err := tw.Flush(); err != nil {
+	if err := printTable(out, []string{"Gate", "Type", "Result", "Reasons", "Message"}, rows); err != nil {
 		return err
 	}
 	if !ex.UpstreamOK {

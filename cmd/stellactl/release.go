@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/spf13/cobra"
@@ -97,12 +96,11 @@ func runReleaseCreate(ctx context.Context, f cmdutil.Factory, out io.Writer, nam
 	if err := create(ctx, f, out, rel, "release"); err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COMPONENT\tIMAGE")
+	var rows [][]any
 	for _, comp := range rel.Spec.Components {
-		fmt.Fprintf(tw, "%s\t%s\n", comp.Name, comp.Image)
+		rows = append(rows, []any{comp.Name, comp.Image})
 	}
-	return tw.Flush()
+	return printTable(out, []string{"Component", "Image"}, rows)
 }
 
 type wantedImage struct{ name, image string }

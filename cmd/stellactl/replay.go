@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -100,8 +99,7 @@ func decideToday(ctx context.Context, f cmdutil.Factory, out io.Writer, st *evid
 		then[g.Name] = g
 	}
 	fmt.Fprintf(out, "\nwhat if decided now (%s), with today's gates, scan reports and approvals:\n", ex.Decision.Inputs.Clock)
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GATE\tTHEN\tNOW\tREASONS NOW")
+	var rows [][]any
 	seen := map[string]bool{}
 	for _, g := range ex.Gates {
 		seen[g.Name] = true
@@ -109,14 +107,14 @@ func decideToday(ctx context.Context, f cmdutil.Factory, out io.Writer, st *evid
 		if t, ok := then[g.Name]; ok {
 			was = string(t.Result)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, was, g.Result, strings.Join(g.ReasonCodes, ","))
+		rows = append(rows, []any{g.Name, was, string(g.Result), strings.Join(g.ReasonCodes, ",")})
 	}
 	for _, g := range pred.Record.Gates {
 		if !seen[g.Name] {
-			fmt.Fprintf(tw, "%s\t%s\t-\t(no longer applies)\n", g.Name, g.Result)
+			rows = append(rows, []any{g.Name, string(g.Result), "-", "(no longer applies)"})
 		}
 	}
-	if err := tw.Flush(); err != nil {
+	if err := printTable(out, []string{"Gate", "Then", "Now", "Reasons now"}, rows); err != nil {
 		return err
 	}
 	change := "unchanged"

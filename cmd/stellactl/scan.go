@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -182,8 +181,7 @@ func printReport(out io.Writer, ref string, r *scan.Report) error {
 		return nil
 	}
 	fmt.Fprintln(out)
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEVERITY\tADVISORY\tPACKAGE\tVERSION\tFIXED IN\tVEX")
+	var rows [][]any
 	for _, f := range r.Findings {
 		vex := ""
 		if f.VEX != nil {
@@ -193,7 +191,7 @@ func printReport(out io.Writer, ref string, r *scan.Report) error {
 		if len(f.Aliases) > 0 {
 			advisory += " (" + strings.Join(f.Aliases, ", ") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Severity, advisory, f.Package, f.Version, f.FixedIn, vex)
+		rows = append(rows, []any{string(f.Severity), advisory, f.Package, f.Version, f.FixedIn, vex})
 	}
-	return tw.Flush()
+	return printTable(out, []string{"Severity", "Advisory", "Package", "Version", "Fixed in", "Vex"}, rows)
 }

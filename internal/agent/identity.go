@@ -47,8 +47,8 @@ const (
 // approvalTimeout bounds the wait for the server to sign a request.
 const approvalTimeout = 2 * time.Minute
 
-// joinRetryTimeout bounds how long a join token refused as Unauthorized is
-// tried again, while the server's token cache catches up.
+// joinRetryTimeout bounds how long a certificate request refused as
+// Unauthorized is made again, while the server's token cache catches up.
 const joinRetryTimeout = 10 * time.Second
 
 // JoinOptions are what `stellactl agent join-token` prints.
@@ -90,17 +90,7 @@ func Join(ctx context.Context, dir, namespace, name string, o JoinOptions) error
 		return err
 	}
 	cfg := &rest.Config{Host: o.Server, BearerToken: o.Token, TLSClientConfig: rest.TLSClientConfig{CAData: caPEM}}
-	var keyPEM, certPEM []byte
-	// The server's authenticator reads join tokens from a cache, which may
-	// not hold a token made a moment ago: a refusal as Unauthorized is
-	// tried again for a while before it counts.
-	refused := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, joinRetryTimeout, true, func(ctx context.Context) (bool, error) {
-		keyPEM, certPEM, err = requestCertificate(ctx, cfg, namespace, name, tokenID, o.CertTTL)
-		return !apierrors.IsUnauthorized(err), nil
-	})
-	if err == nil && refused != nil {
-		err = refused
-	}
+	keyPEM, certPEM, err := requestCertificate(ctx, cfg, namespace, name, tokenID, o.CertTTL)
 	if err != nil {
 		return fmt.Errorf("join with the token: %w", err)
 	}
@@ -275,9 +265,20 @@ func requestCertificate(ctx context.Context, cfg *rest.Config, namespace, name, 
 	if err != nil {
 		return nil, nil, err
 	}
-	csrName, _, err := certcsr.RequestCertificateWithContext(ctx, cs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-		"", certificatesv1.KubeAPIServerClientSignerName, &ttl,
-		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, key)
+	var csrName string
+	// The server's authenticator reads join tokens from a cache, which may
+	// not hold a token made a moment ago: a create refused as Unauthorized
+	// is tried again for a while before the refusal counts. Only the
+	// create: a token is used up once its request is approved.
+	refused := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, joinRetryTimeout, true, func(ctx context.Context) (bool, error) {
+		csrName, _, err = certcsr.RequestCertificateWithContext(ctx, cs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			"", certificatesv1.KubeAPIServerClientSignerName, &ttl,
+			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, key)
+		return !apierrors.IsUnauthorized(err), nil
+	})
+	if err == nil && refused != nil {
+		err = refused
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("ask for a certificate: %w", err)
 	}

@@ -35,9 +35,7 @@ func TestAnAbsenceNeverReplacesAnAgentsReport(t *testing.T) {
 	}}
 	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.Target{}).
 		WithObjects(devTarget("web", "host-1"), silent).WithInterceptorFuncs(fromCache)
-	for _, ix := range fieldIndexes {
-		b = b.WithIndex(ix.obj, ix.field, ix.extract)
-	}
+	b = withFieldIndexes(b)
 	c := b.Build()
 	key := client.ObjectKey{Namespace: "ns", Name: "web"}
 	target := &v1alpha1.Target{}

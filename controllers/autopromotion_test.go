@@ -45,9 +45,7 @@ func newSupersession(t *testing.T, funcs *interceptor.Funcs) *supersession {
 		&v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dev"}, Spec: v1alpha1.EnvironmentSpec{AutoPromote: true}},
 		release("shop-2", time.Minute), release("shop-3", 2*time.Minute), queued,
 	)
-	for _, ix := range fieldIndexes {
-		b = b.WithIndex(ix.obj, ix.field, ix.extract)
-	}
+	b = withFieldIndexes(b)
 	if funcs != nil {
 		b = b.WithInterceptorFuncs(*funcs)
 	}

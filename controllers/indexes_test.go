@@ -38,11 +38,18 @@ func objects() []client.Object {
 
 // indexedClient is a client with the reconcilers' indexes, as the cache has
 // them.
-func indexedClient() client.Client {
-	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objects()...)
+// withFieldIndexes gives a fake client the reconcilers' field indexes, as
+// the manager's cache has them.
+func withFieldIndexes(b *fake.ClientBuilder) *fake.ClientBuilder {
 	for _, ix := range fieldIndexes {
 		b = b.WithIndex(ix.obj, ix.field, ix.extract)
 	}
+	return b
+}
+
+func indexedClient() client.Client {
+	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objects()...)
+	b = withFieldIndexes(b)
 	return b.Build()
 }
 

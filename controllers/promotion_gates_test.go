@@ -74,9 +74,7 @@ func gateObjects() []client.Object {
 func TestGateInputsMatchListReader(t *testing.T) {
 	ctx := context.Background()
 	indexed := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(gateObjects()...)
-	for _, ix := range fieldIndexes {
-		indexed = indexed.WithIndex(ix.obj, ix.field, ix.extract)
-	}
+	indexed = withFieldIndexes(indexed)
 	cached := indexed.Build()
 	plain := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(gateObjects()...).Build()
 

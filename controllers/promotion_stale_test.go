@@ -43,9 +43,7 @@ func TestAStaleReadNeverDecidesTwice(t *testing.T) {
 		&v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dev"}, Spec: v1alpha1.EnvironmentSpec{AllowEmpty: true}},
 		&v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p1"}, Spec: v1alpha1.PromotionSpec{Release: "shop-1", Environment: "dev"}},
 	)
-	for _, ix := range fieldIndexes {
-		b = b.WithIndex(ix.obj, ix.field, ix.extract)
-	}
+	b = withFieldIndexes(b)
 	c := b.Build()
 	key := client.ObjectKey{Namespace: "ns", Name: "p1"}
 	undecided := &v1alpha1.Promotion{}

@@ -45,9 +45,7 @@ func newRollout(t *testing.T, promotion string, env v1alpha1.EnvironmentSpec, fu
 	b := fake.NewClientBuilder().WithScheme(scheme.New()).
 		WithStatusSubresource(&v1alpha1.Promotion{}, &v1alpha1.Target{}, &v1alpha1.DeployTask{}).WithObjects(objs...).
 		WithGlobalResourceVersionCounter() // one revision counter for all objects, as the API server has
-	for _, ix := range fieldIndexes {
-		b = b.WithIndex(ix.obj, ix.field, ix.extract)
-	}
+	b = withFieldIndexes(b)
 	if funcs != nil {
 		b = b.WithInterceptorFuncs(*funcs)
 	}
@@ -247,9 +245,7 @@ func TestTargetReconcilerMarksAbsentAgents(t *testing.T) {
 		&v1alpha1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "host-live"},
 			Status: v1alpha1.AgentStatus{LastHeartbeat: &metav1.Time{Time: now.Add(-time.Minute)}}},
 	)
-	for _, ix := range fieldIndexes {
-		b = b.WithIndex(ix.obj, ix.field, ix.extract)
-	}
+	b = withFieldIndexes(b)
 	c := b.Build()
 	r := &TargetReconciler{Client: c, Now: func() time.Time { return now }}
 	reconcile := func(name string) (*v1alpha1.Target, ctrl.Result) {

@@ -56,6 +56,41 @@ const (
 	ReasonPolicyBudgetExceeded = "PolicyBudgetExceeded"
 )
 
+// Ready reasons of a Promotion. While it waits or works (Reconciling) and
+// once it ended, Ready's reason says where it stands; Succeeded ends it
+// well (ReasonSucceeded), any other terminal reason with Ready False.
+const (
+	// ReasonQueued (Reconciling): another promotion of the environment goes
+	// first; the message names it.
+	ReasonQueued = "Queued"
+	// ReasonAwaitingGates (Reconciling): a gate is pending (an approval, a
+	// freeze window, a soak time); the message lists the reason codes.
+	ReasonAwaitingGates = "AwaitingGates"
+	// ReasonDeploying (Reconciling): the rollout is under way; the message
+	// says which batch, how far it got and which agents it waits for.
+	ReasonDeploying = "Deploying"
+	// ReasonRollingBack (Reconciling): a target failed and the environment
+	// rolls back on failure; the targets go back to what they ran before.
+	ReasonRollingBack = "RollingBack"
+	// ReasonReleaseNotFound (Stalled): spec.release names no Release.
+	ReasonReleaseNotFound = "ReleaseNotFound"
+	// ReasonEnvironmentNotFound (Stalled): spec.environment names no
+	// Environment.
+	ReasonEnvironmentNotFound = "EnvironmentNotFound"
+	// ReasonCancelled (terminal): the stella-ops.org/cancel annotation asked
+	// for it, by hand or because a newer auto-promotion superseded it.
+	ReasonCancelled = "Cancelled"
+	// ReasonRejected (terminal): the gates denied the promotion, or refused
+	// its inputs.
+	ReasonRejected = "Rejected"
+	// ReasonFailed (terminal): a target failed or timed out, or its rollback
+	// did, or the environment selected no targets in time.
+	ReasonFailed = "Failed"
+	// ReasonRolledBack (terminal): a target failed and every changed target
+	// was returned to what it ran before.
+	ReasonRolledBack = "RolledBack"
+)
+
 // LocalObjectReference names another object in the same namespace.
 type LocalObjectReference struct {
 	// name of the referenced object.

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -110,6 +112,62 @@ type EnvironmentSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	HistoryLimit int32 `json:"historyLimit,omitempty"`
+
+	// promotionRetention says how long finished Promotions stay API objects.
+	// Older ones are archived into the evidence store, with their sealed
+	// evidence, and deleted from the API together with their DeployTasks,
+	// Approvals and EvidencePackets; `stellactl history`, `describe
+	// promotion`, `evidence export` and `replay promotion` read them from
+	// the archive. Defaults to keep 20, minAge 336h (14 days).
+	// +optional
+	// +kubebuilder:default={}
+	PromotionRetention *PromotionRetention `json:"promotionRetention,omitempty"`
+}
+
+// PromotionRetention bounds the finished Promotions an environment keeps in
+// the API. A finished promotion is archived only when it is beyond the
+// newest keep finished ones AND finished at least minAge ago.
+type PromotionRetention struct {
+	// keep is how many of the environment's newest finished promotions stay
+	// in the API whatever their age. 0 archives every finished promotion
+	// once it is minAge old. Defaults to 20.
+	// +optional
+	// +kubebuilder:default=20
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	Keep *int32 `json:"keep,omitempty"`
+
+	// minAge is how long a promotion stays in the API after it finished,
+	// whatever keep says, such as 336h. 0s archives as soon as keep allows
+	// (for benchmarks). Defaults to 336h (14 days).
+	// +optional
+	// +kubebuilder:default="336h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	MinAge *metav1.Duration `json:"minAge,omitempty"`
+}
+
+// Defaults of spec.promotionRetention, for objects the API server did not
+// default (written by clients that skip it, or read from fake clients).
+const (
+	DefaultRetentionKeep   int32 = 20
+	DefaultRetentionMinAge       = 14 * 24 * time.Hour
+)
+
+// Retention is the environment's promotion retention with its defaults
+// filled in: how many finished promotions stay, and for how long at least.
+func (s *EnvironmentSpec) Retention() (keep int, minAge time.Duration) {
+	keep, minAge = int(DefaultRetentionKeep), DefaultRetentionMinAge
+	if r := s.PromotionRetention; r != nil {
+		if r.Keep != nil {
+			keep = int(*r.Keep)
+		}
+		if r.MinAge != nil {
+			minAge = r.MinAge.Duration
+		}
+	}
+	return max(keep, 0), max(minAge, 0)
 }
 
 // DeployStrategy says how a promotion rolls out across targets.

@@ -42,7 +42,7 @@ func readCheckpoint(dir string, o Options) (*log.Checkpoint, []byte, error) {
 
 // writeCheckpoint replaces the stored checkpoint of the log directory d, so
 // that after a crash it is either the old or the new one, whole.
-func writeCheckpoint(d *os.File, signed []byte) error {
+func writeCheckpoint(d lockedDir, signed []byte) error {
 	path := filepath.Join(d.Name(), CheckpointFile)
 	if err := pki.WriteFileAtomic(path, signed, 0o600); err != nil {
 		return fmt.Errorf("store the checkpoint %s: %w", path, err)

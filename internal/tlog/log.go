@@ -13,8 +13,12 @@
 //
 // An entry is acknowledged once Append returns: its record was written and
 // synced, and so was a signed checkpoint covering it (CheckpointFile, kept
-// apart from the entries). A crash in the middle of an append leaves at most
-// records beyond the stored checkpoint, which were never acknowledged: the
+// apart from the entries). Appends are committed in groups: appenders queue
+// their entries, and whichever of them holds the log next writes every
+// queued record at once, syncs the file once and stores one checkpoint
+// covering them all, then answers each appender; a failed write or sync
+// fails every append of its group, and none is acknowledged. A crash in
+// the middle of an append leaves at most records beyond the stored checkpoint, which were never acknowledged: the
 // next Open keeps the intact ones and cuts a damaged tail, and logs what it
 // cut. Damage to an entry the stored checkpoint covers is refused, never
 // repaired by dropping entries: restore the directory from a backup, or run
@@ -81,6 +85,10 @@ type Options struct {
 	Log logr.Logger
 }
 
+// maxBatch bounds the entries one commit writes, so that a group's records
+// (at most maxBatch of MaxEntrySize) stay a modest buffer.
+const maxBatch = 256
+
 // ErrNotWriter refuses an append by a process that does not hold the
 // log's lock.
 var ErrNotWriter = errors.New("this process does not hold the transparency log's lock")
@@ -91,13 +99,18 @@ type Log struct {
 	// path is the log directory.
 	path string
 
+	// queued are the appends waiting for a commit. queueMu guards them
+	// alone, so that appenders queue while a commit holds mu.
+	queueMu sync.Mutex
+	queued  []*appendRequest
+
 	mu sync.Mutex
 	// lock is the log directory, open and locked, while this process
 	// writes the log; nil while it only reads it.
-	lock *os.File
+	lock lockedDir
 	// file is the entries file, open for writing under lock and for
 	// reading otherwise; nil before a reader has found entries.
-	file *os.File
+	file entriesFile
 	// nodes[level][index] are the hashes of every perfect subtree, leaves
 	// at level 0: enough to answer any proof without reading the file.
 	nodes  [][][]byte
@@ -107,10 +120,36 @@ type Log struct {
 	// where the last one ends.
 	offsets []int64
 	end     int64
+	// uncut is where a failed append had to be cut off the file when the
+	// cut failed too, 0 otherwise (no record starts at 0, the magic does):
+	// the next append cuts it first, so that no record is ever written
+	// after a torn one.
+	uncut int64
 	// checkpoint is the latest signed checkpoint, as CheckpointFile holds
 	// it, of checkpointSize entries. No other leaves the process.
 	checkpoint     []byte
 	checkpointSize uint64
+}
+
+// entriesFile is what the log does with its entries file (an *os.File).
+type entriesFile interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	io.Seeker
+	io.Closer
+	Name() string
+	Sync() error
+	Truncate(size int64) error
+	Stat() (os.FileInfo, error)
+}
+
+// lockedDir is what the log does with its directory (an *os.File) once
+// locked: it syncs the directory after replacing the checkpoint.
+type lockedDir interface {
+	Name() string
+	Sync() error
+	Close() error
 }
 
 // Open opens the log in dir for writing, creating it when absent, and
@@ -165,7 +204,7 @@ func newLog(dir string, o Options) (*Log, error) {
 func (l *Log) forget() {
 	rf := &compact.RangeFactory{Hash: hasher.HashChildren}
 	l.nodes, l.rng, l.byLeaf = nil, rf.NewEmptyRange(0), map[[sha256.Size]byte]uint64{}
-	l.offsets, l.end = nil, 0
+	l.offsets, l.end, l.uncut = nil, 0, 0
 	l.checkpoint, l.checkpointSize = nil, 0
 }
 
@@ -345,7 +384,7 @@ func (l *Log) follow() error {
 }
 
 // sameFile reports whether a and b are one file.
-func sameFile(a, b *os.File) bool {
+func sameFile(a entriesFile, b *os.File) bool {
 	ai, err1 := a.Stat()
 	bi, err2 := b.Stat()
 	return err1 == nil && err2 == nil && os.SameFile(ai, bi)
@@ -514,64 +553,198 @@ func (l *Log) store(id compact.NodeID, hash []byte) {
 	}
 }
 
+// Inclusion is where an appended entry is in the log, and the proof of it:
+// its index, the signed checkpoint stored with it, of Size entries, and
+// its inclusion proof in that checkpoint's tree. The entries of one group
+// share the Checkpoint's bytes: read them, do not change them.
+type Inclusion struct {
+	Index      uint64
+	Checkpoint []byte
+	Size       uint64
+	Proof      [][]byte
+}
+
+// appendRequest is one caller's entries, queued until a commit takes them.
+type appendRequest struct {
+	entries  [][]byte
+	included []Inclusion
+	err      error
+	// done is set, under mu, by the commit that took the request.
+	done bool
+}
+
 // Append adds entry and returns its index, once the entry and a signed
 // checkpoint covering it are on disk. An entry already in the log is not
 // added again: its index is returned, so that logging the same evidence
 // twice (a retry after a crash) leaves one entry. Without the log's lock
 // it writes nothing and fails with ErrNotWriter.
 func (l *Log) Append(entry []byte) (uint64, error) {
-	if len(entry) == 0 || len(entry) > MaxEntrySize {
-		return 0, fmt.Errorf("a log entry has 1 to %d bytes, this one %d", MaxEntrySize, len(entry))
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.lock == nil {
-		return 0, fmt.Errorf("append to %s: %w (Acquire takes it)", l.path, ErrNotWriter)
-	}
-	index, ok := l.byLeaf[[sha256.Size]byte(hasher.HashLeaf(entry))]
-	if !ok {
-		var err error
-		if index, err = l.write(entry); err != nil {
-			return 0, err
-		}
-	}
-	// A retry of an append whose checkpoint failed finds its entry here,
-	// and is acknowledged only once the checkpoint is stored.
-	if err := l.storeCheckpoint(); err != nil {
-		return 0, fmt.Errorf("entry %d is written, but the checkpoint covering it is not: %w", index, err)
-	}
-	return index, nil
-}
-
-// write appends entry's record, synced, and puts it in the tree.
-func (l *Log) write(entry []byte) (uint64, error) {
-	offset, err := l.file.Seek(0, io.SeekCurrent)
+	included, err := l.AppendAll([][]byte{entry})
 	if err != nil {
 		return 0, err
 	}
-	record := make([]byte, 0, lengthSize+len(entry)+checksumSize)
-	record = binary.BigEndian.AppendUint32(record, uint32(len(entry)))
-	record = append(record, entry...)
-	sum := sha256.Sum256(entry)
-	record = append(record, sum[:]...)
-	if _, err := l.file.Write(record); err != nil {
-		return 0, l.undo(offset, err)
-	}
-	if err := l.file.Sync(); err != nil {
-		return 0, l.undo(offset, err)
-	}
-	index := l.rng.End()
-	return index, l.add(entry, offset)
+	return included[0].Index, nil
 }
 
-// undo cuts a failed append off the file, so that the next one starts
-// where the last good record ends.
+// AppendAll adds entries as Append adds one, and returns where each one
+// is, with its proof, once all of them and a signed checkpoint covering
+// them are on disk. Appends from other goroutines that wait meanwhile are
+// committed with them: one write, one sync and one checkpoint for all.
+// Either every entry is acknowledged or the call fails.
+func (l *Log) AppendAll(entries [][]byte) ([]Inclusion, error) {
+	for i, entry := range entries {
+		if len(entry) == 0 || len(entry) > MaxEntrySize {
+			if len(entries) == 1 {
+				return nil, fmt.Errorf("a log entry has 1 to %d bytes, this one %d", MaxEntrySize, len(entry))
+			}
+			return nil, fmt.Errorf("entry %d of %d: a log entry has 1 to %d bytes, this one %d", i, len(entries), MaxEntrySize, len(entry))
+		}
+	}
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	req := &appendRequest{entries: entries}
+	l.queueMu.Lock()
+	l.queued = append(l.queued, req)
+	l.queueMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Whoever holds mu commits what is queued, its own request among it
+	// unless the commit of an earlier holder took it already.
+	for !req.done {
+		l.commit(l.takeBatch())
+	}
+	return req.included, req.err
+}
+
+// takeBatch takes the oldest queued requests, of at most maxBatch entries
+// together unless the first one alone has more.
+func (l *Log) takeBatch() []*appendRequest {
+	l.queueMu.Lock()
+	defer l.queueMu.Unlock()
+	n, entries := 0, 0
+	for n < len(l.queued) && (n == 0 || entries+len(l.queued[n].entries) <= maxBatch) {
+		entries += len(l.queued[n].entries)
+		n++
+	}
+	batch := l.queued[:n:n]
+	l.queued = l.queued[n:]
+	if len(l.queued) == 0 {
+		l.queued = nil // let the backing array go
+	}
+	return batch
+}
+
+// commit writes the entries of batch, answering every request in it.
+func (l *Log) commit(batch []*appendRequest) {
+	included, err := l.commitEntries(batch)
+	for _, req := range batch {
+		req.done = true
+		if err != nil {
+			req.err = err
+			continue
+		}
+		req.included, included = included[:len(req.entries):len(req.entries)], included[len(req.entries):]
+	}
+}
+
+// commitEntries writes the records of the batch's entries that the log
+// does not hold yet, syncs the file once, stores one checkpoint covering
+// them, and returns every entry's inclusion in it, in the batch's order.
+// A failed write or sync is cut off the file: nothing of the batch is in
+// the tree then.
+func (l *Log) commitEntries(batch []*appendRequest) ([]Inclusion, error) {
+	if l.lock == nil {
+		return nil, fmt.Errorf("append to %s: %w (Acquire takes it)", l.path, ErrNotWriter)
+	}
+	var indexes []uint64
+	var records []byte
+	var fresh [][]byte
+	// An entry twice in one batch is written once, as an entry twice in
+	// the log would be.
+	batchLeaves := map[[sha256.Size]byte]uint64{}
+	next := l.rng.End()
+	for _, req := range batch {
+		for _, entry := range req.entries {
+			leaf := [sha256.Size]byte(hasher.HashLeaf(entry))
+			index, ok := l.byLeaf[leaf]
+			if !ok {
+				index, ok = batchLeaves[leaf]
+			}
+			if !ok {
+				index, batchLeaves[leaf] = next, next
+				next++
+				records = appendRecord(records, entry)
+				fresh = append(fresh, entry)
+			}
+			indexes = append(indexes, index)
+		}
+	}
+	if len(fresh) > 0 {
+		if err := l.write(records, fresh); err != nil {
+			return nil, err
+		}
+	}
+	// A retry of an append whose checkpoint failed finds its entry in the
+	// tree, and is acknowledged only once the checkpoint is stored.
+	if err := l.storeCheckpoint(); err != nil {
+		return nil, fmt.Errorf("the entries are written, but the checkpoint covering them is not: %w", err)
+	}
+	included := make([]Inclusion, len(indexes))
+	for i, index := range indexes {
+		nodes, err := proof.Inclusion(index, l.checkpointSize)
+		if err != nil {
+			return nil, err
+		}
+		hashes, err := l.hashes(nodes)
+		if err != nil {
+			return nil, err
+		}
+		included[i] = Inclusion{Index: index, Checkpoint: l.checkpoint, Size: l.checkpointSize, Proof: hashes}
+	}
+	return included, nil
+}
+
+// write appends records, those of entries, with one write and one sync,
+// and puts the entries in the tree.
+func (l *Log) write(records []byte, entries [][]byte) error {
+	if l.uncut != 0 {
+		if err := l.undo(l.uncut, nil); err != nil {
+			return fmt.Errorf("cut the records of a failed append off %s: %w", l.file.Name(), err)
+		}
+	}
+	offset, err := l.file.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	if _, err := l.file.Write(records); err != nil {
+		return l.undo(offset, err)
+	}
+	if err := l.file.Sync(); err != nil {
+		return l.undo(offset, err)
+	}
+	for _, entry := range entries {
+		if err := l.add(entry, offset); err != nil {
+			return err
+		}
+		offset = l.end
+	}
+	return nil
+}
+
+// undo cuts a failed append off the file at offset, so that the next one
+// starts where the last good record ends; when it cannot, the next append
+// tries again first.
 func (l *Log) undo(offset int64, cause error) error {
+	l.uncut = offset
 	if err := l.file.Truncate(offset); err != nil {
 		return errors.Join(cause, err)
 	}
-	_, err := l.file.Seek(offset, io.SeekStart)
-	return errors.Join(cause, err)
+	if _, err := l.file.Seek(offset, io.SeekStart); err != nil {
+		return errors.Join(cause, err)
+	}
+	l.uncut = 0
+	return cause
 }
 
 // Size is the number of entries, as this process last wrote or read them.

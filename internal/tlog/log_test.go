@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -409,12 +410,17 @@ func (l *logLines) String() string {
 	return strings.Join(l.lines, "\n")
 }
 
-// TestKillDuringAppends kills a process appending as fast as it can, and
-// checks that every entry it acknowledged is in the log, and the log opens
-// consistent.
+// TestKillDuringAppends kills a process appending from several goroutines
+// as fast as it can, so that groups are committed together and the kill
+// may fall in the middle of one, and checks that every entry it
+// acknowledged is in the log, and the log opens consistent.
 func TestKillDuringAppends(t *testing.T) {
 	if dir := os.Getenv("STELLA_TLOG_APPENDER"); dir != "" {
-		appendForever(t, dir, os.Getenv("STELLA_TLOG_SKEY"), os.Getenv("STELLA_TLOG_VKEY"))
+		first, err := strconv.Atoi(os.Getenv("STELLA_TLOG_FIRST"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendForever(t, dir, os.Getenv("STELLA_TLOG_SKEY"), os.Getenv("STELLA_TLOG_VKEY"), first)
 		return
 	}
 	skey, vkey, err := note.GenerateKey(rand.Reader, "stella-test")
@@ -423,9 +429,12 @@ func TestKillDuringAppends(t *testing.T) {
 	}
 	o := keyOptions(t, skey, vkey)
 	dir := t.TempDir()
+	// acked maps the index of every acknowledged entry to the entry.
+	acked := map[uint64]int{}
 	for round := range 3 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringAppends$")
-		cmd.Env = append(os.Environ(), "STELLA_TLOG_APPENDER="+dir, "STELLA_TLOG_SKEY="+skey, "STELLA_TLOG_VKEY="+vkey)
+		cmd.Env = append(os.Environ(), "STELLA_TLOG_APPENDER="+dir, "STELLA_TLOG_SKEY="+skey, "STELLA_TLOG_VKEY="+vkey,
+			"STELLA_TLOG_FIRST="+strconv.Itoa(round*1_000_000))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -433,12 +442,14 @@ func TestKillDuringAppends(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		acked := -1
+		ackedBefore := len(acked)
 		lines := bufio.NewScanner(out)
 		deadline := time.Now().Add(time.Duration(200+100*round) * time.Millisecond)
 		for lines.Scan() {
-			if n, err := strconv.Atoi(lines.Text()); err == nil {
-				acked = n
+			var index uint64
+			var n int
+			if _, err := fmt.Sscanf(lines.Text(), "%d %d", &index, &n); err == nil {
+				acked[index] = n
 			}
 			if time.Now().After(deadline) {
 				break
@@ -446,37 +457,38 @@ func TestKillDuringAppends(t *testing.T) {
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		if acked < 0 {
-			t.Fatal("the appender acknowledged nothing")
+		if len(acked) == ackedBefore {
+			t.Fatalf("round %d: the appenders acknowledged nothing", round)
 		}
 		l, err := Open(dir, o)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
-		}
-		if l.Size() < uint64(acked+1) {
-			t.Fatalf("round %d: %d entries after the kill, but %d were acknowledged", round, l.Size(), acked+1)
-		}
-		for i := 0; i <= acked; i++ {
-			if got, err := l.Entry(uint64(i)); err != nil || string(got) != string(entry(i)) {
-				t.Fatalf("round %d: acknowledged entry %d = %q, %v", round, i, got, err)
-			}
 		}
 		cp, _ := l.Checkpoint()
 		parsed, err := VerifyCheckpoint(cp, origin, o.Verifier)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, _ := l.InclusionProof(uint64(acked), parsed.Size)
-		if err := VerifyInclusion(parsed, uint64(acked), entry(acked), p); err != nil {
-			t.Fatal(err)
+		for index, n := range acked {
+			if got, err := l.Entry(index); err != nil || string(got) != string(entry(n)) {
+				t.Fatalf("round %d: acknowledged entry %d = %q, %v; want %s", round, index, got, err, entry(n))
+			}
+			p, err := l.InclusionProof(index, parsed.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := VerifyInclusion(parsed, index, entry(n), p); err != nil {
+				t.Fatal(err)
+			}
 		}
 		l.Close()
 	}
 }
 
-// appendForever appends entries after those present, printing each index
-// once it is acknowledged, until killed.
-func appendForever(t *testing.T, dir, skey, vkey string) {
+// appendForever appends entry(first), entry(first+1)... from four
+// goroutines, printing each one's index and number once it is
+// acknowledged, until killed.
+func appendForever(t *testing.T, dir, skey, vkey string, first int) {
 	o := keyOptions(t, skey, vkey)
 	o.Log = logr.Discard()
 	l, err := Open(dir, o)
@@ -484,13 +496,25 @@ func appendForever(t *testing.T, dir, skey, vkey string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for i := int(l.Size()); ; i++ {
-		if _, err := l.Append(entry(i)); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		fmt.Println(i)
+	var next atomic.Int64
+	next.Store(int64(first))
+	var stdout sync.Mutex
+	for range 4 {
+		go func() {
+			for {
+				n := int(next.Add(1) - 1)
+				index, err := l.Append(entry(n))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				stdout.Lock()
+				fmt.Println(index, n)
+				stdout.Unlock()
+			}
+		}()
 	}
+	select {}
 }
 
 func BenchmarkAppend(b *testing.B) {
@@ -502,4 +526,22 @@ func BenchmarkAppend(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkAppendParallel appends from 2 goroutines per CPU at once, as the
+// evidence reconciler's 4 workers do on 2 cores.
+func BenchmarkAppendParallel(b *testing.B) {
+	o := testOptions(b)
+	o.Log = logr.Discard()
+	l := open(b, b.TempDir(), o)
+	b.SetParallelism(2)
+	var next atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := l.Append(entry(int(next.Add(1)))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

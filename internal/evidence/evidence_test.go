@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -422,6 +424,81 @@ func BenchmarkSeal(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestConcurrentSealsAllVerify seals from several goroutines at once, as
+// the evidence reconciler's workers do, so that their log entries are
+// committed in groups: every seal verifies on its own, each at its own
+// index.
+func TestConcurrentSealsAllVerify(t *testing.T) {
+	s := sealingSealer(t, t.TempDir(), nil, testr.New(t))
+	defer s.Close()
+	const sealers, perSealer = 6, 10
+	seals := make([]Seal, sealers*perSealer)
+	errs := make([]error, len(seals))
+	var wg sync.WaitGroup
+	for g := range sealers {
+		wg.Go(func() {
+			for i := g * perSealer; i < (g+1)*perSealer; i++ {
+				st, err := DecisionStatement("shop", fmt.Sprintf("p-%d", i), release(), record())
+				if err == nil {
+					seals[i], err = s.Seal(st)
+				}
+				errs[i] = err
+			}
+		})
+	}
+	wg.Wait()
+	trust := s.Trust()
+	indexes := map[uint64]int{}
+	for i, seal := range seals {
+		if errs[i] != nil {
+			t.Fatalf("seal %d: %v", i, errs[i])
+		}
+		if other, ok := indexes[seal.LogIndex]; ok {
+			t.Fatalf("seals %d and %d of different statements share the log index %d", other, i, seal.LogIndex)
+		}
+		indexes[seal.LogIndex] = i
+		envelope, err := s.Store.Get(seal.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proof := make([][]byte, len(seal.InclusionProof))
+		for j, h := range seal.InclusionProof {
+			proof[j], _ = hex.DecodeString(h)
+		}
+		st, err := VerifySealed(Sealed{Envelope: envelope, LogIndex: seal.LogIndex, Checkpoint: []byte(seal.Checkpoint), InclusionProof: proof}, trust)
+		if err != nil {
+			t.Fatalf("seal %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("p-%d", i); !strings.Contains(string(st.Predicate), want) {
+			t.Fatalf("seal %d verifies a statement of another promotion than %s", i, want)
+		}
+	}
+	if got := s.log.Size(); got != uint64(len(seals)) {
+		t.Fatalf("%d seals left %d log entries, want one each", len(seals), got)
+	}
+}
+
+// BenchmarkSealParallel seals distinct decisions from 2 goroutines per CPU,
+// as the evidence reconciler's 4 workers do on 2 cores.
+func BenchmarkSealParallel(b *testing.B) {
+	s := sealingSealer(b, b.TempDir(), nil, logr.Discard())
+	defer s.Close()
+	var next atomic.Int64
+	b.SetParallelism(2)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			st, err := DecisionStatement("shop", fmt.Sprintf("p-%d", next.Add(1)), release(), record())
+			if err == nil {
+				_, err = s.Seal(st)
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkVerifyPacket verifies an exported packet from a log of 10,000

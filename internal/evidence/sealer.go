@@ -261,31 +261,22 @@ func (s *Sealer) Seal(statement []byte) (Seal, error) {
 	if err != nil {
 		return Seal{}, err
 	}
-	// Append returns once a checkpoint covering the entry is stored, so the
-	// index and checkpoint below are never lost by a restart.
-	index, err := s.log.Append(entry)
+	// AppendAll returns once a checkpoint covering the entry is stored, so
+	// the index and checkpoint below are never lost by a restart. Seals from
+	// other goroutines are logged in the same group: one sync and one
+	// checkpoint for all of them.
+	included, err := s.log.AppendAll([][]byte{entry})
 	if errors.Is(err, tlog.ErrNotWriter) {
 		return Seal{}, fmt.Errorf("log statement %s: %w; only the replica holding the leader Lease seals, once it has the log's lock", stDigest, err)
 	}
 	if err != nil {
 		return Seal{}, fmt.Errorf("log statement %s: %w", stDigest, err)
 	}
-	cp, err := s.log.Checkpoint()
-	if err != nil {
-		return Seal{}, err
-	}
-	parsed, err := tlog.VerifyCheckpoint(cp, s.origin, s.verifier)
-	if err != nil {
-		return Seal{}, err
-	}
-	proof, err := s.log.InclusionProof(index, parsed.Size)
-	if err != nil {
-		return Seal{}, err
-	}
-	hashes := make([]string, len(proof))
-	for i, h := range proof {
+	inc := included[0]
+	hashes := make([]string, len(inc.Proof))
+	for i, h := range inc.Proof {
 		hashes[i] = hex.EncodeToString(h)
 	}
-	return Seal{KeyID: s.signer.KeyID(), Envelope: envDigest, Statement: stDigest, LogIndex: index, Checkpoint: string(cp),
+	return Seal{KeyID: s.signer.KeyID(), Envelope: envDigest, Statement: stDigest, LogIndex: inc.Index, Checkpoint: string(inc.Checkpoint),
 		InclusionProof: hashes, EnvelopeURI: s.Store.URI(envDigest)}, nil
 }

@@ -4,6 +4,7 @@ package controllers
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/agentauth"
 	"github.com/stella-ops/stella/internal/agentauth/agentid"
+	"github.com/stella-ops/stella/internal/archive"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/scan"
 	"github.com/stella-ops/stella/internal/scheme"
@@ -100,6 +102,15 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 			return nil, err
 		}
 		if err := (&EvidencePacketReconciler{Client: c, Sealer: o.Evidence}).SetupWithManager(mgr); err != nil {
+			return nil, err
+		}
+		// Finished promotions beyond their environment's retention move
+		// into the archive, next to the evidence that seals them.
+		promotionArchive, err := archive.Open(filepath.Join(o.Evidence.Dir(), archive.DirName), o.Evidence.Store)
+		if err != nil {
+			return nil, err
+		}
+		if err := (&PromotionArchiver{Client: c, APIReader: mgr.GetAPIReader(), Archive: promotionArchive, Now: time.Now}).SetupWithManager(mgr); err != nil {
 			return nil, err
 		}
 		blobs = o.Evidence.Store

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/cli-runtime/pkg/printers"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/stella-ops/stella/internal/scan"
@@ -159,11 +161,20 @@ func verifyFileSignature(path, signatureFile, keyFile string) error {
 }
 
 func advisoriesListCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	return &cobra.Command{
+	output := newOutputFlags()
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the advisory snapshots, newest import first",
-		Args:  cobra.NoArgs,
+		Long: `List the advisory snapshots, newest import first. With -o json or yaml they
+are printed as a List of AdvisorySnapshot (stellactl.stella-ops.org/v1), each
+named by its digest.`,
+		Example: "  stellactl advisories list\n  stellactl advisories list -o jsonpath='{.items[?(@.active)].metadata.name}'",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			printer, err := output.objectPrinter()
+			if err != nil {
+				return err
+			}
 			data, err := advisoryRequest(cmd.Context(), f, http.MethodGet, scan.PathSnapshots, nil, nil)
 			if err != nil {
 				return err
@@ -172,17 +183,56 @@ func advisoriesListCommand(f cmdutil.Factory, streams genericiooptions.IOStreams
 			if err := json.Unmarshal(data, &infos); err != nil {
 				return fmt.Errorf("the server's answer: %w", err)
 			}
-			var rows [][]any
-			for _, i := range infos {
-				active := ""
-				if i.Active {
-					active = "*"
-				}
-				rows = append(rows, []any{i.Digest, i.Documents, i.ImportedAt.Format(time.RFC3339), i.Source, active})
-			}
-			return printTable(streams.Out, []string{"Snapshot", "Advisories", "Imported", "Source", "Active"}, rows)
+			return printSnapshots(streams.Out, printer, infos)
 		},
 	}
+	output.addFlags(cmd)
+	return cmd
+}
+
+// AdvisorySnapshot is one row of `advisories list` as -o json or yaml
+// prints it: a snapshot is named by its digest, the sha256 of its sorted
+// list of documents.
+type AdvisorySnapshot struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	// Source is where the documents were imported from.
+	Source string `json:"source"`
+	// ImportedAt is when this content was first imported.
+	ImportedAt metav1.Time `json:"importedAt"`
+	// Advisories counts the documents.
+	Advisories int `json:"advisories"`
+	// Active says the scanner matches against this snapshot.
+	Active bool `json:"active"`
+}
+
+// printSnapshots prints the snapshots as a table, or as a List with printer
+// when -o asked for one.
+func printSnapshots(out io.Writer, printer printers.ResourcePrinter, infos []scan.SnapshotInfo) error {
+	if printer != nil {
+		snapshots := make([]AdvisorySnapshot, 0, len(infos))
+		for _, i := range infos {
+			snapshots = append(snapshots, AdvisorySnapshot{
+				TypeMeta:   metav1.TypeMeta{APIVersion: stellactlGroupVersion.String(), Kind: "AdvisorySnapshot"},
+				ObjectMeta: metav1.ObjectMeta{Name: i.Digest},
+				Source:     i.Source, ImportedAt: metav1.NewTime(i.ImportedAt), Advisories: i.Documents, Active: i.Active,
+			})
+		}
+		list, err := printableList(snapshots)
+		if err != nil {
+			return err
+		}
+		return printer.PrintObj(list, out)
+	}
+	var rows [][]any
+	for _, i := range infos {
+		active := ""
+		if i.Active {
+			active = "*"
+		}
+		rows = append(rows, []any{i.Digest, i.Documents, i.ImportedAt.Format(time.RFC3339), i.Source, active})
+	}
+	return printTable(out, []string{"Snapshot", "Advisories", "Imported", "Source", "Active"}, rows)
 }
 
 // advisoryRequest calls the server's advisory store.

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/cli-runtime/pkg/printers"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -45,6 +46,7 @@ type releaseCreateOptions struct {
 
 func releaseCreateCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	var o releaseCreateOptions
+	output := newOutputFlags()
 	cmd := &cobra.Command{
 		Use:   "create NAME --version VERSION (--component NAME=IMAGE... | --from-compose FILE)",
 		Short: "Create a release, resolving every image tag to its digest once",
@@ -54,13 +56,22 @@ Each --component NAME=IMAGE names an image by tag or by digest; tags are
 resolved to digests in the registry now, once, with the credentials of the
 Docker config (~/.docker/config.json). --from-compose takes a component from
 every service of a compose file that names an image; --component adds to or
-overrides those. Nothing is created unless every image resolves.`,
+overrides those. Nothing is created unless every image resolves.
+
+Without -o it prints the release's name and a table of its pinned
+components; with -o json, yaml or name, the created Release as kubectl
+create prints it.`,
 		Example: releaseCreateExample,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runReleaseCreate(cmd.Context(), f, streams.Out, args[0], o)
+			printer, err := output.objectPrinter()
+			if err != nil {
+				return err
+			}
+			return runReleaseCreate(cmd.Context(), f, streams.Out, printer, args[0], o)
 		},
 	}
+	output.addFlags(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&o.version, "version", "", "semantic version of the release, such as 2.3.1 (required)")
 	fl.StringArrayVar(&o.components, "component", nil, "a component as NAME=IMAGE[:TAG|@DIGEST]; repeat for each")
@@ -72,7 +83,9 @@ overrides those. Nothing is created unless every image resolves.`,
 	return cmd
 }
 
-func runReleaseCreate(ctx context.Context, f cmdutil.Factory, out io.Writer, name string, o releaseCreateOptions) error {
+// runReleaseCreate pins the images, creates the release and prints it: with
+// printer when -o asked for one, else its name and its components.
+func runReleaseCreate(ctx context.Context, f cmdutil.Factory, out io.Writer, printer printers.ResourcePrinter, name string, o releaseCreateOptions) error {
 	wanted, err := o.wantedImages(ctx, name)
 	if err != nil {
 		return err
@@ -93,9 +106,21 @@ func runReleaseCreate(ctx context.Context, f cmdutil.Factory, out io.Writer, nam
 		rel.Spec.Components = append(rel.Spec.Components, v1alpha1.ReleaseComponent{Name: c.name, Image: v1alpha1.ImageDigestRef(pinned)})
 	}
 
+	if printer != nil {
+		// The object alone, as `kubectl create -o` prints it.
+		if err := create(ctx, f, io.Discard, rel, "release"); err != nil {
+			return err
+		}
+		return printer.PrintObj(rel, out)
+	}
 	if err := create(ctx, f, out, rel, "release"); err != nil {
 		return err
 	}
+	return printComponents(out, rel)
+}
+
+// printComponents is the table of a release's pinned images.
+func printComponents(out io.Writer, rel *v1alpha1.Release) error {
 	var rows [][]any
 	for _, comp := range rel.Spec.Components {
 		rows = append(rows, []any{comp.Name, comp.Image})

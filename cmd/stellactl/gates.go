@@ -117,7 +117,7 @@ func runGatesCheck(ctx context.Context, f cmdutil.Factory, release, env string) 
 		TypeMeta:   metav1.TypeMeta{APIVersion: stellactlGroupVersion.String(), Kind: "GateCheck"},
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: promo.Name},
 		Spec:       GateCheckSpec{Release: release, Environment: env, RequestedBy: promo.Spec.RequestedBy},
-		Status: GateCheckStatus{Gates: ex.Gates, Decision: ex.Decision.Result, ReasonCodes: ex.Decision.ReasonCodes},
+		Status:     GateCheckStatus{Gates: ex.Gates, Decision: ex.Decision.Result, ReasonCodes: ex.Decision.ReasonCodes},
 	}
 	if check.Status.Gates == nil {
 		check.Status.Gates = []v1alpha1.GateEvaluation{}

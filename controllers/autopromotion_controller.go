@@ -144,7 +144,7 @@ func (r *AutoPromotionReconciler) supersede(ctx context.Context, promos []v1alph
 	for i := range promos {
 		p := &promos[i]
 		reconciling := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciling)
-		queued := reconciling != nil && reconciling.Reason == reasonQueued
+		queued := reconciling != nil && reconciling.Reason == v1alpha1.ReasonQueued
 		if _, cancelling := p.Annotations[v1alpha1.AnnotationCancel]; cancelling || p.Labels[v1alpha1.LabelAutoPromotion] != "true" ||
 			p.Status.Phase.IsTerminal() || !queued || p.Spec.Release == by.Spec.Release {
 			continue

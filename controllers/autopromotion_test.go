@@ -40,7 +40,7 @@ func newSupersession(t *testing.T, funcs *interceptor.Funcs) *supersession {
 		Spec:       v1alpha1.PromotionSpec{Release: "shop-2", Environment: "dev"},
 		Status:     v1alpha1.PromotionStatus{Phase: v1alpha1.PromotionPending},
 	}
-	setProgress(queued, reasonQueued, "waiting for promotion shop-1-to-dev to finish in environment dev")
+	summarize(queued, waiting(v1alpha1.ReasonQueued, "waiting for promotion shop-1-to-dev to finish in environment dev", 0), nil, time.Time{})
 	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.Promotion{}).WithObjects(
 		&v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dev"}, Spec: v1alpha1.EnvironmentSpec{AutoPromote: true}},
 		release("shop-2", time.Minute), release("shop-3", 2*time.Minute), queued,

@@ -168,7 +168,7 @@ func TestQueueRunsInCreationOrderWithinASecond(t *testing.T) {
 	waitsFor := func(p *v1alpha1.Promotion, ahead string) {
 		t.Helper()
 		r := ready(p.Status.Conditions)
-		if p.Status.Phase != v1alpha1.PromotionPending || r.Reason != reasonQueued || !strings.Contains(r.Message, "waiting for promotion "+ahead+" ") {
+		if p.Status.Phase != v1alpha1.PromotionPending || r.Reason != v1alpha1.ReasonQueued || !strings.Contains(r.Message, "waiting for promotion "+ahead+" ") {
 			t.Errorf("%s: phase %s, Ready %s %q; want it queued behind %s", p.Name, p.Status.Phase, r.Reason, r.Message, ahead)
 		}
 	}

@@ -46,12 +46,31 @@ func newRollout(t *testing.T, promotion string, env v1alpha1.EnvironmentSpec, fu
 		WithStatusSubresource(&v1alpha1.Promotion{}, &v1alpha1.Target{}, &v1alpha1.DeployTask{}).WithObjects(objs...).
 		WithGlobalResourceVersionCounter() // one revision counter for all objects, as the API server has
 	b = withFieldIndexes(b)
-	if funcs != nil {
-		b = b.WithInterceptorFuncs(*funcs)
+	ro := &rollout{t: t, now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), promo: client.ObjectKey{Namespace: "ns", Name: promotion}}
+	if funcs == nil {
+		funcs = &interceptor.Funcs{}
 	}
-	ro := &rollout{t: t, c: b.Build(), now: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), promo: client.ObjectKey{Namespace: "ns", Name: promotion}}
+	b = b.WithInterceptorFuncs(ro.stampingCreates(*funcs))
+	ro.c = b.Build()
 	ro.r = &PromotionReconciler{Client: ro.c, Recorder: record.NewFakeRecorder(100), Now: func() time.Time { return ro.now }}
 	return ro
+}
+
+// stampingCreates gives each object created through funcs the creation
+// time on the test's clock, as the API server does (the fake client
+// leaves it zero, which would put every DeployTask's deadline in year 1).
+func (ro *rollout) stampingCreates(funcs interceptor.Funcs) interceptor.Funcs {
+	create := funcs.Create
+	funcs.Create = func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		if created := obj.GetCreationTimestamp(); created.IsZero() {
+			obj.SetCreationTimestamp(metav1.NewTime(ro.now))
+		}
+		if create != nil {
+			return create(ctx, c, obj, opts...)
+		}
+		return c.Create(ctx, obj, opts...)
+	}
+	return funcs
 }
 
 // reconcile runs one reconcile and returns the promotion as stored.

@@ -89,7 +89,11 @@ func (r *PromotionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	run := newPromotionRun(promo)
 	out, err := r.runSteps(ctx, run)
 	summarize(run.promo, out, err, r.now())
-	err = errors.Join(err, r.write(ctx, run))
+	writeErr := r.write(ctx, run)
+	if apierrors.IsInvalid(writeErr) {
+		writeErr = errors.Join(writeErr, r.writeRefusal(ctx, run, writeErr))
+	}
+	err = errors.Join(err, writeErr)
 	if apierrors.IsConflict(err) {
 		return ctrl.Result{RequeueAfter: conflictRetry}, nil
 	}

@@ -150,6 +150,15 @@ func (r *PromotionReconciler) write(ctx context.Context, run *promotionRun) erro
 	return nil
 }
 
+// writeRefusal stores, over the status as last stored, only why the API
+// refused the status the run computed: without it a refused write would
+// leave the promotion showing nothing at all, the cause only in the log.
+func (r *PromotionReconciler) writeRefusal(ctx context.Context, run *promotionRun, refusal error) error {
+	promo := run.stored.DeepCopy()
+	summarize(promo, outcome{}, fmt.Errorf("the API refused the promotion's status: %w", refusal), r.now())
+	return patchStatusAsRead(ctx, r.Client, run.stored, promo)
+}
+
 func readyMessage(promo *v1alpha1.Promotion) string {
 	if c := meta.FindStatusCondition(promo.Status.Conditions, v1alpha1.ConditionReady); c != nil {
 		return c.Message

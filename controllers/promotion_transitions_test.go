@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -341,5 +343,32 @@ func TestPromotionRollsBackAFailedRollout(t *testing.T) {
 			ro.report("p1-a-rollback", tc.rollback)
 			wantPhase(t, ro.step(), tc.phase, tc.reason, tc.message)
 		})
+	}
+}
+
+// A status the API refuses still leaves the refusal in Ready: the write
+// of the whole status fails, and Ready alone is written with the cause.
+func TestARefusedStatusShowsInReady(t *testing.T) {
+	refuseTargets := &interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+		data, err := patch.Data(obj)
+		if err != nil {
+			return err
+		}
+		if _, ok := obj.(*v1alpha1.Promotion); ok && strings.Contains(string(data), `"targets"`) {
+			return apierrors.NewInvalid(v1alpha1.GroupVersion.WithKind("Promotion").GroupKind(), obj.GetName(), field.ErrorList{
+				field.TooMany(field.NewPath("status", "targets"), 300, 256)})
+		}
+		return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+	}}
+	ro := newRollout(t, "p1", v1alpha1.EnvironmentSpec{}, refuseTargets, devTarget("a", ""))
+	promo, _, err := ro.reconcile()
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("reconcile error %v; want the refusal", err)
+	}
+	if r := ready(promo.Status.Conditions); r.Reason != v1alpha1.ReasonRetrying || !strings.Contains(r.Message, "status.targets: Too many: 300") {
+		t.Errorf("Ready %s %q; want Retrying with the API's refusal", r.Reason, r.Message)
+	}
+	if len(ro.tasks()) != 0 {
+		t.Error("a task was created although the decision and plan were not stored")
 	}
 }

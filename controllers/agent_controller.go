@@ -15,10 +15,6 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// reasonAgentSilent (Ready False): the agent stopped reporting. A revoked
-// one is v1alpha1.ReasonAgentRevoked.
-const reasonAgentSilent = "AgentSilent"
-
 // defaultHeartbeatGrace applies when an Agent sets no grace period.
 const defaultHeartbeatGrace = 2 * time.Minute
 
@@ -72,7 +68,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{RequeueAfter: left + time.Second}, nil
 	}
 	message := fmt.Sprintf("no heartbeat since %s (grace period %s): what runs on its targets is unknown", last.UTC().Format(time.RFC3339), grace)
-	return ctrl.Result{}, r.markNotReady(ctx, agent, reasonAgentSilent, message)
+	return ctrl.Result{}, r.markNotReady(ctx, agent, v1alpha1.ReasonAgentSilent, message)
 }
 
 // markNotReady says why the agent is not Ready. Silence does not replace
@@ -80,7 +76,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 // anything.
 func (r *AgentReconciler) markNotReady(ctx context.Context, agent *v1alpha1.Agent, reason, message string) error {
 	ready := meta.FindStatusCondition(agent.Status.Conditions, v1alpha1.ConditionReady)
-	if reason == reasonAgentSilent && ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason != reasonAgentSilent {
+	if reason == v1alpha1.ReasonAgentSilent && ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason != v1alpha1.ReasonAgentSilent {
 		return nil // it said it stopped, which says more than silence
 	}
 	before := agent.DeepCopy()

@@ -35,13 +35,6 @@ import (
 // reports.
 const scannedByStella = "stella"
 
-// Reasons of a ScanReport's conditions.
-const (
-	reasonScanning     = "Scanning"
-	reasonScanFailed   = "ScanFailed"
-	reasonNoAdvisories = "NoAdvisories"
-)
-
 // maxFindings is how many findings a ScanReport's status lists; the full
 // report is in the evidence store.
 const maxFindings = 1000
@@ -219,10 +212,10 @@ func (r *ScanReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	inv, err := r.inventory(ctx, report)
 	if err != nil {
 		message := gates.Truncate(err.Error(), 1024)
-		if c := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReconciling); c == nil || c.Reason != reasonScanFailed || c.Message != message {
-			r.Recorder.Event(report, corev1.EventTypeWarning, reasonScanFailed, message)
+		if c := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReconciling); c == nil || c.Reason != v1alpha1.ReasonScanFailed || c.Message != message {
+			r.Recorder.Event(report, corev1.EventTypeWarning, v1alpha1.ReasonScanFailed, message)
 		}
-		markReconciling(&report.Status.Conditions, report.Generation, reasonScanFailed, message)
+		markReconciling(&report.Status.Conditions, report.Generation, v1alpha1.ReasonScanFailed, message)
 		return ctrl.Result{RequeueAfter: scanRetryAfter}, nil
 	}
 	report.Status.Packages = int32(len(inv.Packages))
@@ -231,7 +224,7 @@ func (r *ScanReportReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	snap, err := r.snapshot(report)
 	if errors.Is(err, scan.ErrNoSnapshot) {
-		markReconciling(&report.Status.Conditions, report.Generation, reasonNoAdvisories,
+		markReconciling(&report.Status.Conditions, report.Generation, v1alpha1.ReasonNoAdvisories,
 			fmt.Sprintf("found %d packages; %v", len(inv.Packages), err))
 		return ctrl.Result{}, nil // a new snapshot wakes every report
 	}
@@ -257,9 +250,9 @@ func (r *ScanReportReconciler) inventory(ctx context.Context, report *v1alpha1.S
 	if inv, ok := r.Scanner.Cataloguer.Cached(report.Spec.Image.Digest()); ok {
 		return inv, nil // re-matching: no image is read
 	}
-	if failing := meta.FindStatusCondition(report.Status.Conditions, v1alpha1.ConditionReconciling); failing == nil || failing.Reason != reasonScanFailed {
+	if failing := meta.FindStatusCondition(report.Status.Conditions, v1alpha1.ConditionReconciling); failing == nil || failing.Reason != v1alpha1.ReasonScanFailed {
 		progress := report.DeepCopy()
-		markReconciling(&progress.Status.Conditions, report.Generation, reasonScanning, "reading the layers of "+string(report.Spec.Image))
+		markReconciling(&progress.Status.Conditions, report.Generation, v1alpha1.ReasonScanning, "reading the layers of "+string(report.Spec.Image))
 		if err := patchStatus(ctx, r.Client, report, progress); err != nil {
 			return nil, err
 		}

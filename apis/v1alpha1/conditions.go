@@ -21,6 +21,10 @@ const (
 	// advisory (or a withdrawn VEX statement) makes it fail; the reason is
 	// Passed, Failed or Pending.
 	ConditionSecurityVerdict = "SecurityVerdict"
+	// ConditionDrifted (abnormal-true), on a Target, says something other
+	// than the deployed release runs there; its agent sets it, and removes
+	// it once the target runs the deployed release again.
+	ConditionDrifted = "Drifted"
 )
 
 // Condition reasons, CamelCase as the Kubernetes API conventions require.
@@ -54,6 +58,63 @@ const (
 	// memory budget and was stopped; the gate fails closed until its source
 	// changes.
 	ReasonPolicyBudgetExceeded = "PolicyBudgetExceeded"
+)
+
+// Ready reasons of an Agent. The agent itself reports Heartbeating and
+// Stopped; the server says AgentSilent (and Revoked, ReasonAgentRevoked).
+const (
+	// ReasonHeartbeating (Ready True): the agent renews its Lease; the
+	// message says which agent runs where, and what it cannot deploy to.
+	ReasonHeartbeating = "Heartbeating"
+	// ReasonStopped (Ready False): the agent was stopped and said so as it
+	// shut down.
+	ReasonStopped = "Stopped"
+	// ReasonAgentSilent (Ready False): the agent's Lease was not renewed
+	// within its heartbeat grace period, without a word from the agent.
+	ReasonAgentSilent = "AgentSilent"
+)
+
+// Reasons an agent reports on the Targets it serves, on their Ready and
+// Drifted conditions, and as the reasons of its Events about them.
+const (
+	// ReasonInSync (Ready True): the target has not drifted from its
+	// deployed release and is not degraded; the message says what runs. The
+	// same word as status.drift's DriftInSync.
+	ReasonInSync = string(DriftInSync)
+	// ReasonDrifted (Ready False, Drifted True; and a Warning Event):
+	// something other than the deployed release runs on the target. The
+	// same word as status.drift's DriftDrifted.
+	ReasonDrifted = string(DriftDrifted)
+	// ReasonDegraded (Ready False): the deployed release runs but is not
+	// healthy. The same word as status.health's HealthDegraded.
+	ReasonDegraded = string(HealthDegraded)
+	// ReasonObserveFailed (Ready False): the agent could not find out what
+	// runs on the target; the message says why.
+	ReasonObserveFailed = "ObserveFailed"
+	// ReasonReverted (Normal Event): the target drifted and the agent put
+	// the deployed release back.
+	ReasonReverted = "Reverted"
+	// ReasonRevertFailed (Warning Event): putting the deployed release back
+	// on a drifted target failed; the message has the error.
+	ReasonRevertFailed = "RevertFailed"
+	// ReasonResultNotRecorded (Warning Event on a DeployTask): the agent's
+	// result came after the task had already ended (timed out or
+	// cancelled), so the ended phase stands and the result is dropped.
+	ReasonResultNotRecorded = "ResultNotRecorded"
+)
+
+// Reconciling reasons of a ScanReport, and of its Warning Events.
+const (
+	// ReasonScanning (Reconciling): the scanner reads the image's layers.
+	ReasonScanning = "Scanning"
+	// ReasonScanFailed (Reconciling, and a Warning Event): reading or
+	// matching the image failed with the error in the message; the scanner
+	// tries again.
+	ReasonScanFailed = "ScanFailed"
+	// ReasonNoAdvisories (Reconciling): the packages are listed but no
+	// advisory snapshot was imported to match them against
+	// (stellactl advisories import).
+	ReasonNoAdvisories = "NoAdvisories"
 )
 
 // Ready reasons of a Promotion. While it waits or works (Reconciling) and

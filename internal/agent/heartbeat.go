@@ -19,12 +19,6 @@ import (
 	"github.com/stella-ops/stella/internal/version"
 )
 
-// Condition reasons the agent reports on its Agent.
-const (
-	reasonHeartbeating = "Heartbeating"
-	reasonStopped      = "Stopped"
-)
-
 // heartbeat renews the Lease and reports the Agent's status every
 // Heartbeat until the manager stops, then reports the agent stopped.
 type heartbeat struct{ a *agent }
@@ -77,7 +71,7 @@ func (a *agent) beat(ctx context.Context) error {
 			message += fmt.Sprintf("; it cannot deploy to %v, which spec.capabilities names (see the agent's log)", missing)
 		}
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: reasonHeartbeating, Message: message, ObservedGeneration: obj.Generation,
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonHeartbeating, Message: message, ObservedGeneration: obj.Generation,
 		})
 	})
 }
@@ -85,7 +79,7 @@ func (a *agent) beat(ctx context.Context) error {
 func (a *agent) reportStopped(ctx context.Context) error {
 	err := a.patchStatus(ctx, func(obj *v1alpha1.Agent) {
 		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{
-			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonStopped,
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonStopped,
 			Message: fmt.Sprintf("stella-agent on %s was stopped", a.hostname), ObservedGeneration: obj.Generation,
 		})
 	})

@@ -18,20 +18,6 @@ import (
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
-// Target condition and reasons the agent reports.
-const (
-	// ConditionDrifted (abnormal-true) says something other than the
-	// deployed release runs on the target; present only while it does.
-	ConditionDrifted = "Drifted"
-
-	reasonInSync      = "InSync"
-	reasonDrifted     = "Drifted"
-	reasonDegraded    = "Degraded"
-	reasonUnobserved  = "ObserveFailed"
-	reasonReverted    = "Reverted"
-	reasonRevertError = "RevertFailed"
-)
-
 // targetObserver reports what really runs on each served Target.
 type targetObserver struct{ *agent }
 
@@ -77,11 +63,11 @@ func (a *agent) observe(ctx context.Context, driver agents.Driver, target *v1alp
 	}
 	assessed := agents.Assess(o)
 	if assessed.Drift == v1alpha1.DriftDrifted && target.Spec.DriftPolicy == v1alpha1.DriftPolicyRevert && o.Deployed != nil {
-		a.events.Eventf(target, "Warning", reasonDrifted, "%s; reverting to release %s", assessed.Message, o.Deployed.Release)
+		a.events.Eventf(target, "Warning", v1alpha1.ReasonDrifted, "%s; reverting to release %s", assessed.Message, o.Deployed.Release)
 		if err := driver.Apply(ctx, target, agents.DesiredFromSticker(o.Deployed)); err != nil {
-			a.events.Eventf(target, "Warning", reasonRevertError, "reverting to release %s failed: %v", o.Deployed.Release, err)
+			a.events.Eventf(target, "Warning", v1alpha1.ReasonRevertFailed, "reverting to release %s failed: %v", o.Deployed.Release, err)
 		} else if o, err = driver.Observe(ctx, target); err == nil {
-			a.events.Eventf(target, "Normal", reasonReverted, "release %s runs again", o.Deployed.Release)
+			a.events.Eventf(target, "Normal", v1alpha1.ReasonReverted, "release %s runs again", o.Deployed.Release)
 			assessed = agents.Assess(o)
 		}
 	}
@@ -94,23 +80,23 @@ func (a *agent) reportTarget(ctx context.Context, target *v1alpha1.Target, asses
 	wasDrifted := st.Drift == v1alpha1.DriftDrifted
 	st.Observed, st.Drift, st.Health = assessed.Running, assessed.Drift, assessed.Health
 	st.LastSeen = &metav1.Time{Time: time.Now()}
-	ready := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: reasonInSync, ObservedGeneration: target.Generation}
+	ready := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonInSync, ObservedGeneration: target.Generation}
 	switch {
 	case assessed.Drift == v1alpha1.DriftDrifted:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, reasonDrifted, assessed.Message
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonDrifted, assessed.Message
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-			Type: ConditionDrifted, Status: metav1.ConditionTrue, Reason: reasonDrifted, Message: assessed.Message, ObservedGeneration: target.Generation,
+			Type: v1alpha1.ConditionDrifted, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonDrifted, Message: assessed.Message, ObservedGeneration: target.Generation,
 		})
 		if !wasDrifted {
-			a.events.Eventf(target, "Warning", reasonDrifted, "%s", assessed.Message)
+			a.events.Eventf(target, "Warning", v1alpha1.ReasonDrifted, "%s", assessed.Message)
 		}
 	case assessed.Health == v1alpha1.HealthDegraded:
-		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, reasonDegraded, assessed.Message
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, v1alpha1.ReasonDegraded, assessed.Message
 	default:
 		ready.Message = runningMessage(assessed)
 	}
 	if assessed.Drift != v1alpha1.DriftDrifted {
-		meta.RemoveStatusCondition(&st.Conditions, ConditionDrifted)
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionDrifted)
 	}
 	meta.SetStatusCondition(&st.Conditions, ready)
 	st.ObservedGeneration = target.Generation
@@ -126,7 +112,7 @@ func (a *agent) reportUnobserved(ctx context.Context, target *v1alpha1.Target, c
 	before := target.DeepCopy()
 	target.Status.Drift, target.Status.Health = v1alpha1.DriftUnknown, v1alpha1.HealthUnknown
 	meta.SetStatusCondition(&target.Status.Conditions, metav1.Condition{
-		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reasonUnobserved,
+		Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonObserveFailed,
 		Message: fmt.Sprintf("%s cannot observe the target: %v", a.who(), cause), ObservedGeneration: target.Generation,
 	})
 	if err := a.client.Status().Patch(ctx, target, client.MergeFrom(before)); err != nil {

@@ -26,10 +26,6 @@ import (
 // pausedRecheck is how often a paused agent looks whether it may go on.
 const pausedRecheck = 10 * time.Second
 
-// reasonLateResult is the event reason of a result that came after the
-// task had ended.
-const reasonLateResult = "ResultNotRecorded"
-
 // taskRunner runs the DeployTasks of the agent's Targets.
 type taskRunner struct{ *agent }
 
@@ -248,7 +244,7 @@ func (e taskEnded) Error() string {
 // ended: the stored result stands, and this one is dropped for good.
 func (r taskRunner) lateResult(task *v1alpha1.DeployTask, what string, ended taskEnded) {
 	r.log.Info("A task ended before its result came; the result is not recorded", "deployTask", task.Name, "ended", ended.phase, "late", what)
-	r.events.Eventf(task, "Warning", reasonLateResult, "%s of %s on %s came too late: %v, which stands; it is not recorded",
+	r.events.Eventf(task, "Warning", v1alpha1.ReasonResultNotRecorded, "%s of %s on %s came too late: %v, which stands; it is not recorded",
 		what, r.who(), r.hostname, ended)
 }
 

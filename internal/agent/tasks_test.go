@@ -74,7 +74,7 @@ func TestALateResultIsNotRecorded(t *testing.T) {
 	}
 	select {
 	case e := <-events.Events:
-		for _, want := range []string{"Warning " + reasonLateResult, "the result Succeeded", "already ended TimedOut", "not recorded"} {
+		for _, want := range []string{"Warning " + v1alpha1.ReasonResultNotRecorded, "the result Succeeded", "already ended TimedOut", "not recorded"} {
 			if !strings.Contains(e, want) {
 				t.Errorf("event %q does not say %q", e, want)
 			}

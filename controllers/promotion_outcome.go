@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -137,7 +138,12 @@ func (r *PromotionReconciler) write(ctx context.Context, run *promotionRun) erro
 	}
 	if promo.Status.Phase != stored.Status.Phase {
 		promotionPhases.WithLabelValues(string(promo.Status.Phase)).Inc()
-		r.Recorder.Eventf(promo, "Normal", string(promo.Status.Phase), "%s", readyMessage(promo))
+		// Events tell how a promotion ended, not every step on the way:
+		// each is one more write, and the phase and conditions already
+		// show where it stands.
+		if promo.Status.Phase.IsTerminal() {
+			r.Recorder.Eventf(promo, endingEventType(promo.Status.Phase), string(promo.Status.Phase), "%s", readyMessage(promo))
+		}
 	}
 	if !run.evaluatedAt.IsZero() {
 		r.clock.observe(promo, promo.Status.Gates, run.evaluatedAt)
@@ -157,6 +163,15 @@ func (r *PromotionReconciler) writeRefusal(ctx context.Context, run *promotionRu
 	promo := run.stored.DeepCopy()
 	summarize(promo, outcome{}, fmt.Errorf("the API refused the promotion's status: %w", refusal), r.now())
 	return patchStatusAsRead(ctx, r.Client, run.stored, promo)
+}
+
+// endingEventType is Warning for an ending someone should look at.
+func endingEventType(phase v1alpha1.PromotionPhase) string {
+	switch phase {
+	case v1alpha1.PromotionSucceeded, v1alpha1.PromotionCancelled:
+		return corev1.EventTypeNormal
+	}
+	return corev1.EventTypeWarning
 }
 
 func readyMessage(promo *v1alpha1.Promotion) string {

@@ -54,6 +54,20 @@ func (ro *rollout) tasks() []string {
 	return names(list.Items, func(t *v1alpha1.DeployTask) string { return t.Name })
 }
 
+// events drains the events the reconciler recorded so far.
+func (ro *rollout) events() []string {
+	ro.t.Helper()
+	var out []string
+	for {
+		select {
+		case e := <-ro.r.Recorder.(*record.FakeRecorder).Events:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
 func wantPhase(t *testing.T, promo *v1alpha1.Promotion, phase v1alpha1.PromotionPhase, reason, message string) {
 	t.Helper()
 	r := ready(promo.Status.Conditions)
@@ -93,8 +107,14 @@ func TestPromotionRollsOutBatchByBatch(t *testing.T) {
 	if got := ro.tasks(); strings.Join(got, ",") != "p1-a,p1-b" {
 		t.Fatalf("tasks %v; want batch 2's p1-b added", got)
 	}
+	if events := ro.events(); len(events) != 0 {
+		t.Errorf("events %q on the way; want none until the promotion ends", events)
+	}
 	ro.report("p1-b", v1alpha1.DeployTaskSucceeded)
 	wantPhase(t, ro.step(), v1alpha1.PromotionSucceeded, v1alpha1.ReasonSucceeded, "release shop-1 runs on all 2 target(s) of dev")
+	if events := ro.events(); len(events) != 1 || !strings.HasPrefix(events[0], "Normal Succeeded release shop-1 runs") {
+		t.Errorf("events %q; want one Normal Succeeded", events)
+	}
 	if ready(ro.step().Status.Conditions).Status != metav1.ConditionTrue {
 		t.Error("a succeeded promotion is not Ready=True")
 	}
@@ -285,6 +305,9 @@ func TestPromotionFailsWithAFailedBatch(t *testing.T) {
 	ro.step()
 	ro.report("p1-a", v1alpha1.DeployTaskFailed)
 	wantPhase(t, ro.step(), v1alpha1.PromotionFailed, v1alpha1.ReasonFailed, "target a: Failed reported Failed; the rollout stopped")
+	if events := ro.events(); len(events) != 1 || !strings.HasPrefix(events[0], "Warning Failed target a") {
+		t.Errorf("events %q; want one Warning Failed", events)
+	}
 	if got := ro.tasks(); strings.Join(got, ",") != "p1-a" {
 		t.Errorf("tasks %v; want batch 2 never started", got)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/stella-ops/stella/internal/agent/serverdeploy"
 	"github.com/stella-ops/stella/internal/agentauth"
+	"github.com/stella-ops/stella/internal/archive"
 	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/evidence/s3store"
 	"github.com/stella-ops/stella/internal/gctune"
@@ -178,6 +180,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if sealer != nil {
 		extra[evidence.PathPrefix] = sealer.Handler()
+		// The archive of promotions that left the API, under the evidence
+		// endpoints and authorized as they are.
+		promotionArchive, err := archive.Open(filepath.Join(sealer.Dir(), archive.DirName), sealer.Store)
+		if err != nil {
+			return fmt.Errorf("open the promotion archive: %w", err)
+		}
+		extra[archive.PathPrefix] = promotionArchive.Handler()
 	}
 	if scanner != nil {
 		extra[scan.PathPrefix] = scanner.Handler()

@@ -2,21 +2,28 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	"k8s.io/kubectl/pkg/describe"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/archive"
 	"github.com/stella-ops/stella/internal/scheme"
 )
 
@@ -77,6 +84,86 @@ func describePromotion(ctx context.Context, c client.Reader, ns, name string, sh
 			return fmt.Errorf("listing the events of promotion %s: %w", p.Name, err)
 		}
 	}
+	return writePromotion(out, p, approvals.Items, events.Items, showEvents)
+}
+
+// describeArchived describes a promotion that left the API from its archive
+// record: the same view, without events (they are not archived), and where
+// the record is.
+func describeArchived(out io.Writer, record *archive.Record, digest v1alpha1.Digest) error {
+	if err := writePromotion(out, &record.Promotion, record.Approvals, nil, false); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(out, "Archived:     record %s (its events are not archived)\n", digest)
+	return err
+}
+
+// describeArchivedPromotions lets `describe promotion NAME` describe a
+// promotion that left the API from its archive record. kubectl's describe
+// reads the object before any describer runs, so the archive is asked
+// first, and only for a promotion the API does not hold; everything else
+// goes to kubectl's describe as it is.
+func describeArchivedPromotions(cmd *cobra.Command, f cmdutil.Factory, streams genericiooptions.IOStreams) {
+	kubectlDescribe := cmd.Run
+	cmd.Run = func(c *cobra.Command, args []string) {
+		if name, ok := promotionNamed(f, args); ok {
+			described, err := describeIfArchived(c.Context(), f, streams.Out, name)
+			cmdutil.CheckErr(err)
+			if described {
+				return
+			}
+		}
+		kubectlDescribe(c, args)
+	}
+}
+
+// promotionNamed reads `describe` arguments that name one promotion:
+// TYPE NAME or TYPE/NAME, TYPE being any name kubectl knows Promotions by.
+func promotionNamed(f cmdutil.Factory, args []string) (string, bool) {
+	var resource, name string
+	switch {
+	case len(args) == 2 && !strings.Contains(args[0], "/"):
+		resource, name = args[0], args[1]
+	case len(args) == 1 && strings.Count(args[0], "/") == 1:
+		resource, name, _ = strings.Cut(args[0], "/")
+	default:
+		return "", false
+	}
+	mapper, err := f.ToRESTMapper()
+	if err != nil {
+		return "", false
+	}
+	gvk, err := mapper.KindFor(schema.ParseGroupResource(resource).WithVersion(""))
+	return name, err == nil && gvk.GroupKind() == promotionKind
+}
+
+// describeIfArchived describes the promotion from the archive when the API
+// does not hold it and the archive does.
+func describeIfArchived(ctx context.Context, f cmdutil.Factory, out io.Writer, name string) (bool, error) {
+	c, ns, err := clientFor(f)
+	if err != nil {
+		return false, err
+	}
+	notFound := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &v1alpha1.Promotion{})
+	if !apierrors.IsNotFound(notFound) {
+		return false, nil // kubectl's describe reads it again, and says what went wrong
+	}
+	cs, err := clientset(f)
+	if err != nil {
+		return false, err
+	}
+	record, digest, err := archivedPromotion(ctx, cs, ns, name, notFound)
+	if errors.Is(err, notFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, describeArchived(out, record, digest)
+}
+
+// writePromotion writes the view of a promotion for people.
+func writePromotion(out io.Writer, p *v1alpha1.Promotion, approvals []v1alpha1.Approval, events []corev1.Event, showEvents bool) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
 	line := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
@@ -116,14 +203,14 @@ func describePromotion(ctx context.Context, c client.Reader, ns, name string, sh
 		line("  %s\t%s\t%s\t%s\t%s%s", g.Name, g.Type, g.Result, strings.Join(g.ReasonCodes, ","), g.Message, retry)
 	}
 	line("Approvals:")
-	for _, a := range approvals.Items {
+	for _, a := range approvals {
 		counted := "pending"
 		if a.Status.Counted != nil {
 			counted = map[bool]string{true: "counted", false: "ignored: " + a.Status.Reason}[*a.Status.Counted]
 		}
 		line("  %s\t%s\t%s\t%q", a.Spec.Approver, a.Spec.Decision, counted, a.Spec.Comment)
 	}
-	if len(approvals.Items) == 0 {
+	if len(approvals) == 0 {
 		line("  <none>")
 	}
 	line("Targets:")
@@ -137,10 +224,10 @@ func describePromotion(ctx context.Context, c client.Reader, ns, name string, sh
 		return nil
 	}
 	line("Events:")
-	for _, e := range events.Items {
+	for _, e := range events {
 		line("  %s\t%s\t%s", ago(&e.LastTimestamp), e.Reason, e.Message)
 	}
-	if len(events.Items) == 0 {
+	if len(events) == 0 {
 		line("  <none>")
 	}
 	return nil

@@ -117,8 +117,14 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, roll
 	if err != nil {
 		return nil, err
 	}
-	promo := &v1alpha1.Promotion{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: promotion}, promo); err != nil {
+	cs, err := clientset(f)
+	if err != nil {
+		return nil, err
+	}
+	// An archived promotion's packets are in its archive record, as they
+	// were in the API; the blobs and log entries they name stay served.
+	promo, archived, err := promotionOrArchived(ctx, c, cs, ns, promotion)
+	if err != nil {
 		return nil, err
 	}
 	if promo.Status.EvidencePacket == "" {
@@ -127,7 +133,9 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, roll
 	name := promo.Status.EvidencePacket
 	if rollout {
 		var list v1alpha1.EvidencePacketList
-		if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelPromotion: v1alpha1.LabelValue(promotion)}); err != nil {
+		if archived != nil {
+			list.Items = archived.EvidencePackets
+		} else if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{v1alpha1.LabelPromotion: v1alpha1.LabelValue(promotion)}); err != nil {
 			return nil, err
 		}
 		name = ""
@@ -141,7 +149,11 @@ func exportPacket(ctx context.Context, f cmdutil.Factory, promotion string, roll
 		}
 	}
 	obj := &v1alpha1.EvidencePacket{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
+	if archived != nil {
+		if obj, err = archivedPacket(archived, name); err != nil {
+			return nil, err
+		}
+	} else if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
 		return nil, err
 	}
 	if obj.Status.Phase != v1alpha1.EvidenceSealed {

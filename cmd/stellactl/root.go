@@ -117,6 +117,7 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	describeCmd.Long = describeLong
 	describeCmd.Example = describeExample
 	registerPromotionDescriber()
+	describeArchivedPromotions(describeCmd, f, streams)
 	deleteCmd := delete.NewCmdDelete(f, streams)
 	deleteCmd.Long = deleteLong
 	deleteCmd.Example = deleteExample
@@ -147,6 +148,7 @@ func rootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		agentCommand(f, streams),
 		logCommand(f, streams),
 		replayCommand(f, streams),
+		historyCommand(f, streams),
 		authCommand(f, configFlags, streams),
 		versionCommand(f, streams),
 	)

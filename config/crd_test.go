@@ -8,6 +8,8 @@ import (
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/stella-ops/stella/apis/v1alpha1"
 )
 
 // The invariants the rest of Stella relies on must survive regeneration:
@@ -148,4 +150,13 @@ func loadCRDFile(t *testing.T, name string) *apiextensionsv1.CustomResourceDefin
 		t.Fatalf("%s: %v", name, err)
 	}
 	return crd
+}
+
+// The reconciler stalls a promotion over more targets than status.targets
+// holds, by the constant: the constant and the generated bound must agree.
+func TestPromotionTargetsBoundIsMaxRolloutTargets(t *testing.T) {
+	targets := loadCRD(t, "promotions").Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["status"].Properties["targets"]
+	if targets.MaxItems == nil || *targets.MaxItems != v1alpha1.MaxRolloutTargets {
+		t.Errorf("status.targets maxItems %v; want v1alpha1.MaxRolloutTargets, %d", targets.MaxItems, v1alpha1.MaxRolloutTargets)
+	}
 }

@@ -31,6 +31,11 @@ func (r *PromotionReconciler) planRollout(ctx context.Context, run *promotionRun
 	if err != nil {
 		return outcome{}, err
 	}
+	if len(targets) > v1alpha1.MaxRolloutTargets {
+		return stall(v1alpha1.ReasonTooManyTargets, fmt.Sprintf(
+			"spec.targetSelector: environment %s selects %d targets, more than the %d one promotion rolls out to; narrow the environment's spec.targetSelector or split it into several environments, and the promotion goes on",
+			env.Name, len(targets), v1alpha1.MaxRolloutTargets)), nil
+	}
 	if len(targets) > 0 {
 		promo.Status.Targets = plan(promo.Name, targets, env.Spec.Strategy)
 		promo.Status.Phase = v1alpha1.PromotionDeploying

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -394,4 +395,31 @@ func TestARefusedStatusShowsInReady(t *testing.T) {
 	if len(ro.tasks()) != 0 {
 		t.Error("a task was created although the decision and plan were not stored")
 	}
+}
+
+// Approved → Stalled while the environment selects more targets than one
+// promotion rolls out to, saying how many and what to change; the decision
+// is kept, nothing is deployed, and narrowing the selection lets it go on.
+func TestPromotionStallsOverTooManyTargets(t *testing.T) {
+	var objs []client.Object
+	for i := range v1alpha1.MaxRolloutTargets + 1 {
+		objs = append(objs, devTarget(fmt.Sprintf("t%03d", i), ""))
+	}
+	ro := newRollout(t, "p1", v1alpha1.EnvironmentSpec{}, nil, objs...)
+	promo := ro.step()
+	stalled := meta.FindStatusCondition(promo.Status.Conditions, v1alpha1.ConditionStalled)
+	if stalled == nil || stalled.Reason != v1alpha1.ReasonTooManyTargets || !strings.Contains(stalled.Message, "selects 257 targets, more than the 256") ||
+		!decided(promo) || len(ro.tasks()) != 0 {
+		t.Fatalf("Stalled %+v, decision %+v, %d tasks; want TooManyTargets with the counts, the decision kept, no task", stalled, promo.Status.Decision, len(ro.tasks()))
+	}
+
+	ctx := context.Background()
+	last := &v1alpha1.Target{}
+	if err := ro.c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "t256"}, last); err != nil {
+		t.Fatal(err)
+	}
+	if err := ro.c.Delete(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	wantPhase(t, ro.step(), v1alpha1.PromotionDeploying, v1alpha1.ReasonDeploying, "batch 1 of 1: 0 of 256 target(s) done")
 }

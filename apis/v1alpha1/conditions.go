@@ -138,6 +138,10 @@ const (
 	// ReasonEnvironmentNotFound (Stalled): spec.environment names no
 	// Environment.
 	ReasonEnvironmentNotFound = "EnvironmentNotFound"
+	// ReasonTooManyTargets (Stalled): the environment selects more targets
+	// than one promotion rolls out to (MaxRolloutTargets); the message says
+	// how many and how to narrow the selection.
+	ReasonTooManyTargets = "TooManyTargets"
 	// ReasonCancelled (terminal): the stella-ops.org/cancel annotation asked
 	// for it, by hand or because a newer auto-promotion superseded it.
 	ReasonCancelled = "Cancelled"

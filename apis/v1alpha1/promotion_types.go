@@ -84,6 +84,12 @@ type PromotionSpec struct {
 	RequestedBy string `json:"requestedBy,omitempty"`
 }
 
+// MaxRolloutTargets is how many targets one promotion rolls out to, the
+// bound of status.targets (its MaxItems marker must say the same). A
+// promotion into an environment that selects more stalls with
+// ReasonTooManyTargets until the selection is narrowed.
+const MaxRolloutTargets = 256
+
 // PromotionStatus is the promotion's progress and decision.
 type PromotionStatus struct {
 	// observedGeneration is the generation of the spec last reconciled
@@ -113,7 +119,8 @@ type PromotionStatus struct {
 	// +optional
 	Decision *Decision `json:"decision,omitempty"`
 
-	// targets holds the deployment progress per target.
+	// targets holds the deployment progress per target, at most
+	// MaxRolloutTargets.
 	// +optional
 	// +listType=map
 	// +listMapKey=target

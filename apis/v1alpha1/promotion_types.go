@@ -119,8 +119,9 @@ type PromotionStatus struct {
 	// +optional
 	Decision *Decision `json:"decision,omitempty"`
 
-	// targets holds the deployment progress per target, at most
-	// MaxRolloutTargets.
+	// targets holds the deployment progress per target, at most 256: a
+	// promotion into an environment that selects more stalls with reason
+	// TooManyTargets.
 	// +optional
 	// +listType=map
 	// +listMapKey=target

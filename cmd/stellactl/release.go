@@ -59,8 +59,8 @@ every service of a compose file that names an image; --component adds to or
 overrides those. Nothing is created unless every image resolves.
 
 Without -o it prints the release's name and a table of its pinned
-components; with -o json, yaml or name, the created Release as kubectl
-create prints it.`,
+components; with -o json, yaml or name, only the created Release, as the
+server returned it.`,
 		Example: releaseCreateExample,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -107,7 +107,7 @@ func runReleaseCreate(ctx context.Context, f cmdutil.Factory, out io.Writer, pri
 	}
 
 	if printer != nil {
-		// The object alone, as `kubectl create -o` prints it.
+		// The object alone, as kubectl create -o prints it.
 		if err := create(ctx, f, io.Discard, rel, "release"); err != nil {
 			return err
 		}

@@ -142,8 +142,15 @@ func (r *PromotionArchiver) beyondRetention(env *v1alpha1.Environment, promos []
 	if len(finished) <= keep {
 		return nil, time.Time{}
 	}
+	// The newest success is what the environment runs: it stays, so that
+	// status.currentRelease never rests on history entries that newer
+	// failures may push out of status.history.
+	current := slices.IndexFunc(finished, func(p *v1alpha1.Promotion) bool { return p.Status.Phase == v1alpha1.PromotionSucceeded })
 	now := r.Now()
-	for _, p := range finished[keep:] {
+	for i, p := range finished {
+		if i < keep || i == current {
+			continue
+		}
 		goesAt := finishedAt(p).Add(minAge)
 		if goesAt.After(now) {
 			if wakeAt.IsZero() || goesAt.Before(wakeAt) {

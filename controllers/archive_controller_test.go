@@ -145,6 +145,22 @@ func (a *archiving) expect(archived, left []string) {
 	}
 }
 
+func TestTheNewestSuccessStaysWhateverTheRetention(t *testing.T) {
+	a := newArchiving(t, 0, 0)
+	ctx := context.Background()
+	p3 := &v1alpha1.Promotion{}
+	if err := a.c.Get(ctx, types.NamespacedName{Namespace: archivingNamespace, Name: "p3"}, p3); err != nil {
+		t.Fatal(err)
+	}
+	p3.Status.Phase = v1alpha1.PromotionFailed
+	if err := a.c.Status().Update(ctx, p3); err != nil {
+		t.Fatal(err)
+	}
+	a.reconcile()
+	// p2 succeeded last: it is what prod runs.
+	a.expect([]string{"p1", "p3"}, []string{"p2"})
+}
+
 func TestPromotionsWithinKeepStay(t *testing.T) {
 	a := newArchiving(t, 3, 0)
 	if res := a.reconcile(); res.RequeueAfter != 0 {

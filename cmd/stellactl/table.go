@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,7 +49,7 @@ func newOutputFlags() *outputFlags {
 func (o *outputFlags) addFlags(cmd *cobra.Command) {
 	o.print.AddFlags(cmd)
 	output := cmd.Flags().Lookup("output")
-	output.Usage = "Output format: a table when not given, or one of " + fmt.Sprint(o.print.AllowedFormats()) + "."
+	output.Usage = "Output format: a table when not given, or one of: (" + strings.Join(o.print.AllowedFormats(), ", ") + ")."
 }
 
 // objectPrinter is the printer -o asks for, or nil when the table is wanted.

@@ -21,6 +21,13 @@ import (
 	"github.com/stella-ops/stella/internal/pki"
 )
 
+// eventsOutsideWatchCache keeps Events, both APIs of them, out of the API
+// server's watch cache (a size of 0 serves a resource from etcd), as
+// kube-apiserver does by default: they are written often, read seldom and
+// expire within the hour, so a decoded copy of each in memory costs more
+// than it serves.
+var eventsOutsideWatchCache = []string{"events#0", "events.events.k8s.io#0"}
+
 // apiServer is a running Kubernetes generic control plane API server.
 type apiServer struct {
 	loopback *rest.Config
@@ -62,6 +69,7 @@ func startAPIServer(ctx context.Context, o Options, etcdServers []string, certs 
 	opts.Etcd.StorageConfig.Transport.ServerList = etcdServers
 	opts.Etcd.StorageConfig.Prefix = o.EtcdPrefix
 	opts.Etcd.EnableWatchCache = o.WatchCache
+	opts.Etcd.WatchCacheSizes = eventsOutsideWatchCache
 	opts.Authentication.ClientCert.ClientCA = certs.File(pki.CACertFile)
 	// Join tokens are bootstrap tokens: a new agent presents one to ask for
 	// its certificate (stellactl agent join-token).

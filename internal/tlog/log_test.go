@@ -521,11 +521,13 @@ func BenchmarkAppend(b *testing.B) {
 	o := testOptions(b)
 	o.Log = logr.Discard()
 	l := open(b, b.TempDir(), o)
+	f, d := watch(l)
 	for i := 0; b.Loop(); i++ {
 		if _, err := l.Append(entry(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportSyncs(b, f, d)
 }
 
 // BenchmarkAppendParallel appends from 2 goroutines per CPU at once, as the
@@ -534,8 +536,9 @@ func BenchmarkAppendParallel(b *testing.B) {
 	o := testOptions(b)
 	o.Log = logr.Discard()
 	l := open(b, b.TempDir(), o)
-	b.SetParallelism(2)
+	f, d := watch(l)
 	var next atomic.Int64
+	b.SetParallelism(2)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := l.Append(entry(int(next.Add(1)))); err != nil {
@@ -544,4 +547,12 @@ func BenchmarkAppendParallel(b *testing.B) {
 			}
 		}
 	})
+	reportSyncs(b, f, d)
+}
+
+// reportSyncs reports the syncs of the entries file and the checkpoints
+// stored per append: what group commit saves.
+func reportSyncs(b *testing.B, f *watchedFile, d *watchedDir) {
+	b.ReportMetric(float64(f.count())/float64(b.N), "syncs/op")
+	b.ReportMetric(float64(d.count())/float64(b.N), "checkpoints/op")
 }

@@ -83,13 +83,29 @@ var packetFinished = predicate.Funcs{
 }
 
 // environmentOfPacket is the environment of the promotion a packet seals.
+// A packet whose promotion has left the API (the evidence reconciler may
+// make a packet again just after the archiver deleted it, while its cache
+// still held the promotion) wakes every environment of the namespace: each
+// pass deletes what is left of archived promotions there.
 func (r *PromotionArchiver) environmentOfPacket(ctx context.Context, o client.Object) []reconcile.Request {
 	packet := o.(*v1alpha1.EvidencePacket)
 	promo := &v1alpha1.Promotion{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: packet.Namespace, Name: packet.Spec.Promotion}, promo); err != nil {
+	err := r.Get(ctx, types.NamespacedName{Namespace: packet.Namespace, Name: packet.Spec.Promotion}, promo)
+	if err == nil && promo.UID == packet.Spec.PromotionUID {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: promo.Namespace, Name: promo.Spec.Environment}}}
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
 		return nil
 	}
-	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: promo.Namespace, Name: promo.Spec.Environment}}}
+	var envs v1alpha1.EnvironmentList
+	if err := r.List(ctx, &envs, client.InNamespace(packet.Namespace)); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(envs.Items))
+	for _, env := range envs.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&env)})
+	}
+	return reqs
 }
 
 // +kubebuilder:rbac:groups=stella-ops.org,resources=environments;promotions;approvals;evidencepackets,verbs=get;list;watch

@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/archive"
@@ -308,5 +309,29 @@ func TestANewPromotionUnderAnArchivedOnesNameIsNotDeleted(t *testing.T) {
 	a.expect([]string{"p1"}, []string{"p1", "p2", "p3"})
 	if err := a.c.Get(ctx, client.ObjectKeyFromObject(p1), p1); apierrors.IsNotFound(err) || p1.UID != "uid-p1" {
 		t.Errorf("the live p1 was deleted: %v", err)
+	}
+}
+
+func TestASealedPacketWakesItsPromotionsEnvironmentOrAllWhenItsPromotionIsGone(t *testing.T) {
+	a := newArchiving(t, 3, 0, &v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: archivingNamespace, Name: "stage"}})
+	ctx := context.Background()
+	r := &PromotionArchiver{Client: a.c}
+	packet := func(promotion string, uid types.UID) *v1alpha1.EvidencePacket {
+		return &v1alpha1.EvidencePacket{ObjectMeta: metav1.ObjectMeta{Namespace: archivingNamespace, Name: "x"},
+			Spec: v1alpha1.EvidencePacketSpec{Promotion: promotion, PromotionUID: uid}}
+	}
+	envs := func(reqs []reconcile.Request) []string {
+		var names []string
+		for _, req := range reqs {
+			names = append(names, req.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	if got := envs(r.environmentOfPacket(ctx, packet("p1", "uid-p1"))); !slices.Equal(got, []string{"prod"}) {
+		t.Errorf("a packet of p1 wakes %v, want [prod]", got)
+	}
+	if got := envs(r.environmentOfPacket(ctx, packet("gone", "uid-gone"))); !slices.Equal(got, []string{"prod", "stage"}) {
+		t.Errorf("a packet of a promotion gone from the API wakes %v, want every environment of the namespace", got)
 	}
 }

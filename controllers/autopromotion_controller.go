@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/archive"
 	"github.com/stella-ops/stella/internal/inputs"
 )
 
@@ -23,6 +25,9 @@ import (
 // still queued.
 type AutoPromotionReconciler struct {
 	client.Client
+	// Archive holds the promotions that left the API; nil when the server
+	// archives none.
+	Archive *archive.Archive
 }
 
 // SetupWithManager registers the reconciler; releases and promotions wake
@@ -63,6 +68,9 @@ func (r *AutoPromotionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 			return ctrl.Result{}, nil // promoted once; a failure is not retried by itself
 		}
 	}
+	if archived, err := r.archivedBefore(env, autoPromotionName(newest.Name, env.Name), newest.Name); err != nil || archived {
+		return ctrl.Result{}, err // promoted once too, and archived since
+	}
 	promo := &v1alpha1.Promotion{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: env.Namespace, Name: autoPromotionName(newest.Name, env.Name),
@@ -80,6 +88,21 @@ func (r *AutoPromotionReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, fmt.Errorf("create promotion %s: %w", promo.Name, err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// archivedBefore says whether the archive holds the auto-promotion name of
+// release into env: made once, and archived since. Without this a finished
+// auto-promotion archived out of the API would be made again under its
+// name, and again after each archiving.
+func (r *AutoPromotionReconciler) archivedBefore(env *v1alpha1.Environment, name, release string) (bool, error) {
+	if r.Archive == nil {
+		return false, nil
+	}
+	entries, err := r.Archive.Promotion(env.Namespace, name)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(entries, func(e archive.Entry) bool { return e.Environment == env.Name && e.Release == release }), nil
 }
 
 // newestCandidate is the newest release that may enter env, and why. A

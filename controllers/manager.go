@@ -76,11 +76,19 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Finished promotions beyond their environment's retention move into
+	// the archive, next to the evidence that seals them.
+	var promotionArchive *archive.Archive
+	if o.Evidence != nil {
+		if promotionArchive, err = archive.Open(filepath.Join(o.Evidence.Dir(), archive.DirName), o.Evidence.Store); err != nil {
+			return nil, err
+		}
+	}
 	for _, r := range []interface{ SetupWithManager(ctrl.Manager) error }{
 		&ReleaseReconciler{Client: c},
 		&EnvironmentReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("stella-environments")},
 		&GateReconciler{Client: c},
-		&AutoPromotionReconciler{Client: c},
+		&AutoPromotionReconciler{Client: c, Archive: promotionArchive},
 		&ApprovalReconciler{Client: c},
 		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions"), Evidence: o.Evidence},
 		&AgentReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("stella-agents")},
@@ -102,12 +110,6 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 			return nil, err
 		}
 		if err := (&EvidencePacketReconciler{Client: c, Sealer: o.Evidence}).SetupWithManager(mgr); err != nil {
-			return nil, err
-		}
-		// Finished promotions beyond their environment's retention move
-		// into the archive, next to the evidence that seals them.
-		promotionArchive, err := archive.Open(filepath.Join(o.Evidence.Dir(), archive.DirName), o.Evidence.Store)
-		if err != nil {
 			return nil, err
 		}
 		if err := (&PromotionArchiver{Client: c, APIReader: mgr.GetAPIReader(), Archive: promotionArchive, Now: time.Now}).SetupWithManager(mgr); err != nil {

@@ -204,8 +204,9 @@ func dependencyReleases(ctx context.Context, r Reader, ns string, found []*v1alp
 
 // environmentsSucceeded are the environments among names where release
 // succeeded: by a Succeeded promotion there (the environment's status may
-// not show it yet), or by the environment's history (the promotion may have
-// been deleted since).
+// not show it yet), by the environment's history (the promotion may have
+// been deleted since), or, for a reader of the archive, by an archived
+// promotion (older than the history holds).
 func environmentsSucceeded(ctx context.Context, r Reader, ns, release string, names []string) ([]string, error) {
 	var out []string
 	for _, name := range names {
@@ -216,6 +217,14 @@ func environmentsSucceeded(ctx context.Context, r Reader, ns, release string, na
 		if slices.ContainsFunc(promos, func(p v1alpha1.Promotion) bool {
 			return p.Spec.Release == release && p.Status.Phase == v1alpha1.PromotionSucceeded
 		}) {
+			out = append(out, name)
+			continue
+		}
+		archived, err := succeededInArchive(ctx, r, ns, name, release)
+		if err != nil {
+			return nil, err
+		}
+		if archived {
 			out = append(out, name)
 		}
 	}

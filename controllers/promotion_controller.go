@@ -58,7 +58,7 @@ func (r *PromotionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1alpha1.Approval{}, handler.EnqueueRequestsFromMapFunc(approvedPromotion)).
 		Watches(&v1alpha1.Promotion{}, handler.EnqueueRequestsFromMapFunc(r.queuedBehind), builder.WithPredicates(leftQueue)).
 		Watches(&v1alpha1.Gate{}, handler.EnqueueRequestsFromMapFunc(r.undecidedBehindGate)).
-		Watches(&v1alpha1.Environment{}, handler.EnqueueRequestsFromMapFunc(r.undecidedReadingEnvironment)).
+		Watches(&v1alpha1.Environment{}, handler.EnqueueRequestsFromMapFunc(r.waitingOnEnvironment)).
 		Watches(&v1alpha1.Release{}, handler.EnqueueRequestsFromMapFunc(r.undecidedOfRelease)).
 		Watches(&v1alpha1.ScanReport{}, handler.EnqueueRequestsFromMapFunc(r.undecidedOfImage)).
 		Watches(&v1alpha1.Target{}, handler.EnqueueRequestsFromMapFunc(r.waitingOnTarget), builder.WithPredicates(targetPresenceChanged)).

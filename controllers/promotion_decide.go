@@ -48,6 +48,10 @@ func (r *PromotionReconciler) loadReferences(ctx context.Context, run *promotion
 func (r *PromotionReconciler) decide(ctx context.Context, run *promotionRun) (outcome, error) {
 	promo := run.promo
 	if decided(promo) {
+		if promo.Status.Decision.Result == v1alpha1.DecisionDeny {
+			// Stored by a run that did not get to end the promotion.
+			return end(v1alpha1.PromotionRejected, v1alpha1.ReasonRejected, "rejected by the gates: "+joinCodes(promo.Status.Decision.ReasonCodes)), nil
+		}
 		return next(), nil
 	}
 	in, err := inputs.Gather(ctx, r.reader(), promo, run.rel, run.env, r.now())

@@ -67,9 +67,14 @@ func (r *PromotionReconciler) deploy(ctx context.Context, run *promotionRun) (ou
 }
 
 // succeedWhenAllDone ends the promotion once every target runs the
-// release: the deploy step hands over only then, and the rollback step
-// only when there was nothing to roll back.
+// release. The deploy step hands over when all succeeded, or when a target
+// failed and the rollback step takes over, which never hands over: both
+// are checked again here, so that an order of steps changed by mistake
+// cannot call a failed rollout a success.
 func (r *PromotionReconciler) succeedWhenAllDone(_ context.Context, run *promotionRun) (outcome, error) {
+	if batch, _ := currentBatch(run.promo.Status.Targets); run.failure != "" || batch >= 0 {
+		return outcome{}, fmt.Errorf("the rollout is not done (batch %d open, failure %q), yet its steps handed over to succeed", batch, run.failure)
+	}
 	return end(v1alpha1.PromotionSucceeded, v1alpha1.ReasonSucceeded,
 		fmt.Sprintf("release %s runs on all %d target(s) of %s", run.rel.Name, len(run.promo.Status.Targets), run.env.Name)), nil
 }

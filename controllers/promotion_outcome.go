@@ -161,6 +161,11 @@ func (r *PromotionReconciler) write(ctx context.Context, run *promotionRun) erro
 // leave the promotion showing nothing at all, the cause only in the log.
 func (r *PromotionReconciler) writeRefusal(ctx context.Context, run *promotionRun, refusal error) error {
 	promo := run.stored.DeepCopy()
+	if promo.Status.Phase == "" {
+		// Started as well, so that the write keeps the queue's order.
+		promo.Status.Phase, promo.Status.StartedAt, promo.Status.CreationRevision =
+			v1alpha1.PromotionPending, run.promo.Status.StartedAt, run.promo.Status.CreationRevision
+	}
 	summarize(promo, outcome{}, fmt.Errorf("the API refused the promotion's status: %w", refusal), r.now())
 	return patchStatusAsRead(ctx, r.Client, run.stored, promo)
 }

@@ -65,6 +65,9 @@ func (r *PromotionReconciler) recordDecision(ctx context.Context, run *promotion
 	if len(run.stored.Status.Targets) > 0 {
 		return next(), nil
 	}
+	// A plan is fixed once: a run working from a read older than a stored
+	// plan must not replace it.
+	run.asRead = true
 	summarize(run.promo, rolloutProgress(run.promo, nil, 0), nil, r.now())
 	if err := r.write(ctx, run); err != nil {
 		return outcome{}, err

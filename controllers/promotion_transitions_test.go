@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 )
@@ -392,6 +394,9 @@ func TestARefusedStatusShowsInReady(t *testing.T) {
 	if r := ready(promo.Status.Conditions); r.Reason != v1alpha1.ReasonRetrying || !strings.Contains(r.Message, "status.targets: Too many: 300") {
 		t.Errorf("Ready %s %q; want Retrying with the API's refusal", r.Reason, r.Message)
 	}
+	if promo.Status.Phase != v1alpha1.PromotionPending || promo.Status.CreationRevision == "" {
+		t.Errorf("phase %q, creationRevision %q; want the refusal stored with the start, so the queue keeps its order", promo.Status.Phase, promo.Status.CreationRevision)
+	}
 	if len(ro.tasks()) != 0 {
 		t.Error("a task was created although the decision and plan were not stored")
 	}
@@ -413,13 +418,53 @@ func TestPromotionStallsOverTooManyTargets(t *testing.T) {
 		t.Fatalf("Stalled %+v, decision %+v, %d tasks; want TooManyTargets with the counts, the decision kept, no task", stalled, promo.Status.Decision, len(ro.tasks()))
 	}
 
+	// What the message asks for wakes it: a change of its environment
+	// (a narrower selector), or a Target deleted.
 	ctx := context.Background()
+	env := &v1alpha1.Environment{}
+	if err := ro.c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "dev"}, env); err != nil {
+		t.Fatal(err)
+	}
+	woken := func() []string {
+		return names(ro.r.waitingOnEnvironment(ctx, env), func(r *reconcile.Request) string { return r.Name })
+	}
+	if got := woken(); strings.Join(got, ",") != "p1" {
+		t.Errorf("a change of environment dev wakes %v; want p1, decided and waiting for a plan", got)
+	}
 	last := &v1alpha1.Target{}
 	if err := ro.c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: "t256"}, last); err != nil {
 		t.Fatal(err)
+	}
+	if !targetPresenceChanged.Delete(event.DeleteEvent{Object: last}) {
+		t.Error("a deleted Target does not wake the promotions of its environment")
 	}
 	if err := ro.c.Delete(ctx, last); err != nil {
 		t.Fatal(err)
 	}
 	wantPhase(t, ro.step(), v1alpha1.PromotionDeploying, v1alpha1.ReasonDeploying, "batch 1 of 1: 0 of 256 target(s) done")
+	if got := woken(); len(got) != 0 {
+		t.Errorf("a change of environment dev wakes %v; want none once p1 has its plan", got)
+	}
+}
+
+// A deny stored by a run that did not get to end the promotion (an older
+// server stored a final decision before its statement) ends it Rejected;
+// it is never planned nor deployed.
+func TestPromotionWithAStoredDenyEndsRejected(t *testing.T) {
+	ro := newRollout(t, "p1", v1alpha1.EnvironmentSpec{}, nil, devTarget("a", ""))
+	ctx := context.Background()
+	promo := &v1alpha1.Promotion{}
+	if err := ro.c.Get(ctx, ro.promo, promo); err != nil {
+		t.Fatal(err)
+	}
+	before := promo.DeepCopy()
+	promo.Status.Phase = v1alpha1.PromotionEvaluating
+	promo.Status.Decision = &v1alpha1.Decision{Result: v1alpha1.DecisionDeny, ReasonCodes: []string{"policy.never"}}
+	if err := ro.c.Status().Patch(ctx, promo, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+	wantPhase(t, ro.step(), v1alpha1.PromotionRejected, v1alpha1.ReasonRejected, "rejected by the gates: [policy.never]")
+	if len(ro.tasks()) != 0 {
+		t.Error("a denied promotion was deployed")
+	}
 }

@@ -46,11 +46,12 @@ func (r *PromotionReconciler) undecidedBehindGate(ctx context.Context, o client.
 	return r.undecidedInto(ctx, o.GetNamespace(), environmentsNaming(ctx, r.Client, o.GetNamespace(), o.GetName()))
 }
 
-// undecidedReadingEnvironment wakes the undecided promotions whose decision
-// reads the changed environment: those into it, into environments that
-// promote from it, and into environments whose soak or dependency gates
-// name it.
-func (r *PromotionReconciler) undecidedReadingEnvironment(ctx context.Context, o client.Object) []reconcile.Request {
+// waitingOnEnvironment wakes the undecided promotions whose decision reads
+// the changed environment (those into it, into environments that promote
+// from it, and into environments whose soak or dependency gates name it),
+// and the decided promotions into it that have no rollout plan yet: a
+// changed target selector or spec.allowEmpty may let them go on.
+func (r *PromotionReconciler) waitingOnEnvironment(ctx context.Context, o client.Object) []reconcile.Request {
 	ns := o.GetNamespace()
 	envs := []string{o.GetName()}
 	var downstream v1alpha1.EnvironmentList
@@ -65,7 +66,8 @@ func (r *PromotionReconciler) undecidedReadingEnvironment(ctx context.Context, o
 			envs = append(envs, environmentsNaming(ctx, r.Client, ns, g.Name)...)
 		}
 	}
-	return r.undecidedInto(ctx, ns, envs)
+	unplanned := func(p *v1alpha1.Promotion) bool { return decided(p) && len(p.Status.Targets) == 0 }
+	return append(r.undecidedInto(ctx, ns, envs), r.openPromotionsOf(ctx, ns, o.GetName(), unplanned)...)
 }
 
 // undecidedOfRelease wakes the undecided promotions of the changed release.
@@ -145,11 +147,12 @@ func (r *PromotionReconciler) waitingOnTarget(ctx context.Context, o client.Obje
 }
 
 // targetPresenceChanged passes the Target changes a promotion follows: a
-// new Target, new labels, or another Ready reason or message (its agent
+// new or deleted Target (a promotion held over too many targets may then
+// go on), new labels, or another Ready reason or message (its agent
 // joined, or went silent).
 var targetPresenceChanged = predicate.Funcs{
 	CreateFunc:  func(event.CreateEvent) bool { return true },
-	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
 	GenericFunc: func(event.GenericEvent) bool { return false },
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		was, is := e.ObjectOld.(*v1alpha1.Target), e.ObjectNew.(*v1alpha1.Target)

@@ -86,6 +86,9 @@ func main() {
 	case len(os.Args) > 1 && os.Args[1] == promotionsMode:
 		o := parsePromotionFlags(os.Args[2:])
 		err = runWithSignals(o.timeout, func(ctx context.Context) error { return runPromotions(ctx, o) })
+	case len(os.Args) > 1 && os.Args[1] == agentsMode:
+		o := parseAgentFlags(os.Args[2:])
+		err = runWithSignals(o.timeout, func(ctx context.Context) error { return runAgents(ctx, o) })
 	case len(os.Args) > 1 && os.Args[1] == deploysMode:
 		o := parseDeployFlags(os.Args[2:])
 		err = runWithSignals(overallTimeout, func(ctx context.Context) error { return runDeploys(ctx, o) })

@@ -261,13 +261,15 @@ func (r *PromotionArchiver) sealed(ctx context.Context, p *v1alpha1.Promotion) (
 	return true, nil
 }
 
-// recordsOf lists the approvals and evidence packets of the promotion
-// itself, not of another that had its name before.
+// recordsOf lists the approvals and evidence packets (read with c) of the
+// promotion itself, not of another that had its name before.
 func (r *PromotionArchiver) recordsOf(ctx context.Context, c client.Reader, p *v1alpha1.Promotion) ([]v1alpha1.Approval, []v1alpha1.EvidencePacket, error) {
-	// The API server cannot select Approvals by spec.promotion: they are
-	// listed whole and filtered here.
+	// Approvals come from the cache's index: the API server cannot select
+	// them by spec.promotion, and listing a namespace's every Approval for
+	// each promotion archived would cost in proportion to all of them. One
+	// made after the promotion finished changes nothing it decided.
 	var approvals v1alpha1.ApprovalList
-	if err := c.List(ctx, &approvals, client.InNamespace(p.Namespace)); err != nil {
+	if err := r.List(ctx, &approvals, client.InNamespace(p.Namespace), client.MatchingFields{indexPromotion: p.Name}); err != nil {
 		return nil, nil, err
 	}
 	var packets v1alpha1.EvidencePacketList

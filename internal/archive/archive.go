@@ -330,7 +330,7 @@ func Compare(a, b Order) int {
 		}
 		return 1
 	}
-	return cmp.Or(cmp.Compare(a.Revision, b.Revision), a.At.Time.Compare(b.At.Time), strings.Compare(a.Name, b.Name))
+	return cmp.Or(cmp.Compare(a.Revision, b.Revision), a.At.Compare(b.At.Time), strings.Compare(a.Name, b.Name))
 }
 
 // OrderOf is the order of a promotion with this creation revision, finish

@@ -90,7 +90,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		&GateReconciler{Client: c},
 		&AutoPromotionReconciler{Client: c, Archive: promotionArchive},
 		&ApprovalReconciler{Client: c},
-		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions"), Evidence: o.Evidence},
+		&PromotionReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorderFor("stella-promotions"), Evidence: o.Evidence, Archive: promotionArchive},
 		&AgentReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("stella-agents")},
 		&TargetReconciler{Client: c},
 		&VEXStatementReconciler{Client: c},

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/archive"
 	"github.com/stella-ops/stella/internal/evidence"
 )
 
@@ -32,6 +33,9 @@ type PromotionReconciler struct {
 	// Evidence keeps each final decision's statement for sealing; nil
 	// keeps none.
 	Evidence *evidence.Sealer
+	// Archive holds the promotions that left the API, which promotesFrom
+	// still counts; nil reads none.
+	Archive *archive.Archive
 	// Now is the clock, the only one the reconciler reads; time.Now when
 	// nil.
 	Now   func() time.Time

@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/archive"
 	"github.com/stella-ops/stella/internal/inputs"
 )
 
@@ -17,13 +18,26 @@ type gateInputs struct {
 	client.Reader
 	// apiReader reads past the cache.
 	apiReader client.Reader
+	// archive holds the promotions that left the API; nil when the server
+	// keeps no evidence.
+	archive *archive.Archive
 }
 
-var _ inputs.Reader = gateInputs{}
+var _ inputs.ArchiveReader = gateInputs{}
 
 // reader is what the promotion's decision is gathered through.
 func (r *PromotionReconciler) reader() gateInputs {
-	return gateInputs{Reader: r.Client, apiReader: r.uncached()}
+	return gateInputs{Reader: r.Client, apiReader: r.uncached(), archive: r.Archive}
+}
+
+// ArchivedInto lists the archived promotions into environment: a release
+// that succeeded upstream still counts for promotesFrom once its promotion
+// left the API and the environment's history.
+func (r gateInputs) ArchivedInto(_ context.Context, ns, environment string) ([]archive.Entry, error) {
+	if r.archive == nil {
+		return nil, nil
+	}
+	return r.archive.Environment(ns, environment)
 }
 
 // Gate reads a gate, or nil when it does not exist. A gate the cache does

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
+	"github.com/stella-ops/stella/internal/archive"
+	"github.com/stella-ops/stella/internal/evidence"
 )
 
 // One test per transition of a Promotion's phase, each on a fake client
@@ -467,4 +470,37 @@ func TestPromotionWithAStoredDenyEndsRejected(t *testing.T) {
 	if len(ro.tasks()) != 0 {
 		t.Error("a denied promotion was deployed")
 	}
+}
+
+// promotesFrom counts a release that succeeded upstream in a promotion
+// that has since left the API for the archive, and the upstream's history.
+func TestPromotesFromCountsAnArchivedUpstreamSuccess(t *testing.T) {
+	upstream := func() client.Object {
+		return &v1alpha1.Environment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "stage"}}
+	}
+	intoProd := v1alpha1.EnvironmentSpec{PromotesFrom: []string{"stage"}}
+
+	without := newRollout(t, "p1", intoProd, nil, upstream(), devTarget("a", ""))
+	if promo := without.step(); promo.Status.Phase == v1alpha1.PromotionDeploying {
+		t.Fatalf("without the archive the release never succeeded in stage, yet the promotion is %s", promo.Status.Phase)
+	}
+
+	store, err := evidence.NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	promotions, err := archive.Open(filepath.Join(t.TempDir(), archive.DirName), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := metav1.NewTime(time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC))
+	record := archive.NewRecord(&v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shop-1-to-stage", UID: "u-stage"},
+		Spec:   v1alpha1.PromotionSpec{Release: "shop-1", Environment: "stage"},
+		Status: v1alpha1.PromotionStatus{Phase: v1alpha1.PromotionSucceeded, CreationRevision: "5", FinishedAt: &finished}}, nil, nil)
+	if _, err := promotions.Put(&record); err != nil {
+		t.Fatal(err)
+	}
+	with := newRollout(t, "p1", intoProd, nil, upstream(), devTarget("a", ""))
+	with.r.Archive = promotions
+	wantPhase(t, with.step(), v1alpha1.PromotionDeploying, v1alpha1.ReasonDeploying, "batch 1 of 1")
 }

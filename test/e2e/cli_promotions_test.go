@@ -90,7 +90,7 @@ var _ = Describe("stellactl promote, approve, reject, gates check and promote ca
 			out, _ := stellactl(ctx, kc, "describe", "promotion", promo.Name, "-n", ns)
 			return out
 		}).WithContext(ctx).WithTimeout(30 * time.Second).Should(And(
-			MatchRegexp(`(?s)Events:\n.*\sCancelled\s`), Not(MatchRegexp(`(?s)Events:\n.*\sAwaitingApproval\s`))))
+			MatchRegexp(`(?s)Events:\n.*\)\s+Cancelled\s`), Not(MatchRegexp(`\)\s+AwaitingApproval\s`))))
 	})
 })
 

@@ -7,16 +7,21 @@ import (
 	"context"
 	"testing"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stella-ops/stella/test/framework"
 )
 
 func TestE2E(t *testing.T) {
+	// The stories use controller-runtime's client, which logs nothing of
+	// interest here; without a logger it prints a warning with a stack.
+	ctrllog.SetLogger(logr.Discard())
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "Stella end-to-end")
 }

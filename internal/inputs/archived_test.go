@@ -47,7 +47,7 @@ func TestAReleaseSucceededUpstreamCountsWhenItsPromotionWasArchived(t *testing.T
 		want    []string
 	}{
 		{"shop-1", archiveListReader{ListReader{c}, archived}, []string{"stage"}},
-		{"shop-1", ListReader{c}, nil}, // a reader of no archive: as before archives
+		{"shop-1", ListReader{c}, nil},                              // a reader of no archive: as before archives
 		{"shop-2", archiveListReader{ListReader{c}, archived}, nil}, // it failed there
 		{"shop-3", archiveListReader{ListReader{c}, archived}, nil}, // another namespace's
 		{"shop-9", archiveListReader{ListReader{c}, archived}, []string{"stage"}},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -44,6 +45,13 @@ type PromotionArchiver struct {
 	Archive   *archive.Archive
 	// Now is the clock promotions' ages are measured by.
 	Now func() time.Time
+	// swept holds the namespaces swept for leftovers of archived
+	// promotions since this process started. Leftovers come only from a
+	// crash between archiving and deleting (the first pass after start
+	// sweeps) or from a packet made again after its promotion left the
+	// API (environmentOfPacket asks for another sweep): sweeping on every
+	// pass read the whole namespace each time, which grew with history.
+	swept sync.Map // namespace → struct{}
 }
 
 // SetupWithManager registers the archiver: it looks at an environment when
@@ -97,6 +105,7 @@ func (r *PromotionArchiver) environmentOfPacket(ctx context.Context, o client.Ob
 	if err != nil && !apierrors.IsNotFound(err) {
 		return nil
 	}
+	r.swept.Delete(packet.Namespace)
 	var envs v1alpha1.EnvironmentList
 	if err := r.List(ctx, &envs, client.InNamespace(packet.Namespace)); err != nil {
 		return nil
@@ -132,7 +141,13 @@ func (r *PromotionArchiver) Reconcile(ctx context.Context, req ctrl.Request) (ct
 			logf.FromContext(ctx).V(1).Info("Promotion's evidence is not sealed yet; archived once it is", "promotion", p.Name)
 		}
 	}
-	errs = append(errs, r.deleteLeftovers(ctx, env.Namespace))
+	if _, done := r.swept.Load(env.Namespace); !done {
+		err := r.deleteLeftovers(ctx, env.Namespace)
+		if err == nil {
+			r.swept.Store(env.Namespace, struct{}{})
+		}
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -318,8 +333,9 @@ func (r *PromotionArchiver) deleteRecords(ctx context.Context, approvals []v1alp
 // between deleting a promotion and deleting its records left behind.
 // Records of promotions deleted by other means stay, as they always did.
 func (r *PromotionArchiver) deleteLeftovers(ctx context.Context, namespace string) error {
+	// The lists come straight from the cache: they are only read.
 	var promos v1alpha1.PromotionList
-	if err := r.List(ctx, &promos, client.InNamespace(namespace)); err != nil {
+	if err := r.List(ctx, &promos, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	live := map[types.UID]bool{}
@@ -344,11 +360,11 @@ func (r *PromotionArchiver) deleteLeftovers(ctx context.Context, namespace strin
 		return archived[name][uid], nil
 	}
 	var packets v1alpha1.EvidencePacketList
-	if err := r.List(ctx, &packets, client.InNamespace(namespace)); err != nil {
+	if err := r.List(ctx, &packets, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	var approvals v1alpha1.ApprovalList
-	if err := r.List(ctx, &approvals, client.InNamespace(namespace)); err != nil {
+	if err := r.List(ctx, &approvals, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	var leftPackets []v1alpha1.EvidencePacket

@@ -328,10 +328,17 @@ func TestASealedPacketWakesItsPromotionsEnvironmentOrAllWhenItsPromotionIsGone(t
 		slices.Sort(names)
 		return names
 	}
+	r.swept.Store(archivingNamespace, struct{}{})
 	if got := envs(r.environmentOfPacket(ctx, packet("p1", "uid-p1"))); !slices.Equal(got, []string{"prod"}) {
 		t.Errorf("a packet of p1 wakes %v, want [prod]", got)
 	}
+	if _, swept := r.swept.Load(archivingNamespace); !swept {
+		t.Error("a packet of a live promotion asked for another sweep of the namespace")
+	}
 	if got := envs(r.environmentOfPacket(ctx, packet("gone", "uid-gone"))); !slices.Equal(got, []string{"prod", "stage"}) {
 		t.Errorf("a packet of a promotion gone from the API wakes %v, want every environment of the namespace", got)
+	}
+	if _, swept := r.swept.Load(archivingNamespace); swept {
+		t.Error("a packet of a promotion gone from the API did not ask for another sweep of the namespace")
 	}
 }

@@ -44,6 +44,15 @@ func newArchiving(t *testing.T, keep int32, minAge time.Duration, objs ...client
 	for i, name := range []string{"p1", "p2", "p3"} {
 		objs = append(objs, finishedPromotion(name, fmt.Sprint(10+i), now.Add(time.Duration(i-3)*time.Hour))...)
 	}
+	a := emptyArchive(t)
+	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.Promotion{}, &v1alpha1.EvidencePacket{}).WithObjects(objs...)
+	return &archiving{t: t, c: withFieldIndexes(b).Build(), archive: a, now: now}
+}
+
+// emptyArchive is an archive of no promotions over a blob store of its
+// own, in the test's temporary directory.
+func emptyArchive(t *testing.T) *archive.Archive {
+	t.Helper()
 	store, err := evidence.NewFileStore(filepath.Join(t.TempDir(), "blobs"))
 	if err != nil {
 		t.Fatal(err)
@@ -52,8 +61,7 @@ func newArchiving(t *testing.T, keep int32, minAge time.Duration, objs ...client
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := fake.NewClientBuilder().WithScheme(scheme.New()).WithStatusSubresource(&v1alpha1.Promotion{}, &v1alpha1.EvidencePacket{}).WithObjects(objs...)
-	return &archiving{t: t, c: withFieldIndexes(b).Build(), archive: a, now: now}
+	return a
 }
 
 // finishedPromotion is a promotion into prod that succeeded at finished,

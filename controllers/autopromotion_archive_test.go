@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,7 +13,6 @@ import (
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/archive"
-	"github.com/stella-ops/stella/internal/evidence"
 	"github.com/stella-ops/stella/internal/scheme"
 )
 
@@ -34,14 +32,7 @@ func TestAnArchivedAutoPromotionIsNotMadeAgain(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			store, err := evidence.NewFileStore(filepath.Join(t.TempDir(), "blobs"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := archive.Open(filepath.Join(t.TempDir(), archive.DirName), store)
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := emptyArchive(t)
 			if tc.archived != nil {
 				record := archive.NewRecord(tc.archived, nil, nil)
 				if _, err := a.Put(&record); err != nil {
@@ -58,7 +49,7 @@ func TestAnArchivedAutoPromotionIsNotMadeAgain(t *testing.T) {
 			if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: "ns", Name: "dev"}}); err != nil {
 				t.Fatal(err)
 			}
-			err = c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: autoPromotionName("shop-1", "dev")}, &v1alpha1.Promotion{})
+			err := c.Get(ctx, client.ObjectKey{Namespace: "ns", Name: autoPromotionName("shop-1", "dev")}, &v1alpha1.Promotion{})
 			if made := err == nil; made != tc.want || (err != nil && !apierrors.IsNotFound(err)) {
 				t.Errorf("auto-promotion made: %v (%v), want %v", made, err, tc.want)
 			}

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
 	"github.com/stella-ops/stella/internal/archive"
-	"github.com/stella-ops/stella/internal/evidence"
 )
 
 // One test per transition of a Promotion's phase, each on a fake client
@@ -485,14 +483,7 @@ func TestPromotesFromCountsAnArchivedUpstreamSuccess(t *testing.T) {
 		t.Fatalf("without the archive the release never succeeded in stage, yet the promotion is %s", promo.Status.Phase)
 	}
 
-	store, err := evidence.NewFileStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	promotions, err := archive.Open(filepath.Join(t.TempDir(), archive.DirName), store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	promotions := emptyArchive(t)
 	finished := metav1.NewTime(time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC))
 	record := archive.NewRecord(&v1alpha1.Promotion{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "shop-1-to-stage", UID: "u-stage"},
 		Spec:   v1alpha1.PromotionSpec{Release: "shop-1", Environment: "stage"},

@@ -66,6 +66,10 @@ func TestTheArchiveEndpointsListEntriesAndAnswerFailuresAsStatus(t *testing.T) {
 		{http.MethodGet, EnvironmentPath("Shop", "prod"), 400, metav1.StatusReasonBadRequest, `namespace "Shop"`},
 		{http.MethodGet, EnvironmentPath("shop", "pr_od"), 400, metav1.StatusReasonBadRequest, `environment name "pr_od"`},
 		{http.MethodGet, PromotionPath("shop", "p-"), 400, metav1.StatusReasonBadRequest, `promotion name "p-"`},
+		// A hostile client escapes a slash to climb out of the index.
+		{http.MethodGet, PathPrefix + "namespaces/shop/environments/..%2F..%2Fshop%2Fpromotions%2Fp2", 400, metav1.StatusReasonBadRequest,
+			`environment name "../../shop/promotions/p2"`},
+		{http.MethodGet, PathPrefix + "namespaces/..%2Fshop/promotions/p2", 400, metav1.StatusReasonBadRequest, `namespace "../shop"`},
 		{http.MethodGet, PathPrefix + "namespaces/shop/releases/r", 404, metav1.StatusReasonNotFound, "the archive serves"},
 		{http.MethodDelete, PromotionPath("shop", "p2"), 405, metav1.StatusReasonMethodNotAllowed, "DELETE"},
 	} {

@@ -8,6 +8,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/stella-ops/stella/internal/evidence"
 )
 
 // PathPrefix is where the API server serves the archive's index,
@@ -58,7 +60,7 @@ func (a *Archive) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathPrefix+PathEnvironment, func(w http.ResponseWriter, r *http.Request) {
 		ns, env := r.PathValue("namespace"), r.PathValue("environment")
 		if err := checkNames(ns, env, ""); err != nil {
-			writeStatus(w, apierrors.NewBadRequest(err.Error()+"; ask for "+PathPrefix+"namespaces/<namespace>/environments/<environment>"))
+			evidence.WriteStatus(w, apierrors.NewBadRequest(err.Error()+"; ask for "+PathPrefix+"namespaces/<namespace>/environments/<environment>"))
 			return
 		}
 		entries, err := a.Environment(ns, env)
@@ -67,22 +69,22 @@ func (a *Archive) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathPrefix+PathPromotion, func(w http.ResponseWriter, r *http.Request) {
 		ns, name := r.PathValue("namespace"), r.PathValue("promotion")
 		if err := checkNames(ns, "", name); err != nil {
-			writeStatus(w, apierrors.NewBadRequest(err.Error()+"; ask for "+PathPrefix+"namespaces/<namespace>/promotions/<promotion>"))
+			evidence.WriteStatus(w, apierrors.NewBadRequest(err.Error()+"; ask for "+PathPrefix+"namespaces/<namespace>/promotions/<promotion>"))
 			return
 		}
 		entries, err := a.Promotion(ns, name)
 		if err == nil && len(entries) == 0 {
-			writeStatus(w, apierrors.NewNotFound(archiveResource, ns+"/"+name))
+			evidence.WriteStatus(w, apierrors.NewNotFound(archiveResource, ns+"/"+name))
 			return
 		}
 		writeList(w, entries, err)
 	})
 	mux.HandleFunc(PathPrefix, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			writeStatus(w, apierrors.NewMethodNotSupported(archiveResource, r.Method))
+			evidence.WriteStatus(w, apierrors.NewMethodNotSupported(archiveResource, r.Method))
 			return
 		}
-		writeStatus(w, apierrors.NewNotFound(archiveResource, fmt.Sprintf("%s (the archive serves %s%s and %s%s)", r.URL.Path,
+		evidence.WriteStatus(w, apierrors.NewNotFound(archiveResource, fmt.Sprintf("%s (the archive serves %s%s and %s%s)", r.URL.Path,
 			PathPrefix, PathEnvironment, PathPrefix, PathPromotion)))
 	})
 	return mux
@@ -90,7 +92,7 @@ func (a *Archive) Handler() http.Handler {
 
 func writeList(w http.ResponseWriter, entries []Entry, err error) {
 	if err != nil {
-		writeStatus(w, apierrors.NewInternalError(err))
+		evidence.WriteStatus(w, apierrors.NewInternalError(err))
 		return
 	}
 	if entries == nil {
@@ -98,25 +100,11 @@ func writeList(w http.ResponseWriter, entries []Entry, err error) {
 	}
 	data, err := json.Marshal(List{APIVersion: "stella-ops.org/v1alpha1", Kind: ListKind, Items: entries})
 	if err != nil {
-		writeStatus(w, apierrors.NewInternalError(err))
+		evidence.WriteStatus(w, apierrors.NewInternalError(err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(data) // a client gone away is nothing to report to
-}
-
-// writeStatus answers err as a Kubernetes Status.
-func writeStatus(w http.ResponseWriter, err *apierrors.StatusError) {
-	status := err.Status()
-	status.Kind, status.APIVersion = "Status", "v1"
-	data, marshalErr := json.Marshal(status)
-	if marshalErr != nil {
-		data = []byte(`{"kind":"Status","apiVersion":"v1","status":"Failure"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(int(status.Code))
-	_, _ = w.Write(data)
 }
 
 // ParseList reads what the endpoints answer.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stella-ops/stella/apis/v1alpha1"
@@ -131,7 +132,7 @@ func (s *Sealer) Handler() http.Handler {
 		mux.HandleFunc("GET "+PathPrefix+e.pattern, func(w http.ResponseWriter, r *http.Request) {
 			data, err := e.serve(r)
 			if err != nil {
-				writeStatus(w, err)
+				WriteStatus(w, err)
 				return
 			}
 			w.Header().Set("Content-Type", e.ContentType)
@@ -141,24 +142,34 @@ func (s *Sealer) Handler() http.Handler {
 	}
 	mux.HandleFunc(PathPrefix, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			writeStatus(w, &endpointError{http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed,
+			WriteStatus(w, &endpointError{http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed,
 				fmt.Sprintf("%s %s: the evidence endpoints are read-only; GET them", r.Method, r.URL.Path)})
 			return
 		}
-		writeStatus(w, notFound("no evidence endpoint %s; GET %s lists them", r.URL.Path, PathPrefix))
+		WriteStatus(w, notFound("no evidence endpoint %s; GET %s lists them", r.URL.Path, PathPrefix))
 	})
 	return mux
 }
 
-// writeStatus answers err as a Kubernetes Status.
-func writeStatus(w http.ResponseWriter, err error) {
-	status := &endpointError{http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error()}
-	errors.As(err, &status)
-	data, _ := json.Marshal(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
-		Message: status.message, Reason: status.reason, Code: int32(status.code)})
+// WriteStatus answers err as a Kubernetes Status, as every endpoint under
+// /evidence/v1/ does (the promotion archive's too): an endpoint's own
+// failure or an API status error by its code and reason, anything else as
+// an internal error.
+func WriteStatus(w http.ResponseWriter, err error) {
+	status := metav1.Status{Code: http.StatusInternalServerError, Reason: metav1.StatusReasonInternalError, Message: err.Error()}
+	var own *endpointError
+	var api apierrors.APIStatus
+	switch {
+	case errors.As(err, &own):
+		status.Code, status.Reason, status.Message = int32(own.code), own.reason, own.message
+	case errors.As(err, &api):
+		status = api.Status()
+	}
+	status.TypeMeta, status.Status = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, metav1.StatusFailure
+	data, _ := json.Marshal(status)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status.code)
+	w.WriteHeader(int(status.Code))
 	_, _ = w.Write(data)
 }
 
